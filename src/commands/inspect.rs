@@ -1,0 +1,74 @@
+//! `bertology inspect`: load a model and describe it.
+use crate::cli::{base_model_dir, GlobalArgs, InspectArgs};
+use crate::model::{source::resolve_model, LoadOptions, Model};
+use anyhow::Result;
+use serde_json::json;
+
+pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
+    let dir = match &args.model {
+        Some(spec) => resolve_model(spec)?,
+        None => base_model_dir(),
+    };
+    let device = global.device.resolve()?;
+    let model = Model::load(
+        &dir,
+        &LoadOptions {
+            device,
+            seed: args.seed,
+            labels: None,
+        },
+    )?;
+    let c = &model.config;
+    let heads = model.net.heads_per_layer();
+    let summary = json!({
+        "model": dir.display().to_string(),
+        "model_type": c.model_type,
+        "layers": c.num_hidden_layers,
+        "heads": c.num_attention_heads,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act,
+        "num_labels": c.num_labels(),
+        "heads_per_layer": heads,
+        "heads_total": heads.iter().sum::<i64>(),
+        "parameters": model.num_parameters(),
+        "initialised_not_loaded": model.report.initialised,
+        "unexpected_keys": model.report.unexpected,
+        "device": format!("{device:?}"),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    if global.quiet {
+        return Ok(());
+    }
+    if let Some(w) = model.init_warning() {
+        eprintln!("{w}");
+    }
+    println!("model       {}", dir.display());
+    println!(
+        "shape       {} layers x {} heads, hidden {}, intermediate {}, {:?}",
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.hidden_size,
+        c.intermediate_size,
+        c.hidden_act
+    );
+    println!(
+        "heads       {} of {} kept; per layer {:?}",
+        heads.iter().sum::<i64>(),
+        c.num_hidden_layers * c.num_attention_heads,
+        heads
+    );
+    println!("labels      {}", c.num_labels());
+    println!("parameters  {}", model.num_parameters());
+    if !model.report.unexpected.is_empty() {
+        println!(
+            "unused keys {} (e.g. {})",
+            model.report.unexpected.len(),
+            model.report.unexpected[0]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! The ten GLUE tasks in their original TSV layouts, as transformers' GLUE processors read them.
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    Cola,
+    #[value(name = "sst-2", alias = "sst2")]
+    Sst2,
+    Mrpc,
+    #[value(name = "sts-b", alias = "stsb")]
+    Stsb,
+    Qqp,
+    Mnli,
+    #[value(name = "mnli-mm")]
+    MnliMm,
+    Qnli,
+    Rte,
+    Wnli,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+/// A label as the file gives it: a class index into the task's label list, or a score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Label {
+    Class(i64),
+    Score(f32),
+}
+
+impl Label {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Label::Class(c) => c as f64,
+            Label::Score(s) => s as f64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    pub text_a: String,
+    pub text_b: Option<String>,
+    pub label: Option<Label>,
+}
+
+/// Column layout of one split's file.
+struct Layout {
+    header: bool,
+    /// Fields every row has (None: as many as the header).
+    fields: Option<usize>,
+    text_a: usize,
+    text_b: Option<usize>,
+    /// Label column; `usize::MAX` means the last field.
+    label: Option<usize>,
+}
+
+const LAST: usize = usize::MAX;
+
+impl Task {
+    pub const ALL: [Task; 10] = [
+        Task::Cola,
+        Task::Sst2,
+        Task::Mrpc,
+        Task::Stsb,
+        Task::Qqp,
+        Task::Mnli,
+        Task::MnliMm,
+        Task::Qnli,
+        Task::Rte,
+        Task::Wnli,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Cola => "cola",
+            Task::Sst2 => "sst-2",
+            Task::Mrpc => "mrpc",
+            Task::Stsb => "sts-b",
+            Task::Qqp => "qqp",
+            Task::Mnli => "mnli",
+            Task::MnliMm => "mnli-mm",
+            Task::Qnli => "qnli",
+            Task::Rte => "rte",
+            Task::Wnli => "wnli",
+        }
+    }
+
+    /// The folder name GLUE's download script uses.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Task::Cola => "CoLA",
+            Task::Sst2 => "SST-2",
+            Task::Mrpc => "MRPC",
+            Task::Stsb => "STS-B",
+            Task::Qqp => "QQP",
+            Task::Mnli | Task::MnliMm => "MNLI",
+            Task::Qnli => "QNLI",
+            Task::Rte => "RTE",
+            Task::Wnli => "WNLI",
+        }
+    }
+
+    /// Label names in transformers' order; empty for the regression task STS-B.
+    pub fn labels(self) -> Vec<String> {
+        let names: &[&str] = match self {
+            Task::Stsb => &[],
+            Task::Mnli | Task::MnliMm => &["contradiction", "entailment", "neutral"],
+            Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
+            _ => &["0", "1"],
+        };
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    pub fn is_regression(self) -> bool {
+        self == Task::Stsb
+    }
+
+    /// Outputs of the classifier: 1 for regression, else the number of labels.
+    pub fn num_outputs(self) -> usize {
+        if self.is_regression() {
+            1
+        } else {
+            self.labels().len()
+        }
+    }
+
+    pub fn file_name(self, split: Split) -> &'static str {
+        match (self, split) {
+            (_, Split::Train) => "train.tsv",
+            (Task::Mnli, Split::Dev) => "dev_matched.tsv",
+            (Task::Mnli, Split::Test) => "test_matched.tsv",
+            (Task::MnliMm, Split::Dev) => "dev_mismatched.tsv",
+            (Task::MnliMm, Split::Test) => "test_mismatched.tsv",
+            (_, Split::Dev) => "dev.tsv",
+            (_, Split::Test) => "test.tsv",
+        }
+    }
+
+    fn layout(self, split: Split) -> Layout {
+        let test = split == Split::Test;
+        let pair = |a, b, label| Layout {
+            header: true,
+            fields: None,
+            text_a: a,
+            text_b: Some(b),
+            label,
+        };
+        match self {
+            Task::Cola if test => Layout {
+                header: true,
+                fields: Some(2),
+                text_a: 1,
+                text_b: None,
+                label: None,
+            },
+            Task::Cola => Layout {
+                header: false,
+                fields: Some(4),
+                text_a: 3,
+                text_b: None,
+                label: Some(1),
+            },
+            Task::Sst2 if test => Layout {
+                header: true,
+                fields: None,
+                text_a: 1,
+                text_b: None,
+                label: None,
+            },
+            Task::Sst2 => Layout {
+                header: true,
+                fields: None,
+                text_a: 0,
+                text_b: None,
+                label: Some(1),
+            },
+            Task::Mrpc => pair(3, 4, (!test).then_some(0)),
+            Task::Stsb => pair(7, 8, (!test).then_some(LAST)),
+            Task::Qqp if test => pair(1, 2, None),
+            Task::Qqp => pair(3, 4, Some(5)),
+            Task::Mnli | Task::MnliMm => pair(8, 9, (!test).then_some(LAST)),
+            Task::Qnli | Task::Rte | Task::Wnli => pair(1, 2, (!test).then_some(LAST)),
+        }
+    }
+
+    /// Reads one split from `dir`; `subset` keeps the first N examples.
+    pub fn read(self, dir: &Path, split: Split, subset: Option<usize>) -> Result<Vec<Example>> {
+        let path = dir.join(self.file_name(split));
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read the {} {:?} file",
+                path.display(),
+                self.name(),
+                split
+            )
+        })?;
+        let examples = self
+            .parse(&text, split)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(match subset {
+            Some(n) => examples.into_iter().take(n).collect(),
+            None => examples,
+        })
+    }
+
+    /// Parses a file's text. Quoting is off: GLUE sentences contain bare `"` characters.
+    pub fn parse(self, text: &str, split: Split) -> Result<Vec<Example>> {
+        let layout = self.layout(split);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let labels = self.labels();
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let mut expected = layout.fields;
+        if layout.header {
+            let (_, header) = lines
+                .next()
+                .ok_or_else(|| anyhow!("empty file (expected a header line)"))?;
+            expected.get_or_insert(header.split('\t').count());
+        }
+        let mut out = Vec::new();
+        for (i, line) in lines {
+            let n = i + 1;
+            let fields: Vec<&str> = line.split('\t').collect();
+            if let Some(want) = expected {
+                if fields.len() != want {
+                    bail!(
+                        "line {n}: {} tab-separated fields, expected {want}",
+                        fields.len()
+                    );
+                }
+            }
+            let field = |col: usize| -> Result<&str> {
+                let idx = if col == LAST { fields.len() - 1 } else { col };
+                fields
+                    .get(idx)
+                    .copied()
+                    .ok_or_else(|| anyhow!("line {n}: no field {}", idx + 1))
+            };
+            let label = match layout.label {
+                None => None,
+                Some(col) => {
+                    let raw = field(col)?.trim();
+                    Some(if self.is_regression() {
+                        Label::Score(raw.parse::<f32>().map_err(|_| {
+                            anyhow!(
+                                "line {n}: label {raw:?} is not a number (STS-B scores are 0 to 5)"
+                            )
+                        })?)
+                    } else {
+                        let idx = labels.iter().position(|l| l == raw).ok_or_else(|| {
+                            anyhow!(
+                                "line {n}: unknown label {raw:?} (expected one of {})",
+                                labels.join(", ")
+                            )
+                        })?;
+                        Label::Class(idx as i64)
+                    })
+                }
+            };
+            out.push(Example {
+                text_a: field(layout.text_a)?.to_string(),
+                text_b: layout
+                    .text_b
+                    .map(|c| field(c).map(str::to_string))
+                    .transpose()?,
+                label,
+            });
+        }
+        if out.is_empty() {
+            bail!("no examples (empty file)");
+        }
+        Ok(out)
+    }
+}
+
+/// Finds the task's folder: `--data-dir`, else `$GLUE_DIR/<folder>`, else `data/glue/<folder>`
+/// in the current directory, then in the tool's home. The error lists every place tried.
+pub fn resolve_data_dir(task: Task, explicit: Option<&Path>, home: &Path) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        if dir.is_dir() {
+            return Ok(dir.to_path_buf());
+        }
+        bail!("--data-dir {}: no such folder", dir.display());
+    }
+    let mut tried = Vec::new();
+    if let Some(glue) = std::env::var_os("GLUE_DIR") {
+        tried.push(PathBuf::from(glue).join(task.folder()));
+    }
+    tried.push(PathBuf::from("data/glue").join(task.folder()));
+    tried.push(home.join("data/glue").join(task.folder()));
+    if let Some(found) = tried.iter().find(|d| d.is_dir()) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "no data folder for {}: tried {} (pass --data-dir or set GLUE_DIR)",
+        task.name(),
+        tried
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}

@@ -1,0 +1,7 @@
+//! bertology: study and shrink BERT-style transformers by their attention heads.
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod metrics;
+pub mod model;

@@ -1,0 +1,22 @@
+use bertology::cli::{Cli, Command};
+use bertology::commands;
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.global.threads {
+        tch::set_num_threads(n as i32);
+    }
+    let result = match &cli.command {
+        Command::Inspect(args) => commands::inspect::run(args, &cli.global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole context chain, outermost first.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! GLUE metrics with transformers' keys: acc, f1, acc_and_f1, mcc, pearson, spearmanr, corr.
+use crate::data::glue::Task;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+pub type Metrics = BTreeMap<String, f64>;
+
+pub fn accuracy(preds: &[i64], labels: &[i64]) -> f64 {
+    if preds.is_empty() {
+        return 0.0;
+    }
+    preds.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / preds.len() as f64
+}
+
+/// F1 of the positive class 1 (sklearn's binary F1; 0 when there is no true positive).
+pub fn f1(preds: &[i64], labels: &[i64]) -> f64 {
+    let (mut tp, mut fp, mut fnn) = (0.0, 0.0, 0.0);
+    for (&p, &l) in preds.iter().zip(labels) {
+        match (p == 1, l == 1) {
+            (true, true) => tp += 1.0,
+            (true, false) => fp += 1.0,
+            (false, true) => fnn += 1.0,
+            _ => {}
+        }
+    }
+    if tp == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / (2.0 * tp + fp + fnn)
+    }
+}
+
+/// Matthews correlation (sklearn's multiclass form; 0 when a prediction or label is constant).
+pub fn matthews(preds: &[i64], labels: &[i64]) -> f64 {
+    let classes = preds
+        .iter()
+        .chain(labels)
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let mut confusion = vec![vec![0f64; classes]; classes];
+    for (&p, &l) in preds.iter().zip(labels) {
+        confusion[l as usize][p as usize] += 1.0;
+    }
+    let t_k: Vec<f64> = confusion.iter().map(|r| r.iter().sum()).collect();
+    let p_k: Vec<f64> = (0..classes)
+        .map(|k| confusion.iter().map(|r| r[k]).sum())
+        .collect();
+    let c: f64 = (0..classes).map(|k| confusion[k][k]).sum();
+    let s = preds.len() as f64;
+    let cov_ytyp = c * s - t_k.iter().zip(&p_k).map(|(t, p)| t * p).sum::<f64>();
+    let cov_ypyp = s * s - p_k.iter().map(|p| p * p).sum::<f64>();
+    let cov_ytyt = s * s - t_k.iter().map(|t| t * t).sum::<f64>();
+    if cov_ypyp * cov_ytyt == 0.0 {
+        0.0
+    } else {
+        cov_ytyp / (cov_ytyt * cov_ypyp).sqrt()
+    }
+}
+
+/// Pearson correlation; NaN when either side is constant (as scipy returns).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        f64::NAN
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// Ranks from 1, ties given the average of their ranks.
+pub fn average_ranks(x: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&average_ranks(x), &average_ranks(y))
+}
+
+impl Task {
+    /// The metric the anchor reports for this task by default, and the one masking watches.
+    pub fn default_metric(self) -> &'static str {
+        match self {
+            Task::Cola => "mcc",
+            Task::Stsb => "corr",
+            Task::Mnli => "mnli/acc",
+            Task::MnliMm => "mnli-mm/acc",
+            _ => "acc",
+        }
+    }
+
+    pub fn metric_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Cola => &["mcc"],
+            Task::Mrpc | Task::Qqp => &["acc", "f1", "acc_and_f1"],
+            Task::Stsb => &["pearson", "spearmanr", "corr"],
+            Task::Mnli => &["mnli/acc"],
+            Task::MnliMm => &["mnli-mm/acc"],
+            _ => &["acc"],
+        }
+    }
+
+    /// Checks a metric name against the task's (every GLUE metric here is higher-is-better).
+    pub fn check_metric(self, name: &str) -> Result<()> {
+        if !self.metric_names().contains(&name) {
+            bail!(
+                "--metric {name}: task {} has the metrics {}",
+                self.name(),
+                self.metric_names().join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the task. `preds` are class indices (or scores for STS-B, in `scores`).
+pub fn compute(task: Task, preds: &[i64], scores: &[f64], labels: &[f64]) -> Metrics {
+    let mut m = Metrics::new();
+    let int_labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    match task {
+        Task::Cola => {
+            m.insert("mcc".into(), matthews(preds, &int_labels));
+        }
+        Task::Mrpc | Task::Qqp => {
+            let acc = accuracy(preds, &int_labels);
+            let f = f1(preds, &int_labels);
+            m.insert("acc".into(), acc);
+            m.insert("f1".into(), f);
+            m.insert("acc_and_f1".into(), (acc + f) / 2.0);
+        }
+        Task::Stsb => {
+            let p = pearson(scores, labels);
+            let s = spearman(scores, labels);
+            m.insert("pearson".into(), p);
+            m.insert("spearmanr".into(), s);
+            m.insert("corr".into(), (p + s) / 2.0);
+        }
+        Task::Mnli => {
+            m.insert("mnli/acc".into(), accuracy(preds, &int_labels));
+        }
+        Task::MnliMm => {
+            m.insert("mnli-mm/acc".into(), accuracy(preds, &int_labels));
+        }
+        _ => {
+            m.insert("acc".into(), accuracy(preds, &int_labels));
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_and_f1_by_hand() {
+        // tp=2 (idx 0,1), fp=1 (idx 2), fn=1 (idx 3), tn=1 (idx 4)
+        let p = [1, 1, 1, 0, 0];
+        let l = [1, 1, 0, 1, 0];
+        assert!((accuracy(&p, &l) - 0.6).abs() < 1e-12);
+        assert!((f1(&p, &l) - 4.0 / 6.0).abs() < 1e-12);
+        // Only the negative class predicted: F1 is 0, as sklearn gives.
+        assert_eq!(f1(&[0, 0, 0], &[1, 0, 1]), 0.0);
+    }
+
+    #[test]
+    fn matthews_by_hand_and_degenerate() {
+        // Confusion tp=2 fp=1 fn=1 tn=1: (2·1 − 1·1)/sqrt(3·3·2·2) = 1/6
+        let p = [1, 1, 1, 0, 0];
+        let l = [1, 1, 0, 1, 0];
+        assert!((matthews(&p, &l) - 1.0 / 6.0).abs() < 1e-12);
+        assert_eq!(matthews(&[1, 1, 1], &[1, 0, 1]), 0.0);
+        assert!((matthews(&[0, 1, 0, 1], &[0, 1, 0, 1]) - 1.0).abs() < 1e-12);
+        assert!((matthews(&[1, 0, 1, 0], &[0, 1, 0, 1]) + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn correlations_with_ties_and_constants() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let y = [2.0, 4.0, 6.0, 9.0];
+        assert!((spearman(&x, &y) - 1.0).abs() < 1e-12);
+        // Pearson by hand: mean x 2.5, mean y 5.25.
+        let expected = 11.5 / (5.0f64 * 26.75).sqrt();
+        assert!((pearson(&x, &y) - expected).abs() < 1e-12);
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 20.0, 5.0]),
+            vec![2.0, 3.5, 3.5, 1.0]
+        );
+        assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
+    }
+
+    #[test]
+    fn task_metrics_and_names() {
+        let m = compute(Task::Mrpc, &[1, 0], &[], &[1.0, 1.0]);
+        assert_eq!(m["acc"], 0.5);
+        assert!((m["f1"] - 2.0 / 3.0).abs() < 1e-12);
+        assert!(Task::Cola.check_metric("mcc").is_ok());
+        assert!(Task::Mrpc.check_metric("mcc").is_err());
+        assert_eq!(Task::Stsb.default_metric(), "corr");
+    }
+}

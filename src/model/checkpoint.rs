@@ -1,0 +1,272 @@
+//! Reading and writing Hugging Face safetensors checkpoints into our VarStore.
+//!
+//! `VarStore::load` stops at the first missing name, ignores unexpected ones and does not check
+//! shapes; this loader maps key aliases (`bert.` prefix or not, `gamma`/`beta`), checks every
+//! shape against the config, and reports what was missing and what was left over.
+use anyhow::{anyhow, bail, Context, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Kind, Tensor};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The safetensors files of a checkpoint folder: one file, or the shards of an index.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join(WEIGHTS_FILE);
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join(WEIGHTS_INDEX_FILE);
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index)
+            .with_context(|| format!("{}: cannot read", index.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: malformed index: {e}", index.display()))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| anyhow!("{}: no \"weight_map\" object", index.display()))?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .map(|v| {
+                v.as_str().map(|f| dir.join(f)).ok_or_else(|| {
+                    anyhow!("{}: weight_map values must be file names", index.display())
+                })
+            })
+            .collect::<Result<_>>()?;
+        files.sort();
+        files.dedup();
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            bail!(
+                "{}: names the shard {} which does not exist",
+                index.display(),
+                missing.display()
+            );
+        }
+        return Ok(files);
+    }
+    for bin in [
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "tf_model.h5",
+    ] {
+        if dir.join(bin).exists() {
+            bail!(
+                "{}: has {bin} but no {WEIGHTS_FILE}; libtorch cannot read PyTorch pickles. Convert it once with: \
+                 python -c \"from transformers import AutoModel as M; M.from_pretrained('{d}').save_pretrained('{d}', safe_serialization=True)\"",
+                dir.display(),
+                d = dir.display()
+            );
+        }
+    }
+    bail!(
+        "{}: no {WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE}) in this folder",
+        dir.display()
+    )
+}
+
+/// Our canonical name for a checkpoint key: no `bert.` prefix, `weight`/`bias` for LayerNorm.
+pub fn canonical_key(key: &str) -> String {
+    let k = key.strip_prefix("bert.").unwrap_or(key);
+    if let Some(stem) = k.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = k.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        k.to_string()
+    }
+}
+
+/// Names of the tensors in a checkpoint's files (headers only), canonicalised.
+pub fn checkpoint_keys(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for file in files {
+        let bytes = map_file(file)?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow!("{}: not a safetensors file: {e}", file.display()))?;
+        keys.extend(meta.tensors().keys().map(|k| canonical_key(k)));
+    }
+    Ok(keys)
+}
+
+fn map_file(file: &Path) -> Result<memmap2::Mmap> {
+    let f =
+        std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    // SAFETY: the file is only read while mapped; checkpoints are not rewritten under us.
+    unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("{}: cannot map", file.display()))
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// What loading found besides the weights it copied.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Variables the checkpoint lacks that were left at their initialisation (classifier, pooler).
+    pub initialised: Vec<String>,
+    /// Checkpoint keys no variable uses (e.g. a pre-training head), in canonical form.
+    pub unexpected: Vec<String>,
+}
+
+/// Variables a checkpoint may lack: transformers initialises them and warns.
+fn may_be_missing(canonical: &str) -> bool {
+    canonical.starts_with("classifier.") || canonical.starts_with("pooler.")
+}
+
+/// Copies every float tensor of `file` whose canonical name matches a variable; returns the
+/// canonical names copied and those left over. A shape mismatch is an error naming the file.
+fn copy_matching(
+    vars: &HashMap<String, Tensor>,
+    by_canonical: &HashMap<String, &String>,
+    file: &Path,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let bytes = map_file(file)?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: not a safetensors file: {e}", file.display()))?;
+    let (mut copied, mut unexpected) = (Vec::new(), Vec::new());
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, view) in tensors {
+        let canonical = canonical_key(&key);
+        let Some(kind) = kind_of(view.dtype()) else {
+            // Integer buffers such as embeddings.position_ids are not weights.
+            continue;
+        };
+        let Some(var_name) = by_canonical.get(&canonical) else {
+            unexpected.push(canonical);
+            continue;
+        };
+        let var = &vars[*var_name];
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if shape != var.size() {
+            bail!(
+                "{}: weight {key} has shape {shape:?}, expected {:?} from config.json",
+                file.display(),
+                var.size()
+            );
+        }
+        let src = Tensor::from_data_size(view.data(), &shape, kind);
+        tch::no_grad(|| var.shallow_clone().copy_(&src));
+        copied.push(canonical);
+    }
+    Ok((copied, unexpected))
+}
+
+fn canonical_index(vars: &HashMap<String, Tensor>) -> HashMap<String, &String> {
+    vars.keys().map(|k| (canonical_key(k), k)).collect()
+}
+
+/// Copies the checkpoint's tensors into the store's variables (converted to their dtype).
+/// Every variable must be found, except those transformers initialises (classifier, pooler).
+pub fn load_into(vs: &VarStore, files: &[PathBuf]) -> Result<LoadReport> {
+    let vars: HashMap<String, Tensor> = vs.variables();
+    let by_canonical = canonical_index(&vars);
+    let mut loaded = BTreeSet::new();
+    let mut report = LoadReport::default();
+    for file in files {
+        let (copied, unexpected) = copy_matching(&vars, &by_canonical, file)?;
+        loaded.extend(copied);
+        report.unexpected.extend(unexpected);
+    }
+    let mut missing = Vec::new();
+    for name in vars.keys() {
+        let canonical = canonical_key(name);
+        if loaded.contains(&canonical) {
+            continue;
+        }
+        if may_be_missing(&canonical) {
+            report.initialised.push(name.clone());
+        } else {
+            missing.push(name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        let shown = files
+            .first()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        bail!(
+            "{shown}: missing weight {}{}",
+            missing[0],
+            if missing.len() > 1 {
+                format!(" (and {} more)", missing.len() - 1)
+            } else {
+                String::new()
+            }
+        );
+    }
+    report.initialised.sort();
+    report.unexpected.sort();
+    Ok(report)
+}
+
+/// Overwrites the variables named in `file` (e.g. a classifier kept apart from its encoder);
+/// returns the names copied. Keys no variable has are an error.
+pub fn overlay_from(vs: &VarStore, file: &Path) -> Result<Vec<String>> {
+    let vars = vs.variables();
+    let (copied, unexpected) = copy_matching(&vars, &canonical_index(&vars), file)?;
+    if let Some(k) = unexpected.first() {
+        bail!(
+            "{}: weight {k} matches no variable of the model",
+            file.display()
+        );
+    }
+    Ok(copied)
+}
+
+/// Writes the store's variables under their Hugging Face names, with the `format: pt` metadata
+/// transformers expects; written to a temp file, then renamed.
+pub fn save_from(vs: &VarStore, file: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, t)| {
+            (
+                k,
+                t.detach()
+                    .to_device(tch::Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .contiguous(),
+            )
+        })
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
+        .iter()
+        .map(|(k, t)| {
+            let n = t.numel();
+            let mut data = vec![0f32; n];
+            t.copy_data(&mut data, n);
+            let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (
+                k.clone(),
+                t.size().iter().map(|&d| d as usize).collect(),
+                bytes,
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
+        .iter()
+        .map(|(k, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| anyhow!("{k}: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    let tmp = file.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, file)
+        .with_context(|| format!("{}: cannot rename into place", file.display()))
+}

@@ -1,0 +1,150 @@
+//! WordPiece tokenisation through the tokenizers crate, with padding off (batches pad
+//! themselves) and truncation set explicitly: a checkpoint's `tokenizer.json` may carry its own
+//! (all-MiniLM-L6-v2's pads everything to 128), which must never leak into our batches.
+use anyhow::{anyhow, Context, Result};
+use std::path::{Path, PathBuf};
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// Files that make up a tokenizer; copied next to a saved model.
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+];
+
+/// One tokenised example: ids and token type ids (0 for the first text, 1 for the second).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+}
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    source: PathBuf,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`, else builds a BERT WordPiece tokenizer from `vocab.txt` and
+    /// `tokenizer_config.json` (`do_lower_case`, default true).
+    pub fn from_dir(dir: &Path, max_length: usize) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let mut inner = if json.is_file() {
+            Tokenizer::from_file(&json)
+                .map_err(|e| anyhow!("{}: cannot load tokenizer: {e}", json.display()))?
+        } else {
+            from_vocab(dir)?
+        };
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| anyhow!("{}: cannot set truncation: {e}", dir.display()))?;
+        Ok(TextTokenizer {
+            inner,
+            source: dir.to_path_buf(),
+        })
+    }
+
+    /// Tokenises many (text, optional second text) examples, in parallel.
+    pub fn encode_batch(&self, texts: &[(String, Option<String>)]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<tokenizers::EncodeInput> = texts
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => (a.as_str(), b.as_str()).into(),
+                None => a.as_str().into(),
+            })
+            .collect();
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| anyhow!("tokenizer from {}: {e}", self.source.display()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().iter().map(|&i| i as i64).collect(),
+                type_ids: e.get_type_ids().iter().map(|&i| i as i64).collect(),
+            })
+            .collect())
+    }
+
+    pub fn encode(&self, a: &str, b: Option<&str>) -> Result<Encoded> {
+        let mut all = self.encode_batch(&[(a.to_string(), b.map(str::to_string))])?;
+        Ok(all.remove(0))
+    }
+
+    /// Id used for padding ([PAD], else 0).
+    pub fn pad_id(&self) -> i64 {
+        self.inner
+            .token_to_id("[PAD]")
+            .map(|i| i as i64)
+            .unwrap_or(0)
+    }
+
+    /// Copies the tokenizer files this tokenizer came from into `dir`.
+    pub fn save_files(&self, dir: &Path) -> Result<()> {
+        for name in TOKENIZER_FILES {
+            let src = self.source.join(name);
+            if src.is_file() {
+                std::fs::copy(&src, dir.join(name)).with_context(|| {
+                    format!("{}: cannot copy to {}", src.display(), dir.display())
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn from_vocab(dir: &Path) -> Result<Tokenizer> {
+    let vocab = dir.join("vocab.txt");
+    if !vocab.is_file() {
+        anyhow::bail!(
+            "{}: no tokenizer.json or vocab.txt in this folder",
+            dir.display()
+        );
+    }
+    let config_path = dir.join("tokenizer_config.json");
+    let lowercase = if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("{}: cannot read", config_path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: malformed JSON: {e}", config_path.display()))?;
+        json.get("do_lower_case")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+    } else {
+        true
+    };
+    let model = WordPiece::from_file(&vocab.to_string_lossy())
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| anyhow!("{}: cannot read vocabulary: {e}", vocab.display()))?;
+    let id = |tok: &str| {
+        model_token_id(&model, tok)
+            .ok_or_else(|| anyhow!("{}: vocabulary has no {tok}", vocab.display()))
+    };
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
+    Ok(tokenizer)
+}
+
+fn model_token_id(model: &WordPiece, token: &str) -> Option<u32> {
+    use tokenizers::Model;
+    model.token_to_id(token)
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use bertology::data::batch::{encode_examples, make_batches, Padding};
+use bertology::data::glue::{resolve_data_dir, Example, Split, Task};
+use bertology::model::tokenizer::TextTokenizer;
+use bertology::model::{checkpoint, LoadOptions, Model};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests").join("fixtures").join(name)
+}
+
+pub fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// The installed all-MiniLM-L6-v2 (scripts/setup.sh puts it there; CI runs set-up first).
+pub fn minilm_dir() -> PathBuf {
+    let dir = root().join("models").join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// MiniLM with the committed MRPC classifier fixture.
+pub fn minilm_with_classifier() -> Model {
+    let labels = Task::Mrpc.labels();
+    let model = Model::load(
+        &minilm_dir(),
+        &LoadOptions {
+            device: Device::Cpu,
+            seed: 0,
+            labels: Some(&labels),
+        },
+    )
+    .unwrap();
+    let copied =
+        checkpoint::overlay_from(&model.vs, &fixture("minilm_classifier.safetensors")).unwrap();
+    assert_eq!(copied.len(), 2);
+    model
+}
+
+pub fn mrpc_dev(subset: Option<usize>) -> Vec<Example> {
+    let dir =
+        resolve_data_dir(Task::Mrpc, None, &root()).expect("MRPC data (scripts/setup.sh links it)");
+    Task::Mrpc.read(&dir, Split::Dev, subset).unwrap()
+}
+
+/// Logits of `examples` in their original order.
+pub fn logits_of(
+    model: &Model,
+    examples: &[Example],
+    batch_size: usize,
+    padding: Padding,
+) -> Tensor {
+    let tok = TextTokenizer::from_dir(&model.dir, 128).unwrap();
+    let encoded = encode_examples(&tok, examples).unwrap();
+    let labels: Vec<_> = examples.iter().map(|e| e.label).collect();
+    let batches = make_batches(
+        &encoded,
+        &labels,
+        batch_size,
+        padding,
+        tok.pad_id(),
+        Device::Cpu,
+    );
+    let mut rows: Vec<Option<Tensor>> = (0..examples.len()).map(|_| None).collect();
+    tch::no_grad(|| {
+        for b in &batches {
+            let out = model
+                .net
+                .forward(&b.inputs(), None, Default::default())
+                .unwrap();
+            for (row, &i) in b.indices.iter().enumerate() {
+                rows[i] = Some(out.logits.get(row as i64));
+            }
+        }
+    });
+    Tensor::stack(&rows.into_iter().map(Option::unwrap).collect::<Vec<_>>(), 0)
+}
