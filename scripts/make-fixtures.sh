@@ -7,3 +7,4 @@ py=$root/.venv-ref/bin/python
 [ -x "$py" ] || { echo "make-fixtures.sh: error: run scripts/setup-python-ref.sh first" >&2; exit 1; }
 cd "$root/scripts/reference"
 "$py" make_model_fixtures.py
+"$py" make_importance_fixtures.py

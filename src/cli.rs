@@ -1,4 +1,5 @@
 //! Command-line arguments. Raw arguments are validated into settings before any work starts.
+use crate::data::glue::{Split, Task};
 use crate::device::DeviceChoice;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,8 +42,63 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Evaluate a model on a GLUE task: metrics, eval.json and predictions.csv.
+    Eval(EvalArgs),
     /// Load a model and describe it: shapes, heads per layer, parameters, load report.
     Inspect(InspectArgs),
+}
+
+/// Which model, for commands that run one on a task.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model folder or hub id ORG/NAME[@REV] (default: all-MiniLM-L6-v2 fine-tuned on the task,
+    /// in models/).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Seed for anything random: weights a checkpoint lacks, shuffling, random orders.
+    #[arg(long, default_value_t = 42)]
+    pub seed: i64,
+}
+
+/// Which data, and how it is batched.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// GLUE task.
+    #[arg(long, value_enum)]
+    pub task: Task,
+    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Split to evaluate on.
+    #[arg(long, value_enum, default_value_t = Split::Dev)]
+    pub split: Split,
+    /// Use only the first N examples.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub data_subset: Option<u64>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Longest tokenised input; longer pairs are truncated (longest first).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=4096))]
+    pub max_seq_length: u64,
+    /// Pad every example to --max-seq-length in file order, as run_bertology.py does
+    /// (default: sort by length and pad each batch to its longest example).
+    #[arg(long)]
+    pub pad_to_max_length: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Folder for eval.json and predictions.csv.
+    #[arg(long, default_value = "runs/eval")]
+    pub output_dir: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -68,4 +124,9 @@ pub fn home_dir() -> PathBuf {
 /// The installed base model (scripts/setup.sh puts it there).
 pub fn base_model_dir() -> PathBuf {
     home_dir().join("models").join("all-MiniLM-L6-v2")
+}
+
+/// The default model of a task: the base model fine-tuned on it.
+pub fn task_model_dir(task: Task) -> PathBuf {
+    home_dir().join("models").join(format!("all-MiniLM-L6-v2-{}", task.name()))
 }

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         tch::set_num_threads(n as i32);
     }
     let result = match &cli.command {
+        Command::Eval(args) => commands::eval::run(args, &cli.global),
         Command::Inspect(args) => commands::inspect::run(args, &cli.global),
     };
     match result {

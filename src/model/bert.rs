@@ -355,6 +355,15 @@ impl BertForSequenceClassification {
         self.regression
     }
 
+    /// Original indices of the heads layer `layer` still has, as an int64 tensor.
+    pub fn kept_head_indices(&self, layer: usize) -> Tensor {
+        let l = &self.layers[layer];
+        match &l.kept_heads {
+            Some(k) => k.shallow_clone(),
+            None => Tensor::arange(self.num_heads, (Kind::Int64, l.attention.query.weight.device())),
+        }
+    }
+
     /// Number of heads each layer still has.
     pub fn heads_per_layer(&self) -> Vec<i64> {
         self.layers.iter().map(|l| l.attention.heads).collect()

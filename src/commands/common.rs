@@ -1,0 +1,89 @@
+//! Steps every task command shares: resolve the model and data, load them, batch.
+use crate::cli::{home_dir, task_model_dir, DataArgs, GlobalArgs, ModelArgs};
+use crate::data::batch::Padding;
+use crate::data::glue::resolve_data_dir;
+use crate::eval::Dataset;
+use crate::model::source::resolve_model;
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::{LoadOptions, Model};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use tch::Device;
+
+/// A model and a dataset ready for a task command.
+pub struct TaskSetup {
+    pub device: Device,
+    pub model: Model,
+    pub tokenizer: TextTokenizer,
+    pub data: Dataset,
+    pub data_dir: PathBuf,
+}
+
+/// The model folder for a task command: --model, else the task's fine-tuned default.
+pub fn model_dir(args: &ModelArgs, data: &DataArgs) -> Result<PathBuf> {
+    match &args.model {
+        Some(spec) => resolve_model(spec),
+        None => {
+            let dir = task_model_dir(data.task);
+            if !dir.join("config.json").is_file() {
+                bail!(
+                    "no default model for {}: {} does not exist (run `bertology finetune --task {}` or pass --model)",
+                    data.task.name(),
+                    dir.display(),
+                    data.task.name()
+                );
+            }
+            Ok(dir)
+        }
+    }
+}
+
+pub fn padding(data: &DataArgs) -> Padding {
+    if data.pad_to_max_length {
+        Padding::Fixed(data.max_seq_length as usize)
+    } else {
+        Padding::Longest
+    }
+}
+
+pub fn setup(model_args: &ModelArgs, data_args: &DataArgs, global: &GlobalArgs) -> Result<TaskSetup> {
+    let device = global.device.resolve()?;
+    let dir = model_dir(model_args, data_args)?;
+    let labels = data_args.task.labels();
+    let model = Model::load(
+        &dir,
+        &LoadOptions {
+            device,
+            seed: model_args.seed,
+            labels: Some(&labels),
+        },
+    )?;
+    if !global.quiet {
+        if let Some(w) = model.init_warning() {
+            eprintln!("{w}");
+        }
+    }
+    if data_args.max_seq_length as i64 > model.config.max_position_embeddings {
+        bail!(
+            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
+            data_args.max_seq_length,
+            model.config.max_position_embeddings
+        );
+    }
+    let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
+    let data_dir = resolve_data_dir(data_args.task, data_args.data_dir.as_deref(), &home_dir())?;
+    let data = Dataset::load(
+        data_args.task,
+        &data_dir,
+        data_args.split,
+        data_args.data_subset.map(|n| n as usize),
+        &tokenizer,
+    )?;
+    Ok(TaskSetup {
+        device,
+        model,
+        tokenizer,
+        data,
+        data_dir,
+    })
+}

@@ -1,0 +1,112 @@
+//! Evaluation: a task's examples tokenised once, batched, run with no gradient, and scored.
+use crate::data::batch::{encode_examples, make_batches, Batch, Padding};
+use crate::data::glue::{Example, Label, Split, Task};
+use crate::metrics::{self, Metrics};
+use crate::model::bert::BertForSequenceClassification;
+use crate::model::tokenizer::{Encoded, TextTokenizer};
+use anyhow::Result;
+use indicatif::ProgressBar;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A split of a task, read and tokenised once per run.
+pub struct Dataset {
+    pub task: Task,
+    pub split: Split,
+    pub examples: Vec<Example>,
+    pub encoded: Vec<Encoded>,
+    pub labels: Vec<Option<Label>>,
+    pub pad_id: i64,
+}
+
+impl Dataset {
+    pub fn load(
+        task: Task,
+        dir: &Path,
+        split: Split,
+        subset: Option<usize>,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Dataset> {
+        let examples = task.read(dir, split, subset)?;
+        let encoded = encode_examples(tokenizer, &examples)?;
+        let labels = examples.iter().map(|e| e.label).collect();
+        Ok(Dataset {
+            task,
+            split,
+            examples,
+            encoded,
+            labels,
+            pad_id: tokenizer.pad_id(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// Non-padding tokens over the whole split.
+    pub fn tokens(&self) -> i64 {
+        self.encoded.iter().map(|e| e.ids.len() as i64).sum()
+    }
+
+    pub fn has_labels(&self) -> bool {
+        self.labels.iter().all(Option::is_some)
+    }
+
+    pub fn batches(&self, batch_size: usize, padding: Padding, device: Device) -> Vec<Batch> {
+        make_batches(&self.encoded, &self.labels, batch_size, padding, self.pad_id, device)
+    }
+
+    pub fn label_values(&self) -> Vec<f64> {
+        self.labels.iter().map(|l| l.map_or(f64::NAN, Label::as_f64)).collect()
+    }
+}
+
+/// Logits [examples, outputs] on the CPU, in the dataset's original order.
+pub fn predict(
+    net: &BertForSequenceClassification,
+    batches: &[Batch],
+    head_mask: Option<&Tensor>,
+    progress: Option<&ProgressBar>,
+) -> Result<Tensor> {
+    let n: usize = batches.iter().map(Batch::len).sum();
+    let mut order = Vec::with_capacity(n);
+    let mut parts = Vec::with_capacity(batches.len());
+    tch::no_grad(|| -> Result<()> {
+        for b in batches {
+            let out = net.forward(&b.inputs(), head_mask, Default::default())?;
+            parts.push(out.logits.to_device(Device::Cpu));
+            order.extend(b.indices.iter().map(|&i| i as i64));
+            if let Some(p) = progress {
+                p.inc(b.len() as u64);
+            }
+        }
+        Ok(())
+    })?;
+    let stacked = Tensor::cat(&parts, 0);
+    // Scatter rows back to file order.
+    let index = Tensor::from_slice(&order);
+    let out = stacked.zeros_like();
+    Ok(out.index_copy(0, &index, &stacked))
+}
+
+/// Class predictions (argmax) and, for regression, the scores.
+pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
+    if regression {
+        let scores: Vec<f64> = Vec::try_from(logits.select(1, 0).to_kind(Kind::Double)).unwrap_or_default();
+        (vec![0; scores.len()], scores)
+    } else {
+        let preds: Vec<i64> = Vec::try_from(logits.argmax(-1, false)).unwrap_or_default();
+        (preds, Vec::new())
+    }
+}
+
+/// The task's metrics for these logits.
+pub fn score(data: &Dataset, logits: &Tensor) -> Metrics {
+    let (preds, scores) = predictions(logits, data.task.is_regression());
+    metrics::compute(data.task, &preds, &scores, &data.label_values())
+}

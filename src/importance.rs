@@ -1,0 +1,204 @@
+//! Head importance |∂L/∂ξ| and attention entropy (Michel et al. 2019; run_bertology.py).
+//!
+//! ξ is a head mask of ones (or the current mask while masking) multiplying every head's
+//! attention. The weights are frozen: only the mask's gradient is taken.
+use crate::data::batch::Batch;
+use crate::model::bert::{BertForSequenceClassification, ForwardOptions};
+use anyhow::Result;
+use indicatif::ProgressBar;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Estimator {
+    /// E_x |∂L(x)/∂ξ|: the paper's definition, one backward per batch with a per-example mask;
+    /// independent of the batch size.
+    PerExample,
+    /// Exactly run_bertology.py: batch-mean loss, the mask's gradient never zeroed between
+    /// batches (it adds |Σ_{s≤t} g_s| after batch t). For reproducing old numbers.
+    Anchor,
+}
+
+/// How importance is computed and normalised.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub estimator: Estimator,
+    /// Divide each layer by its L2 norm (anchor default).
+    pub layer_norm: bool,
+    /// Min-max normalise over all heads (anchor default).
+    pub global_norm: bool,
+    /// Also compute attention entropy (needs explicit attention probabilities, slower).
+    pub entropy: bool,
+}
+
+/// Result of one pass over the data.
+pub struct HeadStats {
+    /// [layers, heads] before normalisation (divided by the token count, or the example count
+    /// for the per-example estimator).
+    pub raw_importance: Tensor,
+    /// [layers, heads] after the normalisations asked for.
+    pub importance: Tensor,
+    /// [layers, heads] mean entropy per non-padding query token (zeros when not computed).
+    pub entropy: Tensor,
+    /// Logits of every example, in the data's original order (for the score under this mask).
+    pub logits: Tensor,
+    /// Non-padding tokens seen.
+    pub tokens: i64,
+}
+
+/// Entropy of attention rows, −Σ_k p log p with 0·log 0 = 0: [batch, heads, queries].
+fn entropy_of(probs: &Tensor) -> Tensor {
+    -probs.special_xlogy(probs).sum_dim_intlist(-1, false, Kind::Float)
+}
+
+/// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
+pub fn compute(
+    net: &BertForSequenceClassification,
+    batches: &[Batch],
+    mask: Option<&Tensor>,
+    settings: Settings,
+    progress: Option<&ProgressBar>,
+) -> Result<HeadStats> {
+    let (layers, heads) = (net.num_layers(), net.num_heads());
+    let device = batches.first().map_or(Device::Cpu, |b| b.input_ids.device());
+    let base_mask = match mask {
+        Some(m) => m.to_device(device).to_kind(Kind::Float).detach(),
+        None => Tensor::ones([layers, heads], (Kind::Float, device)),
+    };
+    let mut importance = Tensor::zeros([layers, heads], (Kind::Double, device));
+    let entropy = Tensor::zeros([layers, heads], (Kind::Double, device));
+    // The anchor's never-zeroed gradient: running sum of batch gradients.
+    let mut anchor_grad = Tensor::zeros([layers, heads], (Kind::Double, device));
+    let mut tokens = 0i64;
+    let mut examples = 0i64;
+    let n: usize = batches.iter().map(Batch::len).sum();
+    let mut order = Vec::with_capacity(n);
+    let mut parts = Vec::with_capacity(batches.len());
+    let opts = ForwardOptions {
+        train: false,
+        output_attentions: settings.entropy,
+        output_hidden_states: false,
+    };
+    for b in batches {
+        let labels = b
+            .labels
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("head importance needs labels; this split has none"))?;
+        let bsz = b.len() as i64;
+        let xi = match settings.estimator {
+            Estimator::PerExample => base_mask.unsqueeze(0).expand([bsz, layers, heads], false).copy(),
+            Estimator::Anchor => base_mask.copy(),
+        }
+        .set_requires_grad(true);
+        let out = net.forward(&b.inputs(), Some(&xi), opts)?;
+        let per_example = settings.estimator == Estimator::PerExample;
+        let loss = net.loss(&out.logits, labels, per_example);
+        let grad = Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0).to_kind(Kind::Double);
+        match settings.estimator {
+            Estimator::PerExample => importance += grad.abs().sum_dim_intlist(0, false, Kind::Double),
+            Estimator::Anchor => {
+                anchor_grad += &grad;
+                importance += anchor_grad.abs();
+            }
+        }
+        if let Some(attentions) = &out.attentions {
+            let query_mask = b.attention_mask.to_kind(Kind::Float).unsqueeze(1);
+            for (l, probs) in attentions.iter().enumerate() {
+                let h = tch::no_grad(|| (entropy_of(&probs.detach()) * &query_mask).sum_dim_intlist([0, 2].as_slice(), false, Kind::Double));
+                let kept = net.kept_head_indices(l);
+                let row = entropy.get(l as i64);
+                let updated = row.index_select(0, &kept) + h;
+                let _ = row.shallow_clone().index_copy_(0, &kept, &updated);
+            }
+        }
+        parts.push(out.logits.detach().to_device(Device::Cpu));
+        order.extend(b.indices.iter().map(|&i| i as i64));
+        tokens += b.tokens;
+        examples += bsz;
+        if let Some(p) = progress {
+            p.inc(b.len() as u64);
+        }
+    }
+    // The anchor divides by tokens; the per-example estimator is a mean over examples.
+    let denominator = match settings.estimator {
+        Estimator::PerExample => examples.max(1),
+        Estimator::Anchor => tokens.max(1),
+    } as f64;
+    let raw = importance / denominator;
+    let entropy = entropy / tokens.max(1) as f64;
+    let normalised = normalise(&raw, settings.layer_norm, settings.global_norm);
+    let stacked = Tensor::cat(&parts, 0);
+    let index = Tensor::from_slice(&order);
+    let logits = stacked.zeros_like().index_copy(0, &index, &stacked);
+    Ok(HeadStats {
+        raw_importance: raw.to_kind(Kind::Float).to_device(Device::Cpu),
+        importance: normalised.to_kind(Kind::Float).to_device(Device::Cpu),
+        entropy: entropy.to_kind(Kind::Float).to_device(Device::Cpu),
+        logits,
+        tokens,
+    })
+}
+
+/// The anchor's normalisations: each layer divided by its L2 norm (+1e-20), then min-max over
+/// all heads. Unlike the anchor, a constant matrix is left as it is instead of becoming NaN.
+pub fn normalise(raw: &Tensor, layer: bool, global: bool) -> Tensor {
+    let mut x = raw.shallow_clone();
+    if layer {
+        let norm = x.pow_tensor_scalar(2).sum_dim_intlist(-1, true, x.kind()).sqrt();
+        x = &x / (norm + 1e-20);
+    }
+    if global {
+        let (min, max) = (x.min(), x.max());
+        let range = (&max - &min).double_value(&[]);
+        if range > 0.0 {
+            x = (&x - min) / range;
+        }
+    }
+    x
+}
+
+/// Rank of every head, 0 = most important; ties keep the lower flat index first.
+pub fn ranks(importance: &Tensor) -> Tensor {
+    let flat: Vec<f32> = Vec::try_from(importance.flatten(0, -1).to_kind(Kind::Float)).unwrap_or_default();
+    let mut order: Vec<usize> = (0..flat.len()).collect();
+    order.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
+    let mut ranks = vec![0i64; flat.len()];
+    for (r, &i) in order.iter().enumerate() {
+        ranks[i] = r as i64;
+    }
+    Tensor::from_slice(&ranks).view(importance.size().as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_as_the_anchor_and_constant_guard() {
+        let raw = Tensor::from_slice(&[3.0f64, 4.0, 0.0, 2.0]).view([2, 2]);
+        let layer = normalise(&raw, true, false);
+        let v: Vec<f64> = Vec::try_from(layer.flatten(0, -1)).unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-12 && (v[1] - 0.8).abs() < 1e-12 && v[2] == 0.0 && (v[3] - 1.0).abs() < 1e-12);
+        let both: Vec<f64> = Vec::try_from(normalise(&raw, true, true).flatten(0, -1)).unwrap();
+        assert_eq!(both[2], 0.0);
+        assert!((both[3] - 1.0).abs() < 1e-12 && (both[0] - 0.6).abs() < 1e-12);
+        let constant = Tensor::ones([2, 2], (Kind::Double, Device::Cpu));
+        let c: Vec<f64> = Vec::try_from(normalise(&constant, false, true).flatten(0, -1)).unwrap();
+        assert!(c.iter().all(|x| *x == 1.0));
+    }
+
+    #[test]
+    fn ranks_put_the_most_important_first() {
+        let imp = Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.9]).view([2, 2]);
+        let r: Vec<i64> = Vec::try_from(ranks(&imp).flatten(0, -1)).unwrap();
+        assert_eq!(r, vec![3, 0, 2, 1]);
+    }
+
+    #[test]
+    fn entropy_of_uniform_and_one_hot_rows() {
+        let p = Tensor::from_slice(&[0.25f32, 0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0]).view([1, 1, 2, 4]);
+        let h: Vec<f32> = Vec::try_from(entropy_of(&p).flatten(0, -1)).unwrap();
+        assert!((h[0] - 4f32.ln()).abs() < 1e-6);
+        assert_eq!(h[1], 0.0);
+    }
+}
