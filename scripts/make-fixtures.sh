@@ -8,3 +8,4 @@ py=$root/.venv-ref/bin/python
 cd "$root/scripts/reference"
 "$py" make_model_fixtures.py
 "$py" make_importance_fixtures.py
+"$py" make_masking_fixtures.py

@@ -1,6 +1,8 @@
 //! Command-line arguments. Raw arguments are validated into settings before any work starts.
 use crate::data::glue::{Split, Task};
 use crate::device::DeviceChoice;
+use crate::importance::Estimator;
+use crate::masking::Order;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -44,6 +46,13 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Evaluate a model on a GLUE task: metrics, eval.json and predictions.csv.
     Eval(EvalArgs),
+    /// Fine-tune a model on a GLUE task's train split; keeps the best dev checkpoint.
+    Finetune(FinetuneArgs),
+    /// Head importance and attention entropy of every head (.npy, CSV, JSON, a table).
+    Importance(ImportanceArgs),
+    /// Mask the least important heads while the score holds, prune them physically, and save
+    /// the smaller model (the main job).
+    Prune(PruneArgs),
     /// Load a model and describe it: shapes, heads per layer, parameters, load report.
     Inspect(InspectArgs),
 }
@@ -101,6 +110,155 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// How head importance is estimated and normalised.
+#[derive(Args, Debug, Clone)]
+pub struct ImportanceOptions {
+    /// per-example: E_x |dL(x)/dxi|, the paper's definition, independent of the batch size;
+    /// anchor: exactly run_bertology.py (batch-mean loss, gradient never zeroed).
+    #[arg(long, value_enum, default_value_t = Estimator::PerExample)]
+    pub estimator: Estimator,
+    /// Do not divide each layer's importance by its L2 norm.
+    #[arg(long)]
+    pub no_layer_norm: bool,
+    /// Do not min-max normalise importance over all heads.
+    #[arg(long)]
+    pub no_global_norm: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportanceArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub importance: ImportanceOptions,
+    /// Skip attention entropy (faster: fused attention).
+    #[arg(long)]
+    pub no_entropy: bool,
+    /// Keep these heads masked: a [layers, heads] .npy of 1 (keep) and 0 (masked).
+    #[arg(long, value_name = "FILE")]
+    pub head_mask: Option<PathBuf>,
+    /// Folder for the .npy, CSV and JSON files.
+    #[arg(long, default_value = "runs/importance")]
+    pub output_dir: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FinetuneArgs {
+    /// GLUE task.
+    #[arg(long, value_enum)]
+    pub task: Task,
+    /// Model folder or hub id to start from (default: the installed all-MiniLM-L6-v2).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task>, the default
+    /// model of the other commands).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: u64,
+    /// Peak learning rate (2e-5 to 5e-5 is usual for BERT).
+    #[arg(long, default_value_t = 5e-5)]
+    pub learning_rate: f64,
+    /// Fraction of the steps spent warming the learning rate up from 0.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// Decoupled weight decay (none on biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=4096))]
+    pub max_seq_length: u64,
+    /// Train on the first N training examples only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub train_subset: Option<u64>,
+    /// Evaluate on the first N dev examples only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_subset: Option<u64>,
+    /// Stop after this many optimiser steps in all (quick runs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_steps: Option<u64>,
+    /// Keep these heads masked while training (retraining after masking): a [layers, heads]
+    /// .npy of 1 (keep) and 0 (masked).
+    #[arg(long, value_name = "FILE")]
+    pub head_mask: Option<PathBuf>,
+    /// Seed for the new classifier, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: i64,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FinetuneArgs {
+    /// The defaults that build a task's default model.
+    pub fn defaults_for(task: Task) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: FinetuneArgs,
+        }
+        Wrapper::parse_from(["finetune", "--task", task.name()]).args
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub importance: ImportanceOptions,
+    /// Keep masking while the score is at least this fraction of the unmasked score.
+    #[arg(long, default_value_t = 0.9)]
+    pub masking_threshold: f64,
+    /// Fraction of all heads masked per step (at least one head).
+    #[arg(long, default_value_t = 0.1)]
+    pub masking_amount: f64,
+    /// Metric to watch (default: the task's, e.g. acc for MRPC, mcc for CoLA).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Order in which heads are masked; reverse and random are baselines.
+    #[arg(long, value_enum, default_value_t = Order::Importance)]
+    pub order: Order,
+    /// Budget mode: keep this fraction of the heads (rounded), ignoring the threshold.
+    #[arg(long, value_name = "F")]
+    pub target_heads: Option<f64>,
+    /// Never leave a layer with fewer heads than this (1 keeps the model loadable by
+    /// transformers 4.57, which cannot run a layer without heads).
+    #[arg(long, default_value_t = 0)]
+    pub min_heads_per_layer: usize,
+    /// Estimate importance once, on the unmasked model (the paper's authors' default),
+    /// instead of after every step.
+    #[arg(long)]
+    pub no_reestimate: bool,
+    /// Batch sizes at which the original and pruned models are timed (default: --batch-size).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub timing_batch_sizes: Vec<u64>,
+    /// Timed evaluation passes per model and batch size (after one warm-up); the median counts.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timing_runs: u64,
+    /// Folder for head_mask.npy, masking_curve.csv, prune.json and pruned_model/.
+    #[arg(long, default_value = "runs/prune")]
+    pub output_dir: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Model folder or hub id (default: the installed all-MiniLM-L6-v2).
@@ -128,5 +286,7 @@ pub fn base_model_dir() -> PathBuf {
 
 /// The default model of a task: the base model fine-tuned on it.
 pub fn task_model_dir(task: Task) -> PathBuf {
-    home_dir().join("models").join(format!("all-MiniLM-L6-v2-{}", task.name()))
+    home_dir()
+        .join("models")
+        .join(format!("all-MiniLM-L6-v2-{}", task.name()))
 }

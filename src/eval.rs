@@ -58,11 +58,21 @@ impl Dataset {
     }
 
     pub fn batches(&self, batch_size: usize, padding: Padding, device: Device) -> Vec<Batch> {
-        make_batches(&self.encoded, &self.labels, batch_size, padding, self.pad_id, device)
+        make_batches(
+            &self.encoded,
+            &self.labels,
+            batch_size,
+            padding,
+            self.pad_id,
+            device,
+        )
     }
 
     pub fn label_values(&self) -> Vec<f64> {
-        self.labels.iter().map(|l| l.map_or(f64::NAN, Label::as_f64)).collect()
+        self.labels
+            .iter()
+            .map(|l| l.map_or(f64::NAN, Label::as_f64))
+            .collect()
     }
 }
 
@@ -97,7 +107,8 @@ pub fn predict(
 /// Class predictions (argmax) and, for regression, the scores.
 pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
     if regression {
-        let scores: Vec<f64> = Vec::try_from(logits.select(1, 0).to_kind(Kind::Double)).unwrap_or_default();
+        let scores: Vec<f64> =
+            Vec::try_from(logits.select(1, 0).to_kind(Kind::Double)).unwrap_or_default();
         (vec![0; scores.len()], scores)
     } else {
         let preds: Vec<i64> = Vec::try_from(logits.argmax(-1, false)).unwrap_or_default();

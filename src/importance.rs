@@ -48,7 +48,9 @@ pub struct HeadStats {
 
 /// Entropy of attention rows, −Σ_k p log p with 0·log 0 = 0: [batch, heads, queries].
 fn entropy_of(probs: &Tensor) -> Tensor {
-    -probs.special_xlogy(probs).sum_dim_intlist(-1, false, Kind::Float)
+    -probs
+        .special_xlogy(probs)
+        .sum_dim_intlist(-1, false, Kind::Float)
 }
 
 /// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
@@ -60,7 +62,9 @@ pub fn compute(
     progress: Option<&ProgressBar>,
 ) -> Result<HeadStats> {
     let (layers, heads) = (net.num_layers(), net.num_heads());
-    let device = batches.first().map_or(Device::Cpu, |b| b.input_ids.device());
+    let device = batches
+        .first()
+        .map_or(Device::Cpu, |b| b.input_ids.device());
     let base_mask = match mask {
         Some(m) => m.to_device(device).to_kind(Kind::Float).detach(),
         None => Tensor::ones([layers, heads], (Kind::Float, device)),
@@ -86,16 +90,23 @@ pub fn compute(
             .ok_or_else(|| anyhow::anyhow!("head importance needs labels; this split has none"))?;
         let bsz = b.len() as i64;
         let xi = match settings.estimator {
-            Estimator::PerExample => base_mask.unsqueeze(0).expand([bsz, layers, heads], false).copy(),
+            Estimator::PerExample => base_mask
+                .unsqueeze(0)
+                .expand([bsz, layers, heads], false)
+                .copy(),
             Estimator::Anchor => base_mask.copy(),
         }
         .set_requires_grad(true);
         let out = net.forward(&b.inputs(), Some(&xi), opts)?;
         let per_example = settings.estimator == Estimator::PerExample;
         let loss = net.loss(&out.logits, labels, per_example);
-        let grad = Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0).to_kind(Kind::Double);
+        let grad = Tensor::run_backward(&[&loss], &[&xi], false, false)
+            .remove(0)
+            .to_kind(Kind::Double);
         match settings.estimator {
-            Estimator::PerExample => importance += grad.abs().sum_dim_intlist(0, false, Kind::Double),
+            Estimator::PerExample => {
+                importance += grad.abs().sum_dim_intlist(0, false, Kind::Double)
+            }
             Estimator::Anchor => {
                 anchor_grad += &grad;
                 importance += anchor_grad.abs();
@@ -104,7 +115,13 @@ pub fn compute(
         if let Some(attentions) = &out.attentions {
             let query_mask = b.attention_mask.to_kind(Kind::Float).unsqueeze(1);
             for (l, probs) in attentions.iter().enumerate() {
-                let h = tch::no_grad(|| (entropy_of(&probs.detach()) * &query_mask).sum_dim_intlist([0, 2].as_slice(), false, Kind::Double));
+                let h = tch::no_grad(|| {
+                    (entropy_of(&probs.detach()) * &query_mask).sum_dim_intlist(
+                        [0, 2].as_slice(),
+                        false,
+                        Kind::Double,
+                    )
+                });
                 let kept = net.kept_head_indices(l);
                 let row = entropy.get(l as i64);
                 let updated = row.index_select(0, &kept) + h;
@@ -144,7 +161,10 @@ pub fn compute(
 pub fn normalise(raw: &Tensor, layer: bool, global: bool) -> Tensor {
     let mut x = raw.shallow_clone();
     if layer {
-        let norm = x.pow_tensor_scalar(2).sum_dim_intlist(-1, true, x.kind()).sqrt();
+        let norm = x
+            .pow_tensor_scalar(2)
+            .sum_dim_intlist(-1, true, x.kind())
+            .sqrt();
         x = &x / (norm + 1e-20);
     }
     if global {
@@ -159,7 +179,8 @@ pub fn normalise(raw: &Tensor, layer: bool, global: bool) -> Tensor {
 
 /// Rank of every head, 0 = most important; ties keep the lower flat index first.
 pub fn ranks(importance: &Tensor) -> Tensor {
-    let flat: Vec<f32> = Vec::try_from(importance.flatten(0, -1).to_kind(Kind::Float)).unwrap_or_default();
+    let flat: Vec<f32> =
+        Vec::try_from(importance.flatten(0, -1).to_kind(Kind::Float)).unwrap_or_default();
     let mut order: Vec<usize> = (0..flat.len()).collect();
     order.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
     let mut ranks = vec![0i64; flat.len()];
@@ -178,7 +199,12 @@ mod tests {
         let raw = Tensor::from_slice(&[3.0f64, 4.0, 0.0, 2.0]).view([2, 2]);
         let layer = normalise(&raw, true, false);
         let v: Vec<f64> = Vec::try_from(layer.flatten(0, -1)).unwrap();
-        assert!((v[0] - 0.6).abs() < 1e-12 && (v[1] - 0.8).abs() < 1e-12 && v[2] == 0.0 && (v[3] - 1.0).abs() < 1e-12);
+        assert!(
+            (v[0] - 0.6).abs() < 1e-12
+                && (v[1] - 0.8).abs() < 1e-12
+                && v[2] == 0.0
+                && (v[3] - 1.0).abs() < 1e-12
+        );
         let both: Vec<f64> = Vec::try_from(normalise(&raw, true, true).flatten(0, -1)).unwrap();
         assert_eq!(both[2], 0.0);
         assert!((both[3] - 1.0).abs() < 1e-12 && (both[0] - 0.6).abs() < 1e-12);
@@ -196,7 +222,8 @@ mod tests {
 
     #[test]
     fn entropy_of_uniform_and_one_hot_rows() {
-        let p = Tensor::from_slice(&[0.25f32, 0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0]).view([1, 1, 2, 4]);
+        let p =
+            Tensor::from_slice(&[0.25f32, 0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0]).view([1, 1, 2, 4]);
         let h: Vec<f32> = Vec::try_from(entropy_of(&p).flatten(0, -1)).unwrap();
         assert!((h[0] - 4f32.ln()).abs() < 1e-6);
         assert_eq!(h[1], 0.0);

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Eval(args) => commands::eval::run(args, &cli.global),
+        Command::Finetune(args) => commands::finetune::run(args, &cli.global),
+        Command::Importance(args) => commands::importance::run(args, &cli.global),
+        Command::Prune(args) => commands::prune::run(args, &cli.global),
         Command::Inspect(args) => commands::inspect::run(args, &cli.global),
     };
     match result {

@@ -14,8 +14,20 @@ fn run(estimator: Estimator, batch_size: usize, padding: Padding, entropy: bool)
     let tok = TextTokenizer::from_dir(&model.dir, 128).unwrap();
     let encoded = encode_examples(&tok, &examples).unwrap();
     let labels: Vec<_> = examples.iter().map(|e| e.label).collect();
-    let batches = make_batches(&encoded, &labels, batch_size, padding, tok.pad_id(), Device::Cpu);
-    let settings = Settings { estimator, layer_norm: true, global_norm: true, entropy };
+    let batches = make_batches(
+        &encoded,
+        &labels,
+        batch_size,
+        padding,
+        tok.pad_id(),
+        Device::Cpu,
+    );
+    let settings = Settings {
+        estimator,
+        layer_norm: true,
+        global_norm: true,
+        entropy,
+    };
     compute(&model.net, &batches, None, settings, None).unwrap()
 }
 
@@ -41,7 +53,12 @@ fn assert_same_ranks(ours: &Tensor, theirs: &Tensor) {
             // Some other head swapped with this one: their values must be within tolerance.
             let j = order.iter().position(|&r| r == mine[i]).unwrap();
             let gap = (vals[i] - vals[j]).abs();
-            assert!(gap <= 1e-6 || gap <= 1e-4 * vals[i].abs(), "rank of head {i} differs ({} vs {})", mine[i], order[i]);
+            assert!(
+                gap <= 1e-6 || gap <= 1e-4 * vals[i].abs(),
+                "rank of head {i} differs ({} vs {})",
+                mine[i],
+                order[i]
+            );
         }
     }
 }
@@ -51,8 +68,16 @@ fn anchor_estimator_matches_run_bertology_at_batch_sizes_1_and_8() {
     for bs in [1usize, 8] {
         let r = read_tensors(&fixture(&format!("importance_anchor_b{bs}.safetensors")));
         let ours = run(Estimator::Anchor, bs, Padding::Fixed(128), true);
-        assert_close(&format!("b{bs} raw importance"), &ours.raw_importance, &r["raw_importance"]);
-        assert_close(&format!("b{bs} importance"), &ours.importance, &r["importance"]);
+        assert_close(
+            &format!("b{bs} raw importance"),
+            &ours.raw_importance,
+            &r["raw_importance"],
+        );
+        assert_close(
+            &format!("b{bs} importance"),
+            &ours.importance,
+            &r["importance"],
+        );
         assert_close(&format!("b{bs} entropy"), &ours.entropy, &r["entropy"]);
         assert_same_ranks(&ours.importance, &r["importance"]);
         assert!(max_abs_diff(&ours.logits, &r["logits"]) < 1e-4);
@@ -68,10 +93,15 @@ fn per_example_estimator_matches_the_reference_and_ignores_batch_size() {
     assert_close("per-example importance", &b32.importance, &r["importance"]);
     assert_same_ranks(&b32.importance, &r["importance"]);
     // Batch size 1 vs 32: within 1e-5 relative.
-    let a: Vec<f64> = Vec::try_from(b1.raw_importance.to_kind(Kind::Double).flatten(0, -1)).unwrap();
-    let b: Vec<f64> = Vec::try_from(b32.raw_importance.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let a: Vec<f64> =
+        Vec::try_from(b1.raw_importance.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let b: Vec<f64> =
+        Vec::try_from(b32.raw_importance.to_kind(Kind::Double).flatten(0, -1)).unwrap();
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-5 * y.abs().max(1e-12), "batch 1 {x} vs batch 32 {y}");
+        assert!(
+            (x - y).abs() <= 1e-5 * y.abs().max(1e-12),
+            "batch 1 {x} vs batch 32 {y}"
+        );
     }
     // The anchor's estimator does depend on the batch size (its defect), ours does not.
     let a1 = run(Estimator::Anchor, 1, Padding::Longest, false);

@@ -13,7 +13,7 @@ fn load(dir: &std::path::Path) -> Model {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            labels: None,
+            task: None,
         },
     )
     .unwrap()

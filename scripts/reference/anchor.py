@@ -99,7 +99,9 @@ def mask_heads(model, loader, masking_threshold=0.9, masking_amount=0.1, metric=
         if len(current_heads_to_mask) <= num_to_mask:
             break
         current_heads_to_mask = current_heads_to_mask[:num_to_mask]
-        new_head_mask = new_head_mask.view(-1)
+        # The anchor writes into a mask that compute_heads_importance made require grad, which
+        # current torch refuses; detaching first changes no value.
+        new_head_mask = new_head_mask.detach().clone().view(-1)
         new_head_mask[current_heads_to_mask] = 0.0
         new_head_mask = new_head_mask.view_as(head_mask).clone().detach()
         _, head_importance, _, preds, labels = compute_heads_importance(

@@ -22,6 +22,18 @@ torch.manual_seed(0)
 torch.set_num_threads(2)
 
 
+def write_tiny_vocab(folder):
+    """A 64-token character-level WordPiece vocabulary, so the tiny model can read real text."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + letters + ["##" + c for c in letters]
+    vocab += [".", ",", "'", '"', "-", "(", ")"]
+    assert len(vocab) == 64
+    with open(os.path.join(folder, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": True, "model_max_length": 40, "tokenizer_class": "BertTokenizer"}, f)
+
+
 def tiny():
     config = BertConfig(
         vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -38,6 +50,7 @@ def tiny():
                 p.normal_(0, 0.05)
     out = os.path.join(FIXTURES, "tiny-bert")
     model.save_pretrained(out, safe_serialization=True)
+    write_tiny_vocab(out)
     model.config.attn_implementation = "eager"
 
     g = torch.Generator().manual_seed(1)
@@ -76,6 +89,7 @@ def tiny():
     model.prune_heads({0: [1], 1: [0, 3]})
     pruned = os.path.join(FIXTURES, "tiny-bert-pruned")
     model.save_pretrained(pruned, safe_serialization=True)
+    write_tiny_vocab(pruned)
     with torch.no_grad():
         logits = model(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
     save_file({"logits": logits.contiguous()}, os.path.join(FIXTURES, "tiny_pruned_logits.safetensors"))

@@ -46,16 +46,19 @@ pub fn padding(data: &DataArgs) -> Padding {
     }
 }
 
-pub fn setup(model_args: &ModelArgs, data_args: &DataArgs, global: &GlobalArgs) -> Result<TaskSetup> {
+pub fn setup(
+    model_args: &ModelArgs,
+    data_args: &DataArgs,
+    global: &GlobalArgs,
+) -> Result<TaskSetup> {
     let device = global.device.resolve()?;
     let dir = model_dir(model_args, data_args)?;
-    let labels = data_args.task.labels();
     let model = Model::load(
         &dir,
         &LoadOptions {
             device,
             seed: model_args.seed,
-            labels: Some(&labels),
+            task: Some(data_args.task),
         },
     )?;
     if !global.quiet {

@@ -13,14 +13,24 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     let labelled = s.data.has_labels();
     let out_dir = prepare_dir(&args.output_dir)?;
     let start = Instant::now();
-    let batches = s.data.batches(args.data.batch_size as usize, padding(&args.data), s.device);
+    let batches = s
+        .data
+        .batches(args.data.batch_size as usize, padding(&args.data), s.device);
     let bar = progress::bar(s.data.len() as u64, "evaluating", global.quiet);
     let logits = predict(&s.model.net, &batches, None, Some(&bar))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let metrics = if labelled { score(&s.data, &logits) } else { Default::default() };
+    let metrics = if labelled {
+        score(&s.data, &logits)
+    } else {
+        Default::default()
+    };
     if logits.size()[0] as usize != s.data.len() {
-        bail!("internal: {} logits for {} examples", logits.size()[0], s.data.len());
+        bail!(
+            "internal: {} logits for {} examples",
+            logits.size()[0],
+            s.data.len()
+        );
     }
 
     let regression = s.data.task.is_regression();
@@ -31,9 +41,21 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         &out_dir.join("predictions.csv"),
         &["index", "label", "prediction", "logits"],
         (0..s.data.len()).map(|i| {
-            let label = if labels[i].is_nan() { String::new() } else { labels[i].to_string() };
-            let pred = if regression { scores[i].to_string() } else { preds[i].to_string() };
-            let l = rows[i].iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ");
+            let label = if labels[i].is_nan() {
+                String::new()
+            } else {
+                labels[i].to_string()
+            };
+            let pred = if regression {
+                scores[i].to_string()
+            } else {
+                preds[i].to_string()
+            };
+            let l = rows[i]
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
             vec![i.to_string(), label, pred, l]
         }),
     )?;
@@ -63,7 +85,11 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
             format!("{:?}", s.data.split).to_lowercase(),
             s.data.len(),
             seconds,
-            if m.is_empty() { "no labels".to_string() } else { m.join(", ") }
+            if m.is_empty() {
+                "no labels".to_string()
+            } else {
+                m.join(", ")
+            }
         );
         println!("wrote {}/eval.json and predictions.csv", out_dir.display());
     }

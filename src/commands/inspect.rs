@@ -15,7 +15,7 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
         &LoadOptions {
             device,
             seed: args.seed,
-            labels: None,
+            task: None,
         },
     )?;
     let c = &model.config;

@@ -360,7 +360,10 @@ impl BertForSequenceClassification {
         let l = &self.layers[layer];
         match &l.kept_heads {
             Some(k) => k.shallow_clone(),
-            None => Tensor::arange(self.num_heads, (Kind::Int64, l.attention.query.weight.device())),
+            None => Tensor::arange(
+                self.num_heads,
+                (Kind::Int64, l.attention.query.weight.device()),
+            ),
         }
     }
 

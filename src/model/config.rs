@@ -243,6 +243,19 @@ impl BertConfig {
         );
     }
 
+    /// Label maps of a GLUE task (none for the regression task STS-B, which has one output).
+    pub fn set_labels_for(&mut self, task: crate::data::glue::Task) {
+        if task.is_regression() {
+            self.num_labels = Some(1);
+            self.id2label = None;
+            self.label2id = None;
+            self.problem_type = Some("regression".into());
+        } else {
+            self.set_labels(&task.labels());
+            self.problem_type = Some("single_label_classification".into());
+        }
+    }
+
     /// Adds heads to `pruned_heads` (original indices), merging with any already there.
     pub fn add_pruned_heads(&mut self, layer: i64, heads: &[i64]) {
         let entry = self.pruned_heads.entry(layer.to_string()).or_default();

@@ -5,6 +5,7 @@ pub mod config;
 pub mod source;
 pub mod tokenizer;
 
+use crate::data::glue::Task;
 use anyhow::{bail, Context, Result};
 use bert::BertForSequenceClassification;
 use config::BertConfig;
@@ -22,12 +23,12 @@ pub struct Model {
 
 /// How to load a model.
 #[derive(Clone, Debug)]
-pub struct LoadOptions<'a> {
+pub struct LoadOptions {
     pub device: Device,
     /// Seed for the weights a checkpoint lacks (classifier, pooler).
     pub seed: i64,
-    /// The task's labels; sets the classifier's size when the checkpoint has none.
-    pub labels: Option<&'a [String]>,
+    /// The task; sets the classifier's size and labels when the checkpoint has none.
+    pub task: Option<Task>,
 }
 
 impl Model {
@@ -46,21 +47,16 @@ impl Model {
         let files = checkpoint::weight_files(dir)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
         let has_classifier = keys.iter().any(|k| k.starts_with("classifier."));
-        if let Some(labels) = opts.labels {
-            let want = labels.len() as i64;
+        if let Some(task) = opts.task {
+            let want = task.num_outputs() as i64;
             if !has_classifier {
-                if want == 1 {
-                    config.num_labels = Some(1);
-                    config.id2label = None;
-                    config.label2id = None;
-                } else {
-                    config.set_labels(labels);
-                }
+                config.set_labels_for(task);
             } else if config.num_labels() != want {
                 bail!(
-                    "{}: the model classifies into {} labels but the task has {want}",
+                    "{}: the model has {} outputs but the task {} needs {want}",
                     config_path.display(),
-                    config.num_labels()
+                    config.num_labels(),
+                    task.name()
                 );
             }
         }

@@ -44,13 +44,12 @@ pub fn minilm_dir() -> PathBuf {
 
 /// MiniLM with the committed MRPC classifier fixture.
 pub fn minilm_with_classifier() -> Model {
-    let labels = Task::Mrpc.labels();
     let model = Model::load(
         &minilm_dir(),
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            labels: Some(&labels),
+            task: Some(Task::Mrpc),
         },
     )
     .unwrap();
@@ -97,4 +96,31 @@ pub fn logits_of(
         }
     });
     Tensor::stack(&rows.into_iter().map(Option::unwrap).collect::<Vec<_>>(), 0)
+}
+
+/// A model folder holding MiniLM with the fixture classifier (config, weights, tokenizer), as a
+/// fine-tuned checkpoint would look.
+pub fn minilm_fixture_dir(into: &Path) -> PathBuf {
+    let model = minilm_with_classifier();
+    let dir = into.join("minilm-mrpc-fixture");
+    model.save(&dir).unwrap();
+    TextTokenizer::from_dir(&model.dir, 128)
+        .unwrap()
+        .save_files(&dir)
+        .unwrap();
+    dir
+}
+
+/// Batches of the first `n` MRPC dev pairs for `model`.
+pub fn mrpc_batches(
+    model: &Model,
+    n: Option<usize>,
+    batch_size: usize,
+    padding: Padding,
+) -> (bertology::eval::Dataset, Vec<bertology::data::batch::Batch>) {
+    let tok = TextTokenizer::from_dir(&model.dir, 128).unwrap();
+    let dir = resolve_data_dir(Task::Mrpc, None, &root()).unwrap();
+    let data = bertology::eval::Dataset::load(Task::Mrpc, &dir, Split::Dev, n, &tok).unwrap();
+    let batches = data.batches(batch_size, padding, Device::Cpu);
+    (data, batches)
 }

@@ -1,0 +1,227 @@
+//! `bertology finetune`: train a model on a task and save the best dev checkpoint.
+use super::importance::read_head_mask;
+use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
+use crate::data::batch::Padding;
+use crate::data::glue::{resolve_data_dir, Split};
+use crate::eval::{predict, score, Dataset};
+use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
+use crate::model::source::resolve_model;
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::{LoadOptions, Model};
+use crate::output::write_json;
+use crate::progress;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::time::Instant;
+use tch::Tensor;
+
+pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
+    let summary = finetune(args, global)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        let best = &summary["best"];
+        println!(
+            "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
+            args.task.name(),
+            best["epoch"],
+            best["metrics"],
+            best["train_loss"].as_f64().unwrap_or(f64::NAN),
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            summary["output_dir"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
+pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
+    for (name, v, lo, hi) in [
+        ("--learning-rate", args.learning_rate, 0.0, 1.0),
+        ("--warmup-ratio", args.warmup_ratio, 0.0, 1.0),
+        ("--weight-decay", args.weight_decay, 0.0, 1.0),
+    ] {
+        if !(lo..=hi).contains(&v) || (name == "--learning-rate" && v == 0.0) {
+            bail!("{name} {v}: expected a value in ({lo}, {hi}]");
+        }
+    }
+    if args.max_grad_norm <= 0.0 {
+        bail!(
+            "--max-grad-norm {}: expected a positive value",
+            args.max_grad_norm
+        );
+    }
+    let device = global.device.resolve()?;
+    let model_dir = match &args.model {
+        Some(spec) => resolve_model(spec)?,
+        None => base_model_dir(),
+    };
+    let output_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| task_model_dir(args.task));
+    let mut model = Model::load(
+        &model_dir,
+        &LoadOptions {
+            device,
+            seed: args.seed,
+            task: Some(args.task),
+        },
+    )?;
+    let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
+    let data_dir = resolve_data_dir(args.task, args.data_dir.as_deref(), &home_dir())?;
+    let train = Dataset::load(
+        args.task,
+        &data_dir,
+        Split::Train,
+        args.train_subset.map(|n| n as usize),
+        &tokenizer,
+    )?;
+    let dev = Dataset::load(
+        args.task,
+        &data_dir,
+        Split::Dev,
+        args.eval_subset.map(|n| n as usize),
+        &tokenizer,
+    )?;
+    if !train.has_labels() || !dev.has_labels() {
+        bail!(
+            "{}: fine-tuning needs labelled train and dev files",
+            data_dir.display()
+        );
+    }
+    let mask = args
+        .head_mask
+        .as_deref()
+        .map(|p| read_head_mask(p, model.net.num_layers(), model.net.num_heads()))
+        .transpose()?
+        .map(|m| m.to_device(device));
+    let hyper = Hyper {
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        warmup_ratio: args.warmup_ratio,
+        epochs: args.epochs as usize,
+        batch_size: args.batch_size as usize,
+        max_grad_norm: args.max_grad_norm,
+        adam_beta1: 0.9,
+        adam_beta2: 0.999,
+        adam_epsilon: 1e-8,
+    };
+    let steps_per_epoch = train.len().div_ceil(hyper.batch_size);
+    let mut total = steps_per_epoch * hyper.epochs;
+    if let Some(m) = args.max_steps {
+        total = total.min(m as usize);
+    }
+    let warmup = warmup_steps(total, hyper.warmup_ratio);
+    let metric = args.task.default_metric();
+    let dev_batches = dev.batches(64, Padding::Longest, device);
+    let mut opt = AdamW::new(&model.vs, hyper);
+    let start = Instant::now();
+    let bar = progress::bar(total as u64, "fine-tuning", global.quiet);
+    let mut step = 0usize;
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    let opts = crate::model::bert::ForwardOptions {
+        train: true,
+        ..Default::default()
+    };
+    tch::manual_seed(args.seed);
+    for epoch in 0..hyper.epochs {
+        if step >= total {
+            break;
+        }
+        let epoch_start = Instant::now();
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        for batch in epoch_batches(&train, hyper.batch_size, args.seed + epoch as i64, device) {
+            if step >= total {
+                break;
+            }
+            let labels = batch.labels.as_ref().context("labels")?;
+            opt.zero_grad();
+            let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
+            let loss = model.net.loss(&out.logits, labels, false);
+            loss.backward();
+            opt.clip_grad_norm(hyper.max_grad_norm);
+            opt.step(lr_at(step, total, warmup, hyper.learning_rate));
+            step += 1;
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                bail!("training diverged at step {step} (loss {l}); lower --learning-rate");
+            }
+            loss_sum += l;
+            loss_n += 1;
+            bar.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
+            bar.inc(1);
+        }
+        let logits = predict(&model.net, &dev_batches, mask.as_ref(), None)?;
+        let metrics = score(&dev, &logits);
+        let value = metrics.get(metric).copied().unwrap_or(f64::NAN);
+        let train_loss = loss_sum / loss_n.max(1) as f64;
+        if !global.quiet {
+            bar.suspend(|| {
+                let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                eprintln!(
+                    "epoch {}: train loss {train_loss:.4}, dev {}",
+                    epoch + 1,
+                    m.join(", ")
+                );
+            });
+        }
+        epochs.push(json!({
+            "epoch": epoch + 1,
+            "steps": step,
+            "train_loss": train_loss,
+            "metrics": metrics,
+            "seconds": epoch_start.elapsed().as_secs_f64(),
+        }));
+        if best
+            .as_ref()
+            .is_none_or(|(b, _, _)| value > *b || b.is_nan())
+        {
+            let snapshot = model
+                .vs
+                .variables()
+                .into_iter()
+                .map(|(k, t)| (k, t.detach().copy()))
+                .collect();
+            best = Some((value, epoch, snapshot));
+        }
+    }
+    bar.finish_and_clear();
+    let (_, best_epoch, snapshot) = best.context("no epoch ran")?;
+    tch::no_grad(|| {
+        let vars = model.vs.variables();
+        for (k, t) in &snapshot {
+            vars[k].shallow_clone().copy_(t);
+        }
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    model.config.set_labels_for(args.task);
+    model.save(&output_dir)?;
+    tokenizer.save_files(&output_dir)?;
+    let summary = json!({
+        "task": args.task.name(),
+        "base_model": model_dir.display().to_string(),
+        "output_dir": output_dir.display().to_string(),
+        "data_dir": data_dir.display().to_string(),
+        "train_examples": train.len(),
+        "dev_examples": dev.len(),
+        "settings": {
+            "hyper": hyper,
+            "steps": step,
+            "warmup_steps": warmup,
+            "max_seq_length": args.max_seq_length,
+            "seed": args.seed,
+            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+            "threads": tch::get_num_threads(),
+            "device": format!("{device:?}"),
+        },
+        "metric": metric,
+        "epochs": epochs,
+        "best": epochs[best_epoch],
+        "seconds": seconds,
+        "seconds_per_step": seconds / step.max(1) as f64,
+    });
+    write_json(&output_dir.join("finetune.json"), &summary)?;
+    Ok(summary)
+}

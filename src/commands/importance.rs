@@ -1,0 +1,169 @@
+//! `bertology importance`: head importance and attention entropy in one pass over the data.
+use super::common::{padding, setup, TaskSetup};
+use crate::cli::{GlobalArgs, ImportanceArgs, ImportanceOptions};
+use crate::eval::score;
+use crate::importance::{compute, ranks, Settings};
+use crate::output::{head_table, prepare_dir, write_csv, write_json, write_npy};
+use crate::progress;
+use anyhow::{bail, Result};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+impl ImportanceOptions {
+    pub fn settings(&self, entropy: bool) -> Settings {
+        Settings {
+            estimator: self.estimator,
+            layer_norm: !self.no_layer_norm,
+            global_norm: !self.no_global_norm,
+            entropy,
+        }
+    }
+}
+
+/// Reads a [layers, heads] mask of 0/1 from a .npy file and checks it against the model.
+pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
+    let t = Tensor::read_npy(path).map_err(|e| {
+        anyhow::anyhow!(
+            "--head-mask {}: not a readable .npy file: {e}",
+            path.display()
+        )
+    })?;
+    if t.size() != [layers, heads] {
+        bail!(
+            "--head-mask {}: shape {:?}, expected [{layers}, {heads}]",
+            path.display(),
+            t.size()
+        );
+    }
+    let t = t.to_kind(Kind::Float);
+    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
+    if !ok {
+        bail!(
+            "--head-mask {}: values must be 0 (masked) or 1 (kept)",
+            path.display()
+        );
+    }
+    Ok(t)
+}
+
+pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
+    let TaskSetup {
+        device,
+        mut model,
+        data,
+        data_dir,
+        ..
+    } = setup(&args.model, &args.data, global)?;
+    if !data.has_labels() {
+        bail!(
+            "--split {:?}: head importance needs labels, and this split has none",
+            data.split
+        );
+    }
+    let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
+    let mask = args
+        .head_mask
+        .as_deref()
+        .map(|p| read_head_mask(p, layers, heads))
+        .transpose()?;
+    let out_dir = prepare_dir(&args.output_dir)?;
+    model.vs.freeze();
+    let settings = args.importance.settings(!args.no_entropy);
+    let start = Instant::now();
+    let batches = data.batches(args.data.batch_size as usize, padding(&args.data), device);
+    let bar = progress::bar(data.len() as u64, "importance", global.quiet);
+    let stats = compute(&model.net, &batches, mask.as_ref(), settings, Some(&bar))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let metrics = score(&data, &stats.logits);
+    let head_ranks = ranks(&stats.importance);
+
+    write_npy(&out_dir.join("head_importance.npy"), &stats.importance)?;
+    write_npy(&out_dir.join("attn_entropy.npy"), &stats.entropy)?;
+    write_npy(&out_dir.join("head_ranks.npy"), &head_ranks)?;
+    let flat = |t: &Tensor| -> Vec<f64> {
+        Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default()
+    };
+    let (imp, raw, ent) = (
+        flat(&stats.importance),
+        flat(&stats.raw_importance),
+        flat(&stats.entropy),
+    );
+    let rk: Vec<i64> = Vec::try_from(head_ranks.flatten(0, -1))?;
+    write_csv(
+        &out_dir.join("importance.csv"),
+        &[
+            "layer",
+            "head",
+            "importance",
+            "raw_importance",
+            "entropy",
+            "rank",
+        ],
+        (0..imp.len()).map(|i| {
+            vec![
+                (i as i64 / heads).to_string(),
+                (i as i64 % heads).to_string(),
+                imp[i].to_string(),
+                raw[i].to_string(),
+                if args.no_entropy {
+                    String::new()
+                } else {
+                    ent[i].to_string()
+                },
+                rk[i].to_string(),
+            ]
+        }),
+    )?;
+    let summary = json!({
+        "task": data.task.name(),
+        "split": format!("{:?}", data.split).to_lowercase(),
+        "model": model.dir.display().to_string(),
+        "data_dir": data_dir.display().to_string(),
+        "examples": data.len(),
+        "tokens": stats.tokens,
+        "layers": layers,
+        "heads": heads,
+        "settings": {
+            "estimator": settings.estimator,
+            "layer_norm": settings.layer_norm,
+            "global_norm": settings.global_norm,
+            "entropy": settings.entropy,
+            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+            "batch_size": args.data.batch_size,
+            "max_seq_length": args.data.max_seq_length,
+            "pad_to_max_length": args.data.pad_to_max_length,
+            "data_subset": args.data.data_subset,
+            "seed": args.model.seed,
+        },
+        "metrics": metrics,
+        "score": metrics.get(data.task.default_metric()),
+        "metric": data.task.default_metric(),
+        "device": format!("{device:?}"),
+        "seconds": seconds,
+    });
+    write_json(&out_dir.join("importance.json"), &summary)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        println!("Head importance (normalised; layers down, heads across)");
+        print!("{}", head_table(&stats.importance, 3));
+        if settings.entropy {
+            println!("Attention entropy (nats per token)");
+            print!("{}", head_table(&stats.entropy, 3));
+        }
+        let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        println!(
+            "{} {} examples, {} tokens, {:.1} s; unmasked {}",
+            data.task.name(),
+            data.len(),
+            stats.tokens,
+            seconds,
+            m.join(", ")
+        );
+        println!("wrote {}/head_importance.npy, attn_entropy.npy, head_ranks.npy, importance.csv, importance.json", out_dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `bertology eval` against transformers' predictions on all 408 MRPC dev pairs.
+mod common;
+use bertology::data::batch::Padding;
+use common::*;
+use std::process::Command;
+
+fn bertology(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bertology"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn predictions_and_metrics_equal_transformers_on_mrpc_dev() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = minilm_fixture_dir(tmp.path());
+    let out = tmp.path().join("eval");
+    let run = bertology(&[
+        "eval",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--model",
+        model.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("minilm_mrpc_dev.json")).unwrap())
+            .unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(ours["examples"], 408);
+    for k in ["acc", "f1", "acc_and_f1"] {
+        let (a, b) = (
+            ours["metrics"][k].as_f64().unwrap(),
+            reference[k].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-6, "{k}: ours {a} vs transformers {b}");
+    }
+    let theirs: Vec<i64> = Vec::try_from(
+        read_tensors(&fixture("minilm_mrpc_dev.safetensors"))["predictions"].shallow_clone(),
+    )
+    .unwrap();
+    let mut reader = csv::Reader::from_path(out.join("predictions.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 408);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0].parse::<usize>().unwrap(), i);
+        assert_eq!(row[2].parse::<i64>().unwrap(), theirs[i], "prediction {i}");
+    }
+}
+
+#[test]
+fn length_bucketing_and_fixed_padding_agree() {
+    let model = minilm_with_classifier();
+    let examples = mrpc_dev(None);
+    let bucketed = logits_of(&model, &examples, 32, Padding::Longest);
+    let fixed = logits_of(&model, &examples, 32, Padding::Fixed(128));
+    assert!(max_abs_diff(&bucketed, &fixed) <= 1e-4);
+    assert!(bucketed.argmax(-1, false).equal(&fixed.argmax(-1, false)));
+}
+
+#[test]
+fn unlabelled_test_split_and_bad_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = minilm_fixture_dir(tmp.path());
+    let out = tmp.path().join("eval-test");
+    let run = bertology(&[
+        "eval",
+        "--task",
+        "mrpc",
+        "--split",
+        "test",
+        "--data-subset",
+        "10",
+        "--device",
+        "cpu",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["examples"], 10);
+    assert_eq!(v["metrics"], serde_json::json!({}));
+    let csv = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 11);
+
+    let run = bertology(&[
+        "eval",
+        "--task",
+        "mrpc",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        "/no/such/MRPC",
+    ]);
+    assert!(!run.status.success());
+    let e = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        e.contains("--data-dir /no/such/MRPC") && e.lines().count() == 1,
+        "{e}"
+    );
+    let run = bertology(&[
+        "eval",
+        "--task",
+        "mrpc",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-seq-length",
+        "1000",
+    ]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("max_position_embeddings 512"));
+}
