@@ -53,6 +53,8 @@ pub enum Command {
     /// Mask the least important heads while the score holds, prune them physically, and save
     /// the smaller model (the main job).
     Prune(PruneArgs),
+    /// Rebuild pictures and report.md from a finished importance or prune run (no model needed).
+    Report(ReportArgs),
     /// Load a model and describe it: shapes, heads per layer, parameters, load report.
     Inspect(InspectArgs),
 }
@@ -257,6 +259,36 @@ pub struct PruneArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Output folder of an importance or prune run.
+    #[arg(required_unless_present = "compare")]
+    pub run_dir: Option<PathBuf>,
+    /// Compare the masking curves of several prune runs in one picture (e.g. --order baselines).
+    #[arg(long, num_args = 2.., value_name = "RUN_DIR", conflicts_with = "run_dir")]
+    pub compare: Vec<PathBuf>,
+    /// Where the comparison goes (with --compare).
+    #[arg(long, default_value = "runs/compare")]
+    pub output_dir: PathBuf,
+}
+
+/// The command line as typed, shell-quoted, for reports.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Args, Debug)]

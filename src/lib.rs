@@ -12,3 +12,4 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod pruning;
+pub mod report;

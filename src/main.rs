@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => commands::finetune::run(args, &cli.global),
         Command::Importance(args) => commands::importance::run(args, &cli.global),
         Command::Prune(args) => commands::prune::run(args, &cli.global),
+        Command::Report(args) => commands::report::run(args, &cli.global),
         Command::Inspect(args) => commands::inspect::run(args, &cli.global),
     };
     match result {

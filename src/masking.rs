@@ -5,8 +5,8 @@ use crate::data::batch::Batch;
 use crate::eval::{predict, score, Dataset};
 use crate::importance::{compute, Settings};
 use crate::model::bert::BertForSequenceClassification;
+use crate::progress::Steps;
 use anyhow::Result;
-use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -132,7 +132,7 @@ pub fn mask_heads(
     batches: &[Batch],
     metric: &str,
     settings: MaskingSettings,
-    progress: Option<&ProgressBar>,
+    progress: Option<&Steps>,
 ) -> Result<MaskingResult> {
     let (layers, heads) = (net.num_layers() as usize, net.num_heads() as usize);
     let total = layers * heads;
@@ -144,8 +144,7 @@ pub fn mask_heads(
     };
     let tick = |msg: String| {
         if let Some(p) = progress {
-            p.set_message(msg);
-            p.inc(1);
+            p.step(msg);
         }
     };
     let stats = compute(net, batches, None, settings.importance, None)?;
@@ -182,7 +181,7 @@ pub fn mask_heads(
         reestimated: true,
         accepted: true,
     }];
-    tick(format!("score {original_score:.4}"));
+    tick(format!("unmasked {metric} {original_score:.4}"));
     let device = batches
         .first()
         .map_or(Device::Cpu, |b| b.input_ids.device());
@@ -235,7 +234,11 @@ pub fn mask_heads(
             reestimated: settings.reestimate,
             accepted,
         });
-        tick(format!("{} heads, score {s:.4}", kept_now(&next)));
+        tick(format!(
+            "step {}: {} heads kept, {metric} {s:.4}",
+            curve.len() - 1,
+            kept_now(&next)
+        ));
         if !accepted {
             break StopReason::Threshold;
         }

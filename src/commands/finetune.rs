@@ -34,6 +34,9 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every variable of a model, copied.
+type Snapshot = Vec<(String, Tensor)>;
+
 /// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
 pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     for (name, v, lo, hi) in [
@@ -119,8 +122,10 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     let start = Instant::now();
     let bar = progress::bar(total as u64, "fine-tuning", global.quiet);
     let mut step = 0usize;
+    let mut train_seconds = 0.0;
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    // (dev score, epoch index, a copy of every variable) of the best epoch so far.
+    let mut best: Option<(f64, usize, Snapshot)> = None;
     let opts = crate::model::bert::ForwardOptions {
         train: true,
         ..Default::default()
@@ -137,6 +142,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
                 break;
             }
             let labels = batch.labels.as_ref().context("labels")?;
+            let step_start = Instant::now();
             opt.zero_grad();
             let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
             let loss = model.net.loss(&out.logits, labels, false);
@@ -145,6 +151,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             opt.step(lr_at(step, total, warmup, hyper.learning_rate));
             step += 1;
             let l = loss.double_value(&[]);
+            train_seconds += step_start.elapsed().as_secs_f64();
             if !l.is_finite() {
                 bail!("training diverged at step {step} (loss {l}); lower --learning-rate");
             }
@@ -220,7 +227,8 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         "epochs": epochs,
         "best": epochs[best_epoch],
         "seconds": seconds,
-        "seconds_per_step": seconds / step.max(1) as f64,
+        "train_seconds": train_seconds,
+        "seconds_per_step": train_seconds / step.max(1) as f64,
     });
     write_json(&output_dir.join("finetune.json"), &summary)?;
     Ok(summary)

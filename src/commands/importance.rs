@@ -143,8 +143,10 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "metric": data.task.default_metric(),
         "device": format!("{device:?}"),
         "seconds": seconds,
+        "command": crate::cli::command_line(),
     });
     write_json(&out_dir.join("importance.json"), &summary)?;
+    crate::report::build(&out_dir)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
@@ -163,7 +165,10 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             seconds,
             m.join(", ")
         );
-        println!("wrote {}/head_importance.npy, attn_entropy.npy, head_ranks.npy, importance.csv, importance.json", out_dir.display());
+        println!(
+            "wrote {}/head_importance.npy, attn_entropy.npy, head_ranks.npy, importance.csv, importance.json, report.md and pictures",
+            out_dir.display()
+        );
     }
     Ok(())
 }

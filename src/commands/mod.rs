@@ -5,3 +5,4 @@ pub mod finetune;
 pub mod importance;
 pub mod inspect;
 pub mod prune;
+pub mod report;

@@ -135,10 +135,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     // One tick per importance pass; at most one step per masked-amount of heads, plus the first.
     let max_steps =
         (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
-    let bar = progress::bar(max_steps, "masking", global.quiet);
+    let bar = progress::Steps::new(max_steps, "masking", global.quiet);
     let masking_start = Instant::now();
     let result = mask_heads(&model.net, &data, &batches, &metric, settings, Some(&bar))?;
-    bar.finish_and_clear();
+    bar.finish();
     let masking_seconds = masking_start.elapsed().as_secs_f64();
 
     let pruned = crate::pruning::prune(&model, &result.mask)?;
@@ -186,6 +186,14 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
 
     save_pruned(&pruned, &model.dir, &out_dir.join("pruned_model"))?;
     write_npy(&out_dir.join("head_mask.npy"), &result.mask)?;
+    write_npy(
+        &out_dir.join("head_importance.npy"),
+        &result.initial_importance,
+    )?;
+    write_npy(
+        &out_dir.join("head_ranks.npy"),
+        &crate::importance::ranks(&result.initial_importance),
+    )?;
     write_csv(
         &out_dir.join("masking_curve.csv"),
         &[
@@ -236,6 +244,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "heads_kept": kept,
         "fraction_kept": kept as f64 / total as f64,
         "heads_kept_per_layer": heads_per_layer,
+        "head_mask": Vec::<Vec<f32>>::try_from(&result.mask)?,
         "layers_without_heads": empty_layers,
         "pruned_heads": pruned.config.pruned_heads,
         "parameters_before": params_before,
@@ -262,8 +271,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "masking_seconds": masking_seconds,
         "seconds": start.elapsed().as_secs_f64(),
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
+        "command": crate::cli::command_line(),
     });
     write_json(&out_dir.join("prune.json"), &summary)?;
+    crate::report::build(&out_dir)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {

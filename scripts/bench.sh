@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One run, side by side, of bertology against the Python implementation of run_bertology.py's
+# algorithms (scripts/reference/, transformers 4.57, torch 2.13) on the fine-tuned MiniLM and
+# MRPC dev: eval pass, importance pass, full prune run, fine-tuning steps. Writes BENCHMARKS.md.
+# usage: scripts/bench.sh [--runs N]     (about 15 minutes on 2 cores)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+runs=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    *) echo "bench.sh: error: unknown argument $1 (expected --runs N)" >&2; exit 2 ;;
+  esac
+done
+bash scripts/setup.sh >/dev/null 2>&1 || { echo "bench.sh: error: scripts/setup.sh failed" >&2; exit 1; }
+bash scripts/setup-python-ref.sh
+bin=$root/target/release/bertology
+py=$root/.venv-ref/bin/python
+model=$root/models/all-MiniLM-L6-v2-mrpc
+[ -f "$model/config.json" ] || "$bin" finetune --task mrpc --quiet
+out=$(mktemp -d "${TMPDIR:-/tmp}/bertology-bench.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+res=$out/results.jsonl
+
+# record NAME COMMAND...: runs the command under /usr/bin/time, stores its JSON stdout with the
+# wall time and peak memory under NAME.
+record() {
+  local name=$1; shift
+  echo "bench.sh: $name" >&2
+  /usr/bin/time -f '%e %M' -o "$out/time" "$@" >"$out/stdout"
+  read -r wall rss <"$out/time"
+  python3 - "$name" "$wall" "$rss" "$out/stdout" >>"$res" <<'PY'
+import json, sys
+name, wall, rss, path = sys.argv[1:]
+text = open(path).read().strip()
+data = json.loads(text) if text.startswith("{") else {}
+print(json.dumps({"name": name, "wall": float(wall), "peak_rss_mb": int(rss) / 1024, "data": data}))
+PY
+}
+
+
+for i in $(seq "$runs"); do
+  record eval-ours-default "$bin" eval --task mrpc --quiet --json --output-dir "$out/e"
+  record eval-ours-anchor-settings "$bin" eval --task mrpc --quiet --json --batch-size 1 --pad-to-max-length --output-dir "$out/e"
+  record eval-ours-batch32-fixed "$bin" eval --task mrpc --quiet --json --batch-size 32 --pad-to-max-length --output-dir "$out/e"
+  record importance-ours-default "$bin" importance --task mrpc --quiet --json --output-dir "$out/i"
+  record importance-ours-anchor-settings "$bin" importance --task mrpc --quiet --json --estimator anchor --batch-size 1 --pad-to-max-length --output-dir "$out/i"
+done
+record eval-transformers-anchor-settings "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 1 --pad max --runs "$runs"
+record eval-transformers-batch32-fixed "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad max --runs "$runs"
+record eval-transformers-batch32-dynamic "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad longest --runs "$runs"
+record importance-python-anchor "$py" scripts/reference/bench_anchor.py "$model" importance --mode anchor --batch-size 1 --pad max --runs 1
+record importance-python-per-example-batched "$py" scripts/reference/bench_anchor.py "$model" importance --mode per-example --batch-size 32 --pad longest --runs 1
+record prune-ours-default "$bin" prune --task mrpc --quiet --json --output-dir "$out/p"
+record prune-ours-anchor-settings "$bin" prune --task mrpc --quiet --json --estimator anchor --batch-size 1 --pad-to-max-length --output-dir "$out/pa"
+record prune-ours-timing "$bin" prune --task mrpc --quiet --json --timing-batch-sizes 1,32 --timing-runs "$runs" --output-dir "$out/pt"
+record prune-python-anchor "$py" scripts/reference/bench_anchor.py "$model" prune --batch-size 1
+record finetune-steps-ours "$bin" finetune --task mrpc --quiet --json --max-steps 12 --eval-subset 8 --output-dir "$out/f"
+record finetune-steps-transformers "$py" scripts/reference/bench_anchor.py "$model" finetune-steps --steps 10
+
+python3 scripts/bench_report.py "$res" "$runs" >"$root/BENCHMARKS.md.tmp"
+mv "$root/BENCHMARKS.md.tmp" "$root/BENCHMARKS.md"
+echo "bench.sh: wrote BENCHMARKS.md" >&2

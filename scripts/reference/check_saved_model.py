@@ -1,0 +1,48 @@
+"""Loads a model saved by bertology (fine-tuned or pruned) with transformers 4.57.x and compares
+its logits on MRPC dev with those bertology wrote to predictions.csv (`bertology eval`).
+
+usage: check_saved_model.py MODEL_DIR PREDICTIONS_CSV [--subset N]
+Prints the heads per layer transformers sees, the largest logit difference, and how many
+predictions agree; exits 1 when the difference exceeds 1e-4 or a prediction differs.
+"""
+import argparse
+import csv
+import sys
+
+import torch
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+from common import check_versions, read_mrpc
+
+torch.set_num_threads(2)
+
+if __name__ == "__main__":
+    check_versions()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("predictions_csv")
+    ap.add_argument("--subset", type=int, default=None)
+    a = ap.parse_args()
+    model = BertForSequenceClassification.from_pretrained(a.model_dir, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(a.model_dir)
+    heads = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
+    print(f"transformers loaded {a.model_dir}: heads per layer {heads}, pruned_heads {model.config.pruned_heads}")
+    rows = read_mrpc("dev")[: a.subset]
+    with open(a.predictions_csv) as f:
+        ours = [list(map(float, r["logits"].split())) for r in csv.DictReader(f)]
+    ours = torch.tensor(ours[: len(rows)])
+    logits = []
+    with torch.no_grad():
+        for i in range(0, len(rows), 32):
+            chunk = rows[i:i + 32]
+            enc = tok([r[0] for r in chunk], [r[1] for r in chunk], padding="longest", truncation=True,
+                      max_length=128, return_tensors="pt")
+            logits.append(model(**enc).logits)
+    theirs = torch.cat(logits)
+    diff = (theirs - ours).abs().max().item()
+    agree = (theirs.argmax(-1) == ours.argmax(-1)).sum().item()
+    labels = torch.tensor([r[2] for r in rows])
+    acc = (theirs.argmax(-1) == labels).float().mean().item()
+    print(f"{len(rows)} MRPC dev pairs: max |logit diff| {diff:.2e}; predictions agree {agree}/{len(rows)}; "
+          f"transformers accuracy {acc:.4f}")
+    sys.exit(0 if diff <= 1e-4 and agree == len(rows) else 1)

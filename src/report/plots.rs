@@ -1,0 +1,420 @@
+//! SVG and PNG pictures with plotters. The font (DejaVu Sans) is compiled into the binary and
+//! registered with plotters, so text renders the same on a bare machine with no fonts.
+use super::CurvePoint;
+use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+const FONT: &str = "sans-serif";
+
+fn ensure_font() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The bundled font parses; failure here would be a build problem, not a user one.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+    move |e| anyhow!("{}: cannot draw: {e:?}", path.display())
+}
+
+/// Draws the same picture to `stem.svg` and `stem.png` (through temp files and a rename).
+fn render(
+    stem: &Path,
+    size: (u32, u32),
+    svg_draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+    png_draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<Vec<PathBuf>> {
+    ensure_font();
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    let svg_tmp = stem.with_extension("svg.tmp");
+    let png_tmp = stem.with_extension("tmp.png");
+    svg_draw(SVGBackend::new(&svg_tmp, size).into_drawing_area())?;
+    png_draw(BitMapBackend::new(&png_tmp, size).into_drawing_area())?;
+    std::fs::rename(&svg_tmp, &svg).map_err(|e| anyhow!("{}: {e}", svg.display()))?;
+    std::fs::rename(&png_tmp, &png).map_err(|e| anyhow!("{}: {e}", png.display()))?;
+    Ok(vec![svg, png])
+}
+
+fn colour(v: f64, min: f64, max: f64) -> RGBColor {
+    let t = if max > min {
+        ((v - min) / (max - min)).clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    ViridisRGB::get_color_normalized(t as f32, 0.0, 1.0)
+}
+
+/// Layers down, heads across; colour = value, each cell labelled with its rank (when given);
+/// heads the mask removes are crossed out. A colour bar on the right gives the scale.
+pub fn heatmap(
+    stem: &Path,
+    title: &str,
+    values: &[Vec<f64>],
+    ranks: Option<&[Vec<f64>]>,
+    mask: Option<&[Vec<f64>]>,
+    legend: &str,
+) -> Result<Vec<PathBuf>> {
+    let (layers, heads) = (values.len(), values.first().map_or(0, Vec::len));
+    let cell = 56u32;
+    let size = (110 + cell * heads as u32 + 150, 110 + cell * layers as u32);
+    let finite: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (min, max) = if finite.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (min, max)
+    };
+    let subtitle = match (ranks.is_some(), mask.is_some()) {
+        (true, true) => "numbers: rank (0 = most important); crossed: pruned",
+        (true, false) => "numbers: rank (0 = most important)",
+        (false, true) => "crossed: pruned",
+        (false, false) => "",
+    };
+    let spec = Heatmap {
+        title,
+        values,
+        ranks,
+        mask,
+        legend,
+        subtitle,
+        min,
+        max,
+        size,
+    };
+    render(
+        stem,
+        size,
+        |r| draw_heatmap(r, &spec, stem),
+        |r| draw_heatmap(r, &spec, stem),
+    )
+}
+
+struct Heatmap<'a> {
+    title: &'a str,
+    values: &'a [Vec<f64>],
+    ranks: Option<&'a [Vec<f64>]>,
+    mask: Option<&'a [Vec<f64>]>,
+    legend: &'a str,
+    subtitle: &'a str,
+    min: f64,
+    max: f64,
+    size: (u32, u32),
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    s: &Heatmap,
+    stem: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let Heatmap {
+        title,
+        values,
+        ranks,
+        mask,
+        legend,
+        subtitle,
+        min,
+        max,
+        size,
+    } = *s;
+    let layers = values.len();
+    let heads = values.first().map_or(0, Vec::len);
+    {
+        let e = err(stem);
+        root.fill(&WHITE).map_err(&e)?;
+        let (main, bar) = root.split_horizontally(size.0 - 150);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                (0..heads as i32 - 1).into_segmented(),
+                (0..layers as i32 - 1).into_segmented(),
+            )
+            .map_err(&e)?;
+        let flip = |r: i32| layers as i32 - 1 - r;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(heads)
+            .y_labels(layers)
+            .x_desc(if subtitle.is_empty() {
+                "head".to_string()
+            } else {
+                format!("head     ({subtitle})")
+            })
+            .y_desc("layer")
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(h) => h.to_string(),
+                _ => String::new(),
+            })
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(r) => flip(*r).to_string(),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(&e)?;
+        for (l, row) in values.iter().enumerate() {
+            let r = flip(l as i32);
+            for (h, &v) in row.iter().enumerate() {
+                let h = h as i32;
+                let c = colour(v, min, max);
+                let corners = [
+                    (SegmentValue::Exact(h), SegmentValue::Exact(r)),
+                    (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
+                ];
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(corners, c.filled())))
+                    .map_err(&e)?;
+                let light = (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
+                let ink = if light { BLACK } else { WHITE };
+                if let Some(ranks) = ranks {
+                    let style = TextStyle::from((FONT, 15).into_font())
+                        .color(&ink)
+                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    let label = format!("{}", ranks[l][h as usize].round() as i64);
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            label,
+                            (SegmentValue::CenterOf(h), SegmentValue::CenterOf(r)),
+                            style,
+                        )))
+                        .map_err(&e)?;
+                }
+                if mask.is_some_and(|m| m[l][h as usize] == 0.0) {
+                    let cross = ShapeStyle::from(&RED).stroke_width(3);
+                    let (a, b) = (SegmentValue::Exact(h), SegmentValue::Exact(h + 1));
+                    let (c0, c1) = (SegmentValue::Exact(r), SegmentValue::Exact(r + 1));
+                    chart
+                        .draw_series([PathElement::new(
+                            vec![(a.clone(), c0.clone()), (b.clone(), c1.clone())],
+                            cross,
+                        )])
+                        .map_err(&e)?;
+                    chart
+                        .draw_series([PathElement::new(vec![(a, c1), (b, c0)], cross)])
+                        .map_err(&e)?;
+                }
+            }
+        }
+        colour_bar(&bar, min, max, legend).map_err(&e)?;
+        root.present().map_err(&e)?;
+    }
+    Ok(())
+}
+
+fn colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    min: f64,
+    max: f64,
+    legend: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (lo, hi) = if max > min {
+        (min, max)
+    } else {
+        (min - 0.5, max + 0.5)
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(34)
+        .margin_bottom(56)
+        .margin_right(30)
+        .margin_left(10)
+        .y_label_area_size(50)
+        .caption(legend, (FONT, 15))
+        .build_cartesian_2d(0f64..1f64, lo..hi)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .label_style((FONT, 13))
+        .y_label_formatter(&|v: &f64| format!("{v:.2}"))
+        .draw()?;
+    let steps = 100;
+    chart.draw_series((0..steps).map(|i| {
+        let a = lo + (hi - lo) * i as f64 / steps as f64;
+        let b = lo + (hi - lo) * (i + 1) as f64 / steps as f64;
+        Rectangle::new([(0.0, a), (1.0, b)], colour((a + b) / 2.0, lo, hi).filled())
+    }))?;
+    Ok(())
+}
+
+/// Score against the fraction of heads pruned, one line per run; the threshold as a dashed
+/// line and the chosen point (the last accepted step) marked on each line.
+pub fn pruning_curve(
+    stem: &Path,
+    runs: &[(String, Vec<CurvePoint>)],
+    metric: &str,
+    threshold: Option<f64>,
+) -> Result<Vec<PathBuf>> {
+    let size = (900u32, 560u32);
+    let scores: Vec<f64> = runs
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.score))
+        .collect();
+    let original = runs
+        .first()
+        .and_then(|(_, c)| c.first())
+        .map_or(1.0, |p| p.score);
+    let line = threshold.map(|t| t * original);
+    let lo = scores
+        .iter()
+        .copied()
+        .chain(line)
+        .fold(f64::INFINITY, f64::min);
+    let hi = scores
+        .iter()
+        .copied()
+        .chain(line)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.1).max(0.01);
+    let spec = Curve {
+        runs,
+        metric,
+        threshold,
+        line,
+        lo: lo - pad,
+        hi: hi + pad,
+    };
+    render(
+        stem,
+        size,
+        |r| draw_curve(r, &spec, stem),
+        |r| draw_curve(r, &spec, stem),
+    )
+}
+
+struct Curve<'a> {
+    runs: &'a [(String, Vec<CurvePoint>)],
+    metric: &'a str,
+    threshold: Option<f64>,
+    line: Option<f64>,
+    lo: f64,
+    hi: f64,
+}
+
+fn draw_curve<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    s: &Curve,
+    stem: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let Curve {
+        runs,
+        metric,
+        threshold,
+        line,
+        lo,
+        hi,
+    } = *s;
+    {
+        let e = err(stem);
+        root.fill(&WHITE).map_err(&e)?;
+        let mut chart: ChartContext<_, Cartesian2d<RangedCoordf64, RangedCoordf64>> =
+            ChartBuilder::on(&root)
+                .caption(
+                    format!("{metric} as heads are pruned"),
+                    (FONT, 22).into_font().style(FontStyle::Bold),
+                )
+                .margin(16)
+                .x_label_area_size(48)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0f64..1f64, lo..hi)
+                .map_err(&e)?;
+        chart
+            .configure_mesh()
+            .x_desc("fraction of heads pruned")
+            .y_desc(metric)
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 16))
+            .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .y_label_formatter(&|v| format!("{v:.3}"))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(&e)?;
+        if let Some(y) = line {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, y), (1.0, y)],
+                    8,
+                    6,
+                    ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(2),
+                ))
+                .map_err(&e)?
+                .label(format!(
+                    "threshold {:.2} x original",
+                    threshold.unwrap_or(0.0)
+                ))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(120, 120, 120))
+                });
+        }
+        for (i, (label, points)) in runs.iter().enumerate() {
+            let c = Palette99::pick(i).to_rgba();
+            let xy: Vec<(f64, f64)> = points
+                .iter()
+                .map(|p| (1.0 - p.fraction_kept, p.score))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
+                .map_err(&e)?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(xy.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(&e)?;
+            if let Some(chosen) = points.iter().rev().find(|p| p.accepted) {
+                let at = (1.0 - chosen.fraction_kept, chosen.score);
+                chart
+                    .draw_series([Circle::new(at, 8, c.stroke_width(3))])
+                    .map_err(&e)?;
+                // Keep the label inside the plot: to the left of points on the right half.
+                let h = if at.0 > 0.5 { HPos::Right } else { HPos::Left };
+                let style = TextStyle::from((FONT, 14).into_font())
+                    .color(&BLACK)
+                    .pos(Pos::new(h, VPos::Bottom));
+                chart
+                    .draw_series([Text::new(
+                        format!("  kept {} heads  ", chosen.heads_kept),
+                        at,
+                        style,
+                    )])
+                    .map_err(&e)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 15))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(&e)?;
+        root.present().map_err(&e)?;
+    }
+    Ok(())
+}
