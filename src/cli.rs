@@ -272,6 +272,9 @@ pub struct ReportArgs {
     /// Where the comparison goes (with --compare).
     #[arg(long, default_value = "runs/compare")]
     pub output_dir: PathBuf,
+    /// Print the files written as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The command line as typed, shell-quoted, for reports.

@@ -29,14 +29,18 @@ fn one_line_error(out: &std::process::Output) -> String {
     e
 }
 
-/// The tiny checkpoint without its 3-way classifier: an encoder to fine-tune for MRPC.
+/// A tiny checkpoint without its 3-way classifier: an encoder to fine-tune for MRPC.
 fn tiny_encoder(into: &Path) -> std::path::PathBuf {
-    let dir = into.join("tiny-encoder");
+    encoder_of(into, "tiny-bert")
+}
+
+fn encoder_of(into: &Path, name: &str) -> std::path::PathBuf {
+    let dir = into.join(format!("{name}-encoder"));
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["config.json", "vocab.txt", "tokenizer_config.json"] {
-        std::fs::copy(fixture("tiny-bert").join(f), dir.join(f)).unwrap();
+        std::fs::copy(fixture(name).join(f), dir.join(f)).unwrap();
     }
-    let all = tch::Tensor::read_safetensors(fixture("tiny-bert/model.safetensors")).unwrap();
+    let all = tch::Tensor::read_safetensors(fixture(name).join("model.safetensors")).unwrap();
     let encoder: Vec<_> = all
         .into_iter()
         .filter(|(k, _)| !k.starts_with("classifier."))
@@ -323,4 +327,67 @@ fn prune_rejects_bad_settings_before_any_work() {
     ]));
     assert!(e.contains("--head-mask /no/mask.npy"), "{e}");
     assert!(!out.exists(), "no output on bad input");
+}
+
+#[test]
+fn a_pruned_checkpoint_fine_tunes_at_its_shapes_with_heads_kept_masked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = encoder_of(tmp.path(), "tiny-bert-pruned");
+    let mask = tch::Tensor::ones([3, 4], (tch::Kind::Float, tch::Device::Cpu));
+    let _ = mask.get(2).get(1).fill_(0.0);
+    let mask_file = tmp.path().join("mask.npy");
+    mask.write_npy(&mask_file).unwrap();
+    let out = tmp.path().join("tuned");
+    let v = ok(&bertology(&[
+        "finetune",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--train-subset",
+        "32",
+        "--eval-subset",
+        "16",
+        "--batch-size",
+        "8",
+        "--max-seq-length",
+        "40",
+        "--epochs",
+        "1",
+        "--head-mask",
+        mask_file.to_str().unwrap(),
+    ]));
+    assert_eq!(v["settings"]["steps"], 4);
+    let inspect = ok(&bertology(&[
+        "inspect",
+        "--json",
+        "--device",
+        "cpu",
+        "--model",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(inspect["heads_per_layer"], serde_json::json!([3, 2, 4]));
+    let bad = tmp.path().join("bad.npy");
+    tch::Tensor::ones([2, 4], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&bad)
+        .unwrap();
+    let e = one_line_error(&bertology(&[
+        "finetune",
+        "--task",
+        "mrpc",
+        "--model",
+        model.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--head-mask",
+        bad.to_str().unwrap(),
+        "--max-seq-length",
+        "40",
+    ]));
+    assert!(e.contains("bad.npy: shape [2, 4], expected [3, 4]"), "{e}");
 }

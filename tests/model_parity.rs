@@ -166,3 +166,66 @@ fn hub_ids_resolve_through_a_cache_folder() {
         "{err}"
     );
 }
+
+#[test]
+fn sharded_checkpoints_load_like_single_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("tiny-bert/config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let all = Tensor::read_safetensors(fixture("tiny-bert/model.safetensors")).unwrap();
+    let (first, second): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(k, _)| k.contains("layer.0") || k.contains("embeddings"));
+    Tensor::write_safetensors(&first, dir.path().join("model-00001-of-00002.safetensors")).unwrap();
+    Tensor::write_safetensors(&second, dir.path().join("model-00002-of-00002.safetensors"))
+        .unwrap();
+    let mut map = serde_json::Map::new();
+    for (k, _) in &first {
+        map.insert(k.clone(), "model-00001-of-00002.safetensors".into());
+    }
+    for (k, _) in &second {
+        map.insert(k.clone(), "model-00002-of-00002.safetensors".into());
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let sharded = load(dir.path());
+    let f = read_tensors(&fixture("tiny_parity.safetensors"));
+    let inputs = Inputs {
+        input_ids: &f["input_ids"],
+        token_type_ids: &f["token_type_ids"],
+        attention_mask: &f["attention_mask"],
+    };
+    let out = tch::no_grad(|| sharded.net.forward(&inputs, None, Default::default())).unwrap();
+    assert!(max_abs_diff(&out.logits, &f["none.logits"]) <= 1e-5);
+}
+
+#[test]
+fn vocab_txt_fallback_tokenises_like_tokenizer_json() {
+    use bertology::model::tokenizer::TextTokenizer;
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["vocab.txt", "tokenizer_config.json"] {
+        std::fs::copy(minilm_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let from_json = TextTokenizer::from_dir(&minilm_dir(), 128).unwrap();
+    let from_vocab = TextTokenizer::from_dir(dir.path(), 128).unwrap();
+    let pairs: Vec<(String, Option<String>)> = mrpc_dev(Some(64))
+        .into_iter()
+        .map(|e| (e.text_a, e.text_b))
+        .collect();
+    let a = from_json.encode_batch(&pairs).unwrap();
+    let b = from_vocab.encode_batch(&pairs).unwrap();
+    assert_eq!(a, b);
+    // Pairs: [CLS] a [SEP] b [SEP] with token types 0 then 1; truncation to the maximum.
+    assert_eq!(a[0].ids[0], 101);
+    assert!(a[0].type_ids.contains(&1) && a[0].type_ids[0] == 0);
+    let long = "word ".repeat(300);
+    let t = from_vocab.encode(&long, Some(&long)).unwrap();
+    assert_eq!(t.ids.len(), 128);
+}

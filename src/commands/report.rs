@@ -28,7 +28,9 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
         }
         let out = prepare_dir(&args.output_dir)?;
         let pictures = plots::pruning_curve(&out.join("pruning_curve"), &runs, &metric, threshold)?;
-        if !global.quiet {
+        if args.json {
+            println!("{}", serde_json::json!({ "pictures": pictures }));
+        } else if !global.quiet {
             println!(
                 "wrote {}",
                 pictures
@@ -45,7 +47,12 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
     };
     report::run_kind(dir)?;
     let pictures = report::build(dir)?;
-    if !global.quiet {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "report": dir.join("report.md"), "pictures": pictures })
+        );
+    } else if !global.quiet {
         println!(
             "wrote {}/report.md and {} pictures",
             dir.display(),

@@ -83,7 +83,7 @@ pub fn write_report(dir: &Path, pictures: &[PathBuf]) -> Result<()> {
             summary["parameters_after"],
         );
         if let Some(timing) = summary["timing"].as_array() {
-            md += "| batch size | original (examples/s) | pruned (examples/s) | speed-up |\n| --- | --- | --- | --- |\n";
+            md += "| batch size | masked, full shapes (examples/s) | pruned (examples/s) | speed-up |\n| --- | --- | --- | --- |\n";
             for t in timing {
                 md += &format!(
                     "| {} | {:.1} | {:.1} | {:.2}x |\n",
