@@ -2,7 +2,7 @@
 # One run, side by side, of bertology against the Python implementation of run_bertology.py's
 # algorithms (scripts/reference/, transformers 4.57, torch 2.13) on the fine-tuned MiniLM and
 # MRPC dev: eval pass, importance pass, full prune run, fine-tuning steps. Writes BENCHMARKS.md.
-# usage: scripts/bench.sh [--runs N]     (about 15 minutes on 2 cores)
+# usage: scripts/bench.sh [--runs N]     (about 30 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,6 +58,12 @@ record prune-ours-timing "$bin" prune --task mrpc --quiet --json --timing-batch-
 record prune-python-anchor "$py" scripts/reference/bench_anchor.py "$model" prune --batch-size 1
 record finetune-steps-ours "$bin" finetune --task mrpc --quiet --json --max-steps 12 --eval-subset 8 --output-dir "$out/f"
 record finetune-steps-transformers "$py" scripts/reference/bench_anchor.py "$model" finetune-steps --steps 10
+
+# The paper's comparison of orders (writes runs/experiment-mrpc/ and its picture).
+bash scripts/experiment-mrpc.sh
+mkdir -p docs
+cp runs/experiment-mrpc/pruning_curve.png docs/experiment-mrpc-orders.png
+for f in importance.png entropy.png; do cp "runs/experiment-mrpc/importance/$f" "docs/mrpc-$f"; done
 
 python3 scripts/bench_report.py "$res" "$runs" >"$root/BENCHMARKS.md.tmp"
 mv "$root/BENCHMARKS.md.tmp" "$root/BENCHMARKS.md"

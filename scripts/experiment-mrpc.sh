@@ -28,7 +28,7 @@ if [ "$quick" = 1 ]; then
 else
   out=${out:-runs/experiment-mrpc}
   subset=()
-  timing=(--timing-runs 3)
+  timing=(--timing-runs 1)
 fi
 mkdir -p "$out"
 log() { echo "experiment-mrpc.sh: $*" >&2; }

@@ -132,14 +132,35 @@ impl AdamW {
     }
 }
 
-/// One epoch's batches: a seeded shuffle, then examples sorted by length within pools of 50
-/// batches (little padding), then the batches themselves shuffled.
-pub fn epoch_batches(data: &Dataset, batch_size: usize, seed: i64, device: Device) -> Vec<Batch> {
+/// One epoch's batches: a seeded shuffle; with `bucket`, examples are then sorted by length
+/// within pools of 50 batches (little padding) and the batches themselves shuffled.
+pub fn epoch_batches(
+    data: &Dataset,
+    batch_size: usize,
+    seed: i64,
+    bucket: bool,
+    device: Device,
+) -> Vec<Batch> {
     tch::manual_seed(seed);
     let n = data.len() as i64;
     let perm: Vec<i64> =
         Vec::try_from(Tensor::randperm(n, (Kind::Int64, Device::Cpu))).unwrap_or_default();
     let mut order: Vec<usize> = perm.into_iter().map(|i| i as usize).collect();
+    if !bucket {
+        return order
+            .chunks(batch_size)
+            .map(|c| {
+                make_batch(
+                    &data.encoded,
+                    &data.labels,
+                    c,
+                    Padding::Longest,
+                    data.pad_id,
+                    device,
+                )
+            })
+            .collect();
+    }
     for pool in order.chunks_mut(batch_size * 50) {
         pool.sort_by_key(|&i| data.encoded[i].ids.len());
     }

@@ -137,7 +137,13 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         }
         let epoch_start = Instant::now();
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        for batch in epoch_batches(&train, hyper.batch_size, args.seed + epoch as i64, device) {
+        for batch in epoch_batches(
+            &train,
+            hyper.batch_size,
+            args.seed + epoch as i64,
+            !args.no_length_bucketing,
+            device,
+        ) {
             if step >= total {
                 break;
             }
@@ -218,6 +224,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             "steps": step,
             "warmup_steps": warmup,
             "max_seq_length": args.max_seq_length,
+            "length_bucketing": !args.no_length_bucketing,
             "seed": args.seed,
             "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
             "threads": tch::get_num_threads(),
