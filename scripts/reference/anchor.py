@@ -32,8 +32,10 @@ def normalise(head_importance, layer_norm=True, global_norm=True):
     return head_importance
 
 
-def compute_heads_importance(model, loader, compute_entropy=True, head_mask=None, layer_norm=True, global_norm=True):
-    """run_bertology.compute_heads_importance: returns entropy, normalised and raw importance, logits, labels."""
+def compute_heads_importance(model, loader, compute_entropy=True, head_mask=None, layer_norm=True, global_norm=True,
+                             actually_pruned=False):
+    """run_bertology.compute_heads_importance: returns entropy, normalised and raw importance, logits, labels.
+    With actually_pruned (a pruned model) no mask is passed and no importance is taken, as the anchor does."""
     n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
     head_importance = torch.zeros(n_layers, n_heads)
     attn_entropy = torch.zeros(n_layers, n_heads)
@@ -42,14 +44,15 @@ def compute_heads_importance(model, loader, compute_entropy=True, head_mask=None
     head_mask.requires_grad_(requires_grad=True)
     preds, labels, tot_tokens = [], [], 0.0
     for inputs in loader:
-        outputs = model(**inputs, head_mask=head_mask, output_attentions=True)
+        outputs = model(**inputs, head_mask=None if actually_pruned else head_mask, output_attentions=True)
         loss, logits, all_attentions = outputs.loss, outputs.logits, outputs.attentions
         loss.backward()
         if compute_entropy:
             for layer, attn in enumerate(all_attentions):
                 masked_entropy = entropy(attn.detach()) * inputs["attention_mask"].float().unsqueeze(1)
                 attn_entropy[layer] += masked_entropy.sum(-1).sum(0).detach()
-        head_importance += head_mask.grad.abs().detach()
+        if not actually_pruned:
+            head_importance += head_mask.grad.abs().detach()
         preds.append(logits.detach())
         labels.append(inputs["labels"])
         tot_tokens += inputs["attention_mask"].float().detach().sum().data

@@ -53,7 +53,7 @@ fn colour(v: f64, min: f64, max: f64) -> RGBColor {
 }
 
 /// Layers down, heads across; colour = value, each cell labelled with its rank (when given);
-/// heads the mask removes are crossed out. A colour bar on the right gives the scale.
+/// heads the mask removes are faded and kept ones framed. A colour bar on the right gives the scale.
 pub fn heatmap(
     stem: &Path,
     title: &str,
@@ -79,9 +79,9 @@ pub fn heatmap(
         (min, max)
     };
     let subtitle = match (ranks.is_some(), mask.is_some()) {
-        (true, true) => "numbers: rank (0 = most important); crossed: pruned",
+        (true, true) => "numbers: rank (0 = most important); faded: pruned, framed: kept",
         (true, false) => "numbers: rank (0 = most important)",
-        (false, true) => "crossed: pruned",
+        (false, true) => "faded: pruned, framed: kept",
         (false, false) => "",
     };
     let spec = Heatmap {
@@ -186,7 +186,22 @@ where
                 chart
                     .draw_series(std::iter::once(Rectangle::new(corners, c.filled())))
                     .map_err(&e)?;
-                let light = (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
+                // Pruned heads are faded (a white veil), so their ranks stay readable.
+                let pruned = mask.is_some_and(|m| m[l][h as usize] == 0.0);
+                if pruned {
+                    let corners = [
+                        (SegmentValue::Exact(h), SegmentValue::Exact(r)),
+                        (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
+                    ];
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            corners,
+                            WHITE.mix(0.72).filled(),
+                        )))
+                        .map_err(&e)?;
+                }
+                let light = pruned
+                    || (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
                 let ink = if light { BLACK } else { WHITE };
                 if let Some(ranks) = ranks {
                     let style = TextStyle::from((FONT, 15).into_font())
@@ -201,19 +216,26 @@ where
                         )))
                         .map_err(&e)?;
                 }
-                if mask.is_some_and(|m| m[l][h as usize] == 0.0) {
-                    let cross = ShapeStyle::from(&RED).stroke_width(3);
-                    let (a, b) = (SegmentValue::Exact(h), SegmentValue::Exact(h + 1));
-                    let (c0, c1) = (SegmentValue::Exact(r), SegmentValue::Exact(r + 1));
-                    chart
-                        .draw_series([PathElement::new(
-                            vec![(a.clone(), c0.clone()), (b.clone(), c1.clone())],
-                            cross,
-                        )])
-                        .map_err(&e)?;
-                    chart
-                        .draw_series([PathElement::new(vec![(a, c1), (b, c0)], cross)])
-                        .map_err(&e)?;
+            }
+        }
+        // Kept heads get a black frame when a mask is given.
+        if let Some(m) = mask {
+            for (l, row) in m.iter().enumerate() {
+                let r = flip(l as i32);
+                for (h, &keep) in row.iter().enumerate() {
+                    if keep != 0.0 {
+                        let h = h as i32;
+                        let corners = [
+                            (SegmentValue::Exact(h), SegmentValue::Exact(r)),
+                            (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
+                        ];
+                        chart
+                            .draw_series(std::iter::once(Rectangle::new(
+                                corners,
+                                ShapeStyle::from(&BLACK).stroke_width(3),
+                            )))
+                            .map_err(&e)?;
+                    }
                 }
             }
         }
