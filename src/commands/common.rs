@@ -1,7 +1,8 @@
 //! Steps every task command shares: resolve the model and data, load them, batch.
-use crate::cli::{home_dir, task_model_dir, DataArgs, GlobalArgs, ModelArgs};
+use crate::cli::{home_dir, task_model_dir, DataArgs, FinetuneArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::Padding;
 use crate::data::glue::resolve_data_dir;
+use crate::data::glue::Task;
 use crate::eval::Dataset;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
@@ -46,11 +47,27 @@ pub fn padding(data: &DataArgs) -> Padding {
     }
 }
 
+/// Builds the task's default model with `finetune` defaults when it is missing, so eval,
+/// importance and prune work on a fresh set-up with no other step.
+fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs) -> Result<()> {
+    if model.is_some() || task_model_dir(task).join("config.json").is_file() {
+        return Ok(());
+    }
+    eprintln!(
+        "no fine-tuned default model for {} yet: building {} with `bertology finetune --task {}` defaults first",
+        task.name(),
+        task_model_dir(task).display(),
+        task.name()
+    );
+    super::finetune::finetune(&FinetuneArgs::defaults_for(task), global).map(|_| ())
+}
+
 pub fn setup(
     model_args: &ModelArgs,
     data_args: &DataArgs,
     global: &GlobalArgs,
 ) -> Result<TaskSetup> {
+    ensure_default_model(&model_args.model, data_args.task, global)?;
     let device = global.device.resolve()?;
     let dir = model_dir(model_args, data_args)?;
     let model = Model::load(

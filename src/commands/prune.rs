@@ -1,7 +1,6 @@
 //! `bertology prune`: iterative masking, physical pruning, honest timing, the saved model.
 use super::common::{padding, setup, TaskSetup};
-use super::finetune::finetune;
-use crate::cli::{task_model_dir, FinetuneArgs, GlobalArgs, PruneArgs};
+use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{mask_heads, Goal, MaskingSettings};
@@ -37,24 +36,6 @@ fn validate(args: &PruneArgs) -> Result<()> {
         args.data.task.check_metric(m)?;
     }
     Ok(())
-}
-
-/// Builds the task's default model with `finetune` defaults when it is missing.
-pub fn ensure_default_model(
-    model: &Option<String>,
-    task: crate::data::glue::Task,
-    global: &GlobalArgs,
-) -> Result<()> {
-    if model.is_some() || task_model_dir(task).join("config.json").is_file() {
-        return Ok(());
-    }
-    eprintln!(
-        "no fine-tuned default model for {} yet: building {} with `bertology finetune --task {}` defaults first",
-        task.name(),
-        task_model_dir(task).display(),
-        task.name()
-    );
-    finetune(&FinetuneArgs::defaults_for(task), global).map(|_| ())
 }
 
 /// Median seconds of `runs` no-gradient passes after one warm-up pass, and the warm-up's logits.
@@ -95,7 +76,6 @@ fn save_pruned(model: &Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
 
 pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
-    ensure_default_model(&args.model.model, args.data.task, global)?;
     let start = Instant::now();
     let TaskSetup {
         device,
