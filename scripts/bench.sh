@@ -2,7 +2,7 @@
 # One run, side by side, of bertology against the Python implementation of run_bertology.py's
 # algorithms (scripts/reference/, transformers 4.57, torch 2.13) on the fine-tuned MiniLM and
 # MRPC dev: eval pass, importance pass, full prune run, fine-tuning steps. Writes BENCHMARKS.md.
-# usage: scripts/bench.sh [--runs N]     (about 30 minutes on 2 cores)
+# usage: scripts/bench.sh [--runs N]     (about 45 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -67,6 +67,11 @@ record prune-ours-timing "$bin" prune --task mrpc --quiet --json --timing-batch-
 record prune-python-anchor "$py" scripts/reference/bench_anchor.py "$model" prune --batch-size 1
 record finetune-steps-ours "$bin" finetune --task mrpc --quiet --json --max-steps 12 --eval-subset 8 --output-dir "$out/f"
 record finetune-steps-transformers "$py" scripts/reference/bench_anchor.py "$model" finetune-steps --steps 10
+# transformers fine-tuning MiniLM with the hyperparameters of our default model (about 15 min).
+hyper=$(python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["settings"]["hyper"]; print(h["epochs"], h["learning_rate"], h["weight_decay"], h["batch_size"], h["warmup_ratio"])' "$model/finetune.json")
+read -r ep lr wd bs wr <<<"$hyper"
+(cd scripts/reference && record finetune-transformers-same-settings "$py" finetune_transformers.py \
+  --epochs "$ep" --lr "$lr" --weight-decay "$wd" --batch-size "$bs" --warmup-ratio "$wr")
 
 # The paper's comparison of orders (writes runs/experiment-mrpc/ and its picture).
 bash scripts/experiment-mrpc.sh

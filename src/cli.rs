@@ -256,8 +256,10 @@ pub struct PruneArgs {
     /// Batch sizes at which the original and pruned models are timed (default: --batch-size).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_batch_sizes: Vec<u64>,
-    /// Timed evaluation passes per model and batch size (after one warm-up); the median counts.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Timed evaluation passes per model and batch size, after a warm-up; the median counts.
+    /// One pass keeps the main job short (each costs a full dev pass per model); use 3 or
+    /// more for benchmark-grade numbers, as scripts/bench.sh does.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_runs: u64,
     /// Folder for head_mask.npy, masking_curve.csv, prune.json and pruned_model/.
     #[arg(long, default_value = "runs/prune")]

@@ -8,6 +8,16 @@ use common::*;
 use tch::{Device, Kind, Tensor};
 
 fn run(estimator: Estimator, batch_size: usize, padding: Padding, entropy: bool) -> HeadStats {
+    run_masked(estimator, batch_size, padding, entropy, None)
+}
+
+fn run_masked(
+    estimator: Estimator,
+    batch_size: usize,
+    padding: Padding,
+    entropy: bool,
+    mask: Option<&Tensor>,
+) -> HeadStats {
     let mut model = minilm_with_classifier();
     model.vs.freeze();
     let examples = mrpc_dev(Some(64));
@@ -28,7 +38,7 @@ fn run(estimator: Estimator, batch_size: usize, padding: Padding, entropy: bool)
         global_norm: true,
         entropy,
     };
-    compute(&model.net, &batches, None, settings, None).unwrap()
+    compute(&model.net, &batches, mask, settings, None).unwrap()
 }
 
 /// Within 1e-4 relative or 1e-6 absolute, element by element.
@@ -107,4 +117,30 @@ fn per_example_estimator_matches_the_reference_and_ignores_batch_size() {
     let a1 = run(Estimator::Anchor, 1, Padding::Longest, false);
     let a8 = run(Estimator::Anchor, 8, Padding::Longest, false);
     assert!(max_abs_diff(&a1.raw_importance, &a8.raw_importance) > 1e-4);
+}
+
+#[test]
+fn heads_masked_to_zero_leave_the_graph_without_changing_importance() {
+    // Scattered heads and all of layer 2 masked, as the masking loop produces.
+    let mut m = vec![1f32; 72];
+    for i in [0usize, 5, 13, 14, 15, 40, 71].into_iter().chain(24..36) {
+        m[i] = 0.0;
+    }
+    let mask = Tensor::from_slice(&m).view([6, 12]);
+    for estimator in [Estimator::PerExample, Estimator::Anchor] {
+        // With entropy the explicit-attention path runs and every head stays in the graph;
+        // without it masked heads' attention is computed outside the graph.
+        let full = run_masked(estimator, 16, Padding::Longest, true, Some(&mask));
+        let fast = run_masked(estimator, 16, Padding::Longest, false, Some(&mask));
+        let name = format!("{estimator:?}");
+        assert_close(&name, &fast.raw_importance, &full.raw_importance);
+        assert_close(&name, &fast.importance, &full.importance);
+        assert!(max_abs_diff(&fast.logits, &full.logits) < 1e-5);
+        // Masked heads still get their gradient (the anchor's layer norms count them).
+        let raw: Vec<f32> = Vec::try_from(fast.raw_importance.flatten(0, -1)).unwrap();
+        assert!(
+            raw[13] > 0.0 && raw[30] > 0.0,
+            "{name}: masked heads lost their gradient"
+        );
+    }
 }

@@ -140,30 +140,34 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// Returns the context [batch, seq, heads·head_dim] and, when asked, the probabilities.
+    /// Returns the context [batch, queries, heads·head_dim] and, when asked, the probabilities.
+    /// `queries` are the positions whose outputs are needed (all of `x`, or a prefix of it);
+    /// keys and values always come from every position of `x`.
     // Out-of-place products on purpose: softmax's backward needs its output unmodified.
     #[allow(clippy::assign_op_pattern)]
     fn forward(
         &self,
+        queries: &Tensor,
         x: &Tensor,
         additive_mask: &Tensor,
         head_mask: Option<&Tensor>,
         train: bool,
         want_probs: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let (b, t) = (x.size()[0], x.size()[1]);
+        let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
         if self.heads == 0 {
-            let empty = x.new_zeros([b, t, 0], (x.kind(), x.device()));
-            let probs = want_probs.then(|| x.new_zeros([b, 0, t, t], (x.kind(), x.device())));
+            let empty = x.new_zeros([b, tq, 0], (x.kind(), x.device()));
+            let probs = want_probs.then(|| x.new_zeros([b, 0, tq, t], (x.kind(), x.device())));
             return (empty, probs);
         }
-        let split = |l: &Linear| {
-            l.forward(x)
-                .view([b, t, self.heads, self.head_dim])
-                .transpose(1, 2)
-        };
-        let (q, k, v) = (split(&self.query), split(&self.key), split(&self.value));
         let (context, probs) = if want_probs {
+            let split = |l: &Linear, input: &Tensor, len: i64| {
+                l.forward(input)
+                    .view([b, len, self.heads, self.head_dim])
+                    .transpose(1, 2)
+            };
+            let q = split(&self.query, queries, tq);
+            let (k, v) = (split(&self.key, x, t), split(&self.value, x, t));
             let scores =
                 q.matmul(&k.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + additive_mask;
             let mut probs = scores
@@ -177,27 +181,96 @@ impl BertSelfAttention {
             // Fused attention; a per-head scalar mask on the probabilities equals the same mask
             // on that head's context, so the result and its gradient are unchanged.
             let p = if train { self.dropout } else { 0.0 };
-            let mut ctx = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(additive_mask),
-                p,
-                false,
-                None,
-                false,
-            );
+            let silent = head_mask
+                .filter(|m| m.requires_grad() && !train)
+                .map(silent_heads)
+                .unwrap_or_default();
+            let mut ctx = if silent.iter().any(|&z| z) {
+                // A head masked to 0 for every example passes no gradient into its attention,
+                // only into its mask (∂L/∂ξ = Σ ∂L/∂(ξ·ctx) · ctx). Its attention is computed
+                // outside the graph, so the backward pass skips it: same values and gradients,
+                // less work once masking has removed heads.
+                let live: Vec<i64> = (0..self.heads).filter(|&h| !silent[h as usize]).collect();
+                let dead: Vec<i64> = (0..self.heads).filter(|&h| silent[h as usize]).collect();
+                let mut parts = Vec::new();
+                if !live.is_empty() {
+                    parts.push(self.attend(queries, x, additive_mask, &live, p));
+                }
+                parts.push(tch::no_grad(|| {
+                    self.attend(queries, x, additive_mask, &dead, p)
+                }));
+                // Back to the original head order.
+                let mut back = vec![0i64; self.heads as usize];
+                for (i, &h) in live.iter().chain(&dead).enumerate() {
+                    back[h as usize] = i as i64;
+                }
+                let back = Tensor::from_slice(&back).to_device(x.device());
+                Tensor::cat(&parts, 1).index_select(1, &back)
+            } else {
+                let all: Vec<i64> = (0..self.heads).collect();
+                self.attend(queries, x, additive_mask, &all, p)
+            };
             if let Some(m) = head_mask {
                 ctx = ctx * m;
             }
             (ctx, None)
         };
-        let context = context
-            .transpose(1, 2)
-            .contiguous()
-            .view([b, t, self.heads * self.head_dim]);
+        let context =
+            context
+                .transpose(1, 2)
+                .contiguous()
+                .view([b, tq, self.heads * self.head_dim]);
         (context, probs)
     }
+
+    /// Fused attention of the heads `heads` (indices into this layer's heads):
+    /// [batch, heads.len(), queries, head_dim].
+    fn attend(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        additive_mask: &Tensor,
+        heads: &[i64],
+        dropout: f64,
+    ) -> Tensor {
+        let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
+        let n = heads.len() as i64;
+        let rows = (n != self.heads).then(|| {
+            let rows: Vec<i64> = heads
+                .iter()
+                .flat_map(|h| h * self.head_dim..(h + 1) * self.head_dim)
+                .collect();
+            Tensor::from_slice(&rows).to_device(x.device())
+        });
+        let split = |l: &Linear, input: &Tensor, len: i64| {
+            let y = match &rows {
+                None => l.forward(input),
+                Some(r) => input.linear(
+                    &l.weight.index_select(0, r),
+                    Some(&l.bias.index_select(0, r)),
+                ),
+            };
+            y.view([b, len, n, self.head_dim]).transpose(1, 2)
+        };
+        let q = split(&self.query, queries, tq);
+        let (k, v) = (split(&self.key, x, t), split(&self.value, x, t));
+        Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(additive_mask),
+            dropout,
+            false,
+            None,
+            false,
+        )
+    }
+}
+
+/// For a mask shaped [batch or 1, heads, 1, 1]: whether each head is 0 for every example.
+fn silent_heads(mask: &Tensor) -> Vec<bool> {
+    let zero = mask.detach().eq(0.0).all_dim(0, false).flatten(0, -1);
+    Vec::try_from(zero.to_device(tch::Device::Cpu)).unwrap_or_default()
 }
 
 /// BertLayer: attention (self + output), intermediate, output.
@@ -264,6 +337,8 @@ impl BertLayer {
         m.view([-1, self.attention.heads, 1, 1])
     }
 
+    /// The layer's output at every position, or only at the first (`cls_only`: all a
+    /// classifier reads from the last layer).
     fn forward(
         &self,
         x: &Tensor,
@@ -271,9 +346,16 @@ impl BertLayer {
         head_mask: Option<&Tensor>,
         index: i64,
         opts: ForwardOptions,
+        cls_only: bool,
     ) -> (Tensor, Option<Tensor>) {
         let layer_mask = head_mask.map(|m| self.layer_mask(m, index));
+        let queries = if cls_only {
+            x.narrow(1, 0, 1)
+        } else {
+            x.shallow_clone()
+        };
         let (context, probs) = self.attention.forward(
+            &queries,
             x,
             additive_mask,
             layer_mask.as_ref(),
@@ -285,7 +367,7 @@ impl BertLayer {
                 .attention_output
                 .forward(&context)
                 .dropout(self.dropout, opts.train)
-                + x),
+                + &queries),
         );
         let inner = activate(self.act, &self.intermediate.forward(&attended));
         let out = self.output_norm.forward(
@@ -403,8 +485,14 @@ impl BertForSequenceClassification {
             (inputs.attention_mask.to_kind(kind).neg() + 1.0).view([b, 1, 1, -1]) * min_value(kind);
         let mut hidden_states = opts.output_hidden_states.then(|| vec![x.shallow_clone()]);
         let mut attentions = opts.output_attentions.then(Vec::new);
+        // The classifier reads only [CLS] of the last layer; unless every position's output is
+        // asked for, that layer computes just [CLS] (same values, a sixth less work for MiniLM).
+        let cls_only_last = !opts.output_hidden_states && !opts.output_attentions;
+        let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
-            let (out, probs) = layer.forward(&x, &additive_mask, head_mask, i as i64, opts);
+            let cls_only = cls_only_last && i == last;
+            let (out, probs) =
+                layer.forward(&x, &additive_mask, head_mask, i as i64, opts, cls_only);
             x = out;
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
