@@ -48,17 +48,20 @@ PY
 }
 
 
+# Ours and transformers alternate at each setting, so that both see the same machine (its
+# speed drifts by 10-20 % over minutes); each side's median over the rounds is reported.
+# Ours is one cold `bertology eval` process; transformers gets a warm-up pass, then one timed.
 for RUN_INDEX in $(seq "$runs"); do
-  record eval-ours-default "$bin" eval --task mrpc --quiet --json --output-dir "$out/e"
   record eval-ours-anchor-settings "$bin" eval --task mrpc --quiet --json --batch-size 1 --pad-to-max-length --output-dir "$out/e"
+  record eval-transformers-anchor-settings "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 1 --pad max --runs 1
   record eval-ours-batch32-fixed "$bin" eval --task mrpc --quiet --json --batch-size 32 --pad-to-max-length --output-dir "$out/e"
+  record eval-transformers-batch32-fixed "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad max --runs 1
+  record eval-ours-default "$bin" eval --task mrpc --quiet --json --output-dir "$out/e"
+  record eval-transformers-batch32-dynamic "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad longest --runs 1
   record importance-ours-default "$bin" importance --task mrpc --quiet --json --output-dir "$out/i"
   record importance-ours-anchor-settings "$bin" importance --task mrpc --quiet --json --estimator anchor --batch-size 1 --pad-to-max-length --output-dir "$out/i"
 done
 RUN_INDEX=1
-record eval-transformers-anchor-settings "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 1 --pad max --runs "$runs"
-record eval-transformers-batch32-fixed "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad max --runs "$runs"
-record eval-transformers-batch32-dynamic "$py" scripts/reference/bench_anchor.py "$model" eval --batch-size 32 --pad longest --runs "$runs"
 record importance-python-anchor "$py" scripts/reference/bench_anchor.py "$model" importance --mode anchor --batch-size 1 --pad max --runs 1
 record importance-python-per-example-batched "$py" scripts/reference/bench_anchor.py "$model" importance --mode per-example --batch-size 32 --pad longest --runs 1
 record prune-ours-default "$bin" prune --task mrpc --quiet --json --output-dir "$out/p"
@@ -74,7 +77,7 @@ read -r ep lr wd bs wr <<<"$hyper"
   --epochs "$ep" --lr "$lr" --weight-decay "$wd" --batch-size "$bs" --warmup-ratio "$wr")
 
 # The paper's comparison of orders (writes runs/experiment-mrpc/ and its picture).
-bash scripts/experiment-mrpc.sh
+record experiment-mrpc bash scripts/experiment-mrpc.sh
 mkdir -p docs
 cp runs/experiment-mrpc/pruning_curve.png docs/experiment-mrpc-orders.png
 for f in importance.png entropy.png; do cp "runs/experiment-mrpc/importance/$f" "docs/mrpc-$f"; done

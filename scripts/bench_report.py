@@ -51,6 +51,8 @@ w(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') *
   f"Medians of {runs} runs where it says so; one run otherwise. Peak memory is the process's maximum RSS.\n")
 
 w("## Evaluation pass (examples per second, no gradient)\n")
+w(f"Ours and transformers alternate at each setting, {runs} rounds, medians shown: ours is a whole cold `bertology eval` "
+  "process (batching included), transformers a warm pass after a warm-up pass in its process.\n")
 w("| setting | bertology | transformers | ratio |")
 w("| --- | --- | --- | --- |")
 ours_a = data("eval-ours-anchor-settings", "examples_per_second")
