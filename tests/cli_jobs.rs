@@ -3,31 +3,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
-
-fn bertology(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bertology"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn one_line_error(out: &std::process::Output) -> String {
-    let e = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected failure");
-    assert!(!e.contains("panicked"), "{e}");
-    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
-    e
-}
 
 /// A tiny checkpoint without its 3-way classifier: an encoder to fine-tune for MRPC.
 fn tiny_encoder(into: &Path) -> std::path::PathBuf {

@@ -1,13 +1,11 @@
 //! Bad model inputs through the real binary: one clear line naming the file and the problem,
 //! a non-zero exit, and no panic.
 mod common;
-use common::fixture;
+use common::{bertology_command, fixture};
 use std::path::Path;
-use std::process::Command;
 
 fn bertology(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bertology"))
-        .args(args)
+    bertology_command(args)
         .env_remove("HF_HUB_CACHE")
         .output()
         .unwrap()
@@ -57,11 +55,7 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 #[test]
 fn runs_with_no_environment_and_lists_subcommands() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bertology"))
-        .arg("--help")
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = bertology_command(&["--help"]).env_clear().output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("inspect"), "{help}");
@@ -169,8 +163,7 @@ fn hub_id_from_the_cache_with_offline_set() {
     std::fs::write(cache.path().join("models--org--tiny/refs/main"), "abc").unwrap();
     copy_tiny(&snapshot);
     let run = |model: &str| {
-        Command::new(env!("CARGO_BIN_EXE_bertology"))
-            .args(["inspect", "--json", "--device", "cpu", "--model", model])
+        bertology_command(&["inspect", "--json", "--device", "cpu", "--model", model])
             .env("HF_HUB_CACHE", cache.path())
             .env("HF_HUB_OFFLINE", "1")
             .output()

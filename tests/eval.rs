@@ -2,14 +2,6 @@
 mod common;
 use bertology::data::batch::Padding;
 use common::*;
-use std::process::Command;
-
-fn bertology(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bertology"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn predictions_and_metrics_equal_transformers_on_mrpc_dev() {

@@ -1,14 +1,8 @@
 //! Pictures and report.md rebuilt from a run's files, through `bertology report`.
+mod common;
+use common::bertology;
 use std::path::Path;
-use std::process::Command;
 use tch::{Kind, Tensor};
-
-fn bertology(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bertology"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Files of a finished 6 x 12 importance run and prune run, written as the commands write them.
 fn fixture_runs(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {

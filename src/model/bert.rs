@@ -161,13 +161,8 @@ impl BertSelfAttention {
             return (empty, probs);
         }
         let (context, probs) = if want_probs {
-            let split = |l: &Linear, input: &Tensor, len: i64| {
-                l.forward(input)
-                    .view([b, len, self.heads, self.head_dim])
-                    .transpose(1, 2)
-            };
-            let q = split(&self.query, queries, tq);
-            let (k, v) = (split(&self.key, x, t), split(&self.value, x, t));
+            let all: Vec<i64> = (0..self.heads).collect();
+            let (q, k, v) = self.project(queries, x, &all);
             let scores =
                 q.matmul(&k.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + additive_mask;
             let mut probs = scores
@@ -233,27 +228,7 @@ impl BertSelfAttention {
         heads: &[i64],
         dropout: f64,
     ) -> Tensor {
-        let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
-        let n = heads.len() as i64;
-        let rows = (n != self.heads).then(|| {
-            let rows: Vec<i64> = heads
-                .iter()
-                .flat_map(|h| h * self.head_dim..(h + 1) * self.head_dim)
-                .collect();
-            Tensor::from_slice(&rows).to_device(x.device())
-        });
-        let split = |l: &Linear, input: &Tensor, len: i64| {
-            let y = match &rows {
-                None => l.forward(input),
-                Some(r) => input.linear(
-                    &l.weight.index_select(0, r),
-                    Some(&l.bias.index_select(0, r)),
-                ),
-            };
-            y.view([b, len, n, self.head_dim]).transpose(1, 2)
-        };
-        let q = split(&self.query, queries, tq);
-        let (k, v) = (split(&self.key, x, t), split(&self.value, x, t));
+        let (q, k, v) = self.project(queries, x, heads);
         Tensor::scaled_dot_product_attention(
             &q,
             &k,
@@ -263,6 +238,35 @@ impl BertSelfAttention {
             false,
             None,
             false,
+        )
+    }
+
+    /// Queries (from `queries`), keys and values (from `x`) of the heads `heads`, each
+    /// [batch, heads.len(), length, head_dim]. A subset of heads uses the matching weight rows.
+    fn project(&self, queries: &Tensor, x: &Tensor, heads: &[i64]) -> (Tensor, Tensor, Tensor) {
+        let n = heads.len() as i64;
+        let rows = (n != self.heads).then(|| {
+            let rows: Vec<i64> = heads
+                .iter()
+                .flat_map(|h| h * self.head_dim..(h + 1) * self.head_dim)
+                .collect();
+            Tensor::from_slice(&rows).to_device(x.device())
+        });
+        let split = |l: &Linear, input: &Tensor| {
+            let y = match &rows {
+                None => l.forward(input),
+                Some(r) => input.linear(
+                    &l.weight.index_select(0, r),
+                    Some(&l.bias.index_select(0, r)),
+                ),
+            };
+            let (b, len) = (input.size()[0], input.size()[1]);
+            y.view([b, len, n, self.head_dim]).transpose(1, 2)
+        };
+        (
+            split(&self.query, queries),
+            split(&self.key, x),
+            split(&self.value, x),
         )
     }
 }

@@ -8,6 +8,37 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
+/// The built binary, ready for arguments (and environment changes).
+pub fn bertology_command(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bertology"));
+    c.args(args);
+    c
+}
+
+/// Runs the binary to completion.
+pub fn bertology(args: &[&str]) -> std::process::Output {
+    bertology_command(args).output().unwrap()
+}
+
+/// The JSON a successful `--json` run printed (stderr shown when it failed).
+pub fn ok(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The stderr of a failed run, checked to be one line and no panic.
+pub fn one_line_error(out: &std::process::Output) -> String {
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected failure");
+    assert!(!e.contains("panicked"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    e
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
