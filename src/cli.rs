@@ -160,10 +160,14 @@ pub struct FinetuneArgs {
     /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task>, the default
-    /// model of the other commands).
+    /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task> under
+    /// $BERTOLOGY_HOME or the source tree, the default model of the other commands).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// Replace the task's default model when it exists (without --output-dir only; the other
+    /// commands use that model).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Passes over the training data (the default, with the learning rate and weight decay
     /// below, measured best for MiniLM on MRPC: see BENCHMARKS.md).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -256,10 +260,10 @@ pub struct PruneArgs {
     /// Batch sizes at which the original and pruned models are timed (default: --batch-size).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_batch_sizes: Vec<u64>,
-    /// Timed evaluation passes per model and batch size, after a warm-up; the median counts.
-    /// One pass keeps the main job short (each costs a full dev pass per model); use 3 or
-    /// more for benchmark-grade numbers, as scripts/bench.sh does.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Timed evaluation passes per model and batch size, after a warm-up, the two models in
+    /// alternation; the median and the range are reported, and a speed-up is claimed only
+    /// when the ranges do not overlap (with one pass, none is).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_runs: u64,
     /// Folder for head_mask.npy, masking_curve.csv, prune.json and pruned_model/.
     #[arg(long, default_value = "runs/prune")]

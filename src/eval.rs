@@ -1,5 +1,5 @@
 //! Evaluation: a task's examples tokenised once, batched, run with no gradient, and scored.
-use crate::data::batch::{encode_examples, make_batches, Batch, Padding};
+use crate::data::batch::{batches_in_order, encode_examples, make_batches, Batch, Padding};
 use crate::data::glue::{Example, Label, Split, Task};
 use crate::metrics::{self, Metrics};
 use crate::model::bert::BertForSequenceClassification;
@@ -68,6 +68,26 @@ impl Dataset {
         )
     }
 
+    /// Batches in the file's order whatever the padding: for computations whose result depends
+    /// on the order of batches (the anchor estimator's never-zeroed gradient).
+    pub fn batches_in_file_order(
+        &self,
+        batch_size: usize,
+        padding: Padding,
+        device: Device,
+    ) -> Vec<Batch> {
+        let order: Vec<usize> = (0..self.encoded.len()).collect();
+        batches_in_order(
+            &self.encoded,
+            &self.labels,
+            &order,
+            batch_size,
+            padding,
+            self.pad_id,
+            device,
+        )
+    }
+
     pub fn label_values(&self) -> Vec<f64> {
         self.labels
             .iter()
@@ -87,8 +107,9 @@ pub fn predict(
     let mut order = Vec::with_capacity(n);
     let mut parts = Vec::with_capacity(batches.len());
     tch::no_grad(|| -> Result<()> {
-        for b in batches {
+        for (i, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), head_mask, Default::default())?;
+            crate::finite::check_logits(&out.logits, i, &b.indices)?;
             parts.push(out.logits.to_device(Device::Cpu));
             order.extend(b.indices.iter().map(|&i| i as i64));
             if let Some(p) = progress {

@@ -4,6 +4,7 @@ use crate::data::batch::Padding;
 use crate::data::glue::resolve_data_dir;
 use crate::data::glue::Task;
 use crate::eval::Dataset;
+use crate::importance::Estimator;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{LoadOptions, Model};
@@ -39,6 +40,39 @@ pub fn model_dir(args: &ModelArgs, data: &DataArgs) -> Result<PathBuf> {
     }
 }
 
+/// Loads a model a command will run, refusing weights that hold NaN or infinity (they would
+/// turn every result into NaN).
+pub fn load_model(dir: &std::path::Path, opts: &LoadOptions) -> Result<Model> {
+    let model = Model::load(dir, opts)?;
+    let mut vars: Vec<(String, tch::Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in &vars {
+        if !crate::finite::all_finite(t) {
+            bail!(
+                "{}: weight {name} holds NaN or infinity; the checkpoint is damaged",
+                dir.display()
+            );
+        }
+    }
+    Ok(model)
+}
+
+/// The batches of a pass. The anchor estimator's result depends on the order of batches (its
+/// gradient is never zeroed), so it always gets them in file order, whatever the padding.
+pub fn batches(
+    data: &Dataset,
+    args: &DataArgs,
+    batch_size: usize,
+    estimator: Option<Estimator>,
+    device: Device,
+) -> Vec<crate::data::batch::Batch> {
+    if estimator == Some(Estimator::Anchor) {
+        data.batches_in_file_order(batch_size, padding(args), device)
+    } else {
+        data.batches(batch_size, padding(args), device)
+    }
+}
+
 pub fn padding(data: &DataArgs) -> Padding {
     if data.pad_to_max_length {
         Padding::Fixed(data.max_seq_length as usize)
@@ -70,7 +104,7 @@ pub fn setup(
     ensure_default_model(&model_args.model, data_args.task, global)?;
     let device = global.device.resolve()?;
     let dir = model_dir(model_args, data_args)?;
-    let model = Model::load(
+    let model = load_model(
         &dir,
         &LoadOptions {
             device,

@@ -2,16 +2,17 @@
 use super::common::{padding, setup};
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::eval::{predict, predictions, score};
-use crate::output::{prepare_dir, write_csv, write_json};
+use crate::output::{check_output_dir, write_csv, write_json, Staging, EVAL_FILES};
 use crate::progress;
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::time::Instant;
 
 pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
+    check_output_dir(&args.output_dir)?;
     let s = setup(&args.model, &args.data, global)?;
     let labelled = s.data.has_labels();
-    let out_dir = prepare_dir(&args.output_dir)?;
+    let out_dir = &args.output_dir;
     let start = Instant::now();
     let batches = s
         .data
@@ -37,8 +38,9 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     let (preds, scores) = predictions(&logits, regression);
     let rows: Vec<Vec<f32>> = Vec::try_from(logits.to_kind(tch::Kind::Float))?;
     let labels = s.data.label_values();
+    let staging = Staging::new(out_dir, EVAL_FILES)?;
     write_csv(
-        &out_dir.join("predictions.csv"),
+        &staging.dir().join("predictions.csv"),
         &["index", "label", "prediction", "logits"],
         (0..s.data.len()).map(|i| {
             let label = if labels[i].is_nan() {
@@ -61,7 +63,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     )?;
     let summary = json!({
         "task": s.data.task.name(),
-        "split": format!("{:?}", s.data.split).to_lowercase(),
+        "split": s.data.split.name(),
         "model": s.model.dir.display().to_string(),
         "data_dir": s.data_dir.display().to_string(),
         "examples": s.data.len(),
@@ -74,7 +76,8 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         "seconds": seconds,
         "examples_per_second": s.data.len() as f64 / seconds,
     });
-    write_json(&out_dir.join("eval.json"), &summary)?;
+    write_json(&staging.dir().join("eval.json"), &summary)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
@@ -82,7 +85,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         println!(
             "{} {} ({} examples, {:.1} s): {}",
             s.data.task.name(),
-            format!("{:?}", s.data.split).to_lowercase(),
+            s.data.split.name(),
             s.data.len(),
             seconds,
             if m.is_empty() {

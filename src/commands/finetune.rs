@@ -1,4 +1,5 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
+use super::common::load_model;
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
@@ -7,8 +8,8 @@ use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{LoadOptions, Model};
-use crate::output::write_json;
+use crate::model::LoadOptions;
+use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -39,16 +40,31 @@ type Snapshot = Vec<(String, Tensor)>;
 
 /// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
 pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
-    for (name, v, lo, hi) in [
-        ("--learning-rate", args.learning_rate, 0.0, 1.0),
-        ("--warmup-ratio", args.warmup_ratio, 0.0, 1.0),
-        ("--weight-decay", args.weight_decay, 0.0, 1.0),
+    for (name, v, ok, range) in [
+        (
+            "--learning-rate",
+            args.learning_rate,
+            args.learning_rate > 0.0 && args.learning_rate <= 1.0,
+            "(0, 1]",
+        ),
+        (
+            "--warmup-ratio",
+            args.warmup_ratio,
+            (0.0..=1.0).contains(&args.warmup_ratio),
+            "[0, 1]",
+        ),
+        (
+            "--weight-decay",
+            args.weight_decay,
+            (0.0..=1.0).contains(&args.weight_decay),
+            "[0, 1]",
+        ),
     ] {
-        if !(lo..=hi).contains(&v) || (name == "--learning-rate" && v == 0.0) {
-            bail!("{name} {v}: expected a value in ({lo}, {hi}]");
+        if !ok {
+            bail!("{name} {v}: expected a value in {range}");
         }
     }
-    if args.max_grad_norm <= 0.0 {
+    if !(args.max_grad_norm > 0.0 && args.max_grad_norm.is_finite()) {
         bail!(
             "--max-grad-norm {}: expected a positive value",
             args.max_grad_norm
@@ -59,11 +75,26 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         Some(spec) => resolve_model(spec)?,
         None => base_model_dir(),
     };
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| task_model_dir(args.task));
-    let mut model = Model::load(
+    let output_dir = match &args.output_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = task_model_dir(args.task);
+            if dir.exists() && !args.overwrite {
+                bail!(
+                    "{} already exists: it is the default {} model that eval, importance and prune use; pass --overwrite to replace it, or --output-dir to write elsewhere",
+                    dir.display(),
+                    args.task.name()
+                );
+            }
+            dir
+        }
+    };
+    check_output_dir(&output_dir)?;
+    ensure_not_input(&output_dir, MODEL_FILES, "--model", &model_dir)?;
+    if let Some(m) = &args.head_mask {
+        ensure_not_input(&output_dir, MODEL_FILES, "--head-mask", m)?;
+    }
+    let mut model = load_model(
         &model_dir,
         &LoadOptions {
             device,
@@ -151,6 +182,8 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             let step_start = Instant::now();
             opt.zero_grad();
             let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
+            crate::finite::check_logits(&out.logits, step, &batch.indices)
+                .with_context(|| format!("fine-tuning step {}", step + 1))?;
             let loss = model.net.loss(&out.logits, labels, false);
             loss.backward();
             opt.clip_grad_norm(hyper.max_grad_norm);
@@ -210,8 +243,9 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     });
     let seconds = start.elapsed().as_secs_f64();
     model.config.set_labels_for(args.task);
-    model.save(&output_dir)?;
-    tokenizer.save_files(&output_dir)?;
+    let staging = Staging::new(&output_dir, MODEL_FILES)?;
+    model.save(staging.dir())?;
+    tokenizer.save_files(staging.dir())?;
     let summary = json!({
         "task": args.task.name(),
         "base_model": model_dir.display().to_string(),
@@ -237,6 +271,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / step.max(1) as f64,
     });
-    write_json(&output_dir.join("finetune.json"), &summary)?;
+    write_json(&staging.dir().join("finetune.json"), &summary)?;
+    staging.commit()?;
     Ok(summary)
 }

@@ -26,6 +26,17 @@ pub enum Split {
     Test,
 }
 
+impl Split {
+    /// The name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+}
+
 /// A label as the file gives it: a class index into the task's label list, or a score.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Label {
@@ -192,12 +203,23 @@ impl Task {
     /// Reads one split from `dir`; `subset` keeps the first N examples.
     pub fn read(self, dir: &Path, split: Split, subset: Option<usize>) -> Result<Vec<Example>> {
         let path = dir.join(self.file_name(split));
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let bytes = std::fs::read(&path).with_context(|| {
             format!(
-                "{}: cannot read the {} {:?} file",
+                "{}: cannot read the {} {} file",
                 path.display(),
                 self.name(),
-                split
+                split.name()
+            )
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bad = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..bad];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = bad - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            anyhow!(
+                "{}: line {line}, column {column}: not UTF-8 text (byte 0x{:02x}); GLUE files are UTF-8",
+                path.display(),
+                e.as_bytes()[bad]
             )
         })?;
         let examples = self
@@ -219,11 +241,27 @@ impl Task {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty());
         let mut expected = layout.fields;
+        // The columns this layout reads: a file of another task has too few of them.
+        let needed = [Some(layout.text_a), layout.text_b, layout.label]
+            .into_iter()
+            .flatten()
+            .filter(|&c| c != LAST)
+            .max()
+            .map_or(1, |c| c + 1);
         if layout.header {
             let (_, header) = lines
                 .next()
                 .ok_or_else(|| anyhow!("empty file (expected a header line)"))?;
-            expected.get_or_insert(header.split('\t').count());
+            let columns = header.split('\t').count();
+            if columns < needed {
+                bail!(
+                    "line 1: the header has {columns} tab-separated columns but a {} {} file has at least {needed} (is this the {} file?)",
+                    self.name(),
+                    split.name(),
+                    self.folder()
+                );
+            }
+            expected.get_or_insert(columns);
         }
         let mut out = Vec::new();
         for (i, line) in lines {
@@ -287,6 +325,14 @@ pub fn resolve_data_dir(task: Task, explicit: Option<&Path>, home: &Path) -> Res
     if let Some(dir) = explicit {
         if dir.is_dir() {
             return Ok(dir.to_path_buf());
+        }
+        if dir.exists() {
+            bail!(
+                "--data-dir {}: is a file; expected the {} folder holding {}",
+                dir.display(),
+                task.name(),
+                task.file_name(Split::Dev)
+            );
         }
         bail!("--data-dir {}: no such folder", dir.display());
     }

@@ -2,6 +2,7 @@
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod preflight;
 pub mod source;
 pub mod tokenizer;
 
@@ -45,6 +46,7 @@ impl Model {
         }
         let mut config = BertConfig::from_file(&config_path)?;
         let files = checkpoint::weight_files(dir)?;
+        preflight::check(&config_path, &config, &files)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
         let has_classifier = keys.iter().any(|k| k.starts_with("classifier."));
         if let Some(task) = opts.task {

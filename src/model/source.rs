@@ -42,6 +42,28 @@ pub fn resolve_model_in(spec: &str, cache_dir: &Path, offline: bool) -> Result<P
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
+    if path.exists() {
+        bail!(
+            "--model {spec}: is a file; pass the folder that holds config.json and model.safetensors"
+        );
+    }
+    // A name ending in a weight or config file's extension is a path, not a hub id.
+    let file_like = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        [
+            "safetensors",
+            "bin",
+            "json",
+            "h5",
+            "pt",
+            "pth",
+            "onnx",
+            "npy",
+        ]
+        .contains(&e)
+    });
+    if file_like {
+        bail!("--model {spec}: no such file or folder (pass the folder that holds config.json)");
+    }
     let (id, revision) = match spec.split_once('@') {
         Some((id, rev)) => (id, rev),
         None => (spec, "main"),
@@ -67,6 +89,16 @@ pub fn resolve_model_in(spec: &str, cache_dir: &Path, offline: bool) -> Result<P
         }
     }
     let folder = cache_dir.join(format!("models--{}", id.replace('/', "--")));
+    // refs/<revision> holds a commit hash; tools that write it with a trailing newline are
+    // common, and hf-hub does not trim it.
+    if let Ok(hash) = std::fs::read_to_string(folder.join("refs").join(revision)) {
+        let hash = hash.trim();
+        let snapshot = folder.join("snapshots").join(hash);
+        if !hash.is_empty() && !hash.contains(['/', '\\']) && snapshot.join("config.json").is_file()
+        {
+            return Ok(snapshot);
+        }
+    }
     // A revision given as a commit hash has no refs/ file: its snapshot folder is named by it.
     let pinned = folder.join("snapshots").join(revision);
     if pinned.join("config.json").is_file() {
