@@ -102,6 +102,13 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             task: Some(args.task),
         },
     )?;
+    if args.max_seq_length as i64 > model.config.max_position_embeddings {
+        bail!(
+            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
+            args.max_seq_length,
+            model.config.max_position_embeddings
+        );
+    }
     let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
     let data_dir = resolve_data_dir(args.task, args.data_dir.as_deref(), &home_dir())?;
     let train = Dataset::load(
