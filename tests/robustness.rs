@@ -20,6 +20,8 @@ struct Ctx {
 }
 
 type Prep = Box<dyn Fn(&Ctx) + Send + Sync>;
+/// A table row (input, message, exit code), or what went wrong.
+type Outcome = Result<(String, String, i32), String>;
 
 struct Case {
     /// The input, as the troubleshooting table shows it.
@@ -235,12 +237,21 @@ fn golden_run(tmp: &Path) -> (PathBuf, PathBuf) {
         golden.display()
     );
     let out = bertology(&args.split_whitespace().collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (t, golden)
 }
 
 /// Runs one case; returns the table row (input, message, exit code) or what went wrong.
-fn run_case(c: &Case, dir: &Path, t: &Path, golden: &Path) -> Result<(String, String, i32), String> {
+fn run_case(
+    c: &Case,
+    dir: &Path,
+    t: &Path,
+    golden: &Path,
+) -> Result<(String, String, i32), String> {
     let ctx = Ctx {
         root: dir.to_path_buf(),
         t: dir.join("T"),
@@ -258,7 +269,9 @@ fn run_case(c: &Case, dir: &Path, t: &Path, golden: &Path) -> Result<(String, St
     let args: Vec<String> = c.args.iter().map(|a| fill(a)).collect();
     let before = snapshot(dir);
     let mut cmd = bertology_command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    cmd.current_dir(dir).env_remove("BERTOLOGY_HOME").env_remove("GLUE_DIR");
+    cmd.current_dir(dir)
+        .env_remove("BERTOLOGY_HOME")
+        .env_remove("GLUE_DIR");
     for (k, v) in &c.env {
         cmd.env(k, fill(v));
     }
@@ -279,20 +292,32 @@ fn run_case(c: &Case, dir: &Path, t: &Path, golden: &Path) -> Result<(String, St
         }
     }
     if !out.stdout.is_empty() {
-        problems.push(format!("stdout not empty: {}", String::from_utf8_lossy(&out.stdout)));
+        problems.push(format!(
+            "stdout not empty: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
     }
     let diff = snapshot_diff(&before, &after);
     if !diff.is_empty() {
         problems.push(format!("the folder changed: {diff:?}"));
     }
     if !problems.is_empty() {
-        return Err(format!("{}: {}\n  stderr: {stderr}", c.input, problems.join("; ")));
+        return Err(format!(
+            "{}: {}\n  stderr: {stderr}",
+            c.input,
+            problems.join("; ")
+        ));
     }
     // The message as a user would see it: the case's folder as the current one.
-    let mut msg = stderr.trim_end().replace(&format!("{}/", dir.display()), "");
+    let mut msg = stderr
+        .trim_end()
+        .replace(&format!("{}/", dir.display()), "");
     msg = msg.replace(&mrpc_dir().display().to_string(), "data/glue/MRPC");
     if let Some(i) = msg.find("bertology-staging-") {
-        let digits = msg[i + 18..].chars().take_while(char::is_ascii_digit).count();
+        let digits = msg[i + 18..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
         msg.replace_range(i + 18..i + 18 + digits, "PID");
     }
     Ok((c.input.to_string(), msg, code))
@@ -310,7 +335,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
         cases.retain(|c| c.input.contains(w.as_str()));
     }
     let next = AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<(String, String, i32), String>>>> =
+    let results: Vec<std::sync::Mutex<Option<Outcome>>> =
         cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..3 {
@@ -335,7 +360,11 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
         "{} of {} cases failed:\n{}",
         failures.len(),
         results.len(),
-        failures.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let rows: Vec<(String, String, i32)> = results.into_iter().map(Result::unwrap).collect();
     if only.is_none() {

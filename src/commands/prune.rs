@@ -5,8 +5,8 @@ use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{mask_heads, Goal, MaskingSettings};
-use crate::model::bert::BertForSequenceClassification;
 use crate::model::Model;
+use crate::model::Network;
 use crate::output::{
     check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
     RUN_FILES,
@@ -51,9 +51,9 @@ fn validate(args: &PruneArgs) -> Result<()> {
 /// timing: that starts the thread pool, loads kernels and grows the allocator to the largest
 /// shapes, which is all a warm-up is for.
 fn time_both(
-    masked: &BertForSequenceClassification,
+    masked: &dyn Network,
     mask: &Tensor,
-    pruned: &BertForSequenceClassification,
+    pruned: &dyn Network,
     batches: &[Batch],
     runs: u64,
 ) -> Result<(Vec<f64>, Vec<f64>, Tensor, Tensor)> {
@@ -174,7 +174,14 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
     let bar = progress::Steps::new(max_steps, "masking", global.quiet);
     let masking_start = Instant::now();
-    let result = mask_heads(&model.net, &data, &batches, &metric, settings, Some(&bar))?;
+    let result = mask_heads(
+        model.net.as_ref(),
+        &data,
+        &batches,
+        &metric,
+        settings,
+        Some(&bar),
+    )?;
     bar.finish();
     let masking_seconds = masking_start.elapsed().as_secs_f64();
 
@@ -204,9 +211,9 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         // Before: the masked model at its full shapes (what masking alone gives); after: the
         // pruned model. Both without gradient, after a warm-up, in alternation.
         let (before, after, masked_logits, pruned_logits) = time_both(
-            &model.net,
+            model.net.as_ref(),
             &mask_on_device,
-            &pruned.net,
+            pruned.net.as_ref(),
             tb,
             args.timing_runs,
         )?;
@@ -298,7 +305,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "heads_kept_per_layer": heads_per_layer,
         "head_mask": Vec::<Vec<f32>>::try_from(&result.mask)?,
         "layers_without_heads": empty_layers,
-        "pruned_heads": pruned.config.pruned_heads,
+        "pruned_heads": pruned.config.pruned_heads_json(),
         "parameters_before": params_before,
         "parameters_after": params_after,
         "timing": timings,
