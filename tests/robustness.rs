@@ -399,3 +399,514 @@ fn check_troubleshooting(rows: &[(String, String, i32)]) {
         "docs/troubleshooting.md does not match what the binary says; regenerate it with BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test robustness"
     );
 }
+
+// ---- The defects of issue 18 whose fix is a result, not an error ----
+
+fn mrpc_args(model: &Path, out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = MRPC_ARGS
+        .replace("{MRPC}", &mrpc_dir().display().to_string())
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    v.extend([
+        "--model".into(),
+        model.display().to_string(),
+        "--output-dir".into(),
+        out.display().to_string(),
+    ]);
+    v
+}
+
+fn run(cmd: &str, base: &[String], extra: &[&str]) -> std::process::Output {
+    let mut args = vec![cmd.to_string()];
+    args.extend(base.iter().cloned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    bertology(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn read_npy(p: &Path) -> Tensor {
+    bertology::npy::read(p).unwrap()
+}
+
+/// Item 13: the anchor estimator's batches are in file order whatever the padding, so at batch
+/// size 1 padding to the maximum length or not gives the same importance.
+#[test]
+fn anchor_importance_does_not_depend_on_padding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    // MRPC pairs cut to 1 to 5 words: lengths differ, so sorting by length reorders them.
+    let dev = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
+    let mut rows = vec![dev.lines().next().unwrap().to_string()];
+    for (i, line) in dev.lines().skip(1).take(16).enumerate() {
+        let mut f: Vec<String> = line.split('\t').map(str::to_string).collect();
+        let cut = |s: &str, n: usize| s.split_whitespace().take(n).collect::<Vec<_>>().join(" ");
+        f[3] = cut(&f[3], i % 5 + 1);
+        f[4] = cut(&f[4], (i * 3) % 4 + 1);
+        rows.push(f.join("\t"));
+    }
+    let data = tmp.path().join("short");
+    write(&data.join("dev.tsv"), rows.join("\n") + "\n");
+    let importance = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "importance",
+            "--model",
+            t.to_str().unwrap(),
+            "--task",
+            "mrpc",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--max-seq-length",
+            "40",
+            "--device",
+            "cpu",
+            "--estimator",
+            "anchor",
+            "--batch-size",
+            "1",
+            "--no-global-norm",
+            "--quiet",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        ok_run(&bertology(&args));
+        read_npy(&out.join("head_importance.npy"))
+    };
+    let x = importance(&tmp.path().join("a"), &[]);
+    let y = importance(&tmp.path().join("b"), &["--pad-to-max-length"]);
+    // (Sorted by length, the difference was 0.19 on a scale of 0.75.)
+    let diff = max_abs_diff(&x, &y);
+    let scale = x.abs().max().double_value(&[]);
+    assert!(
+        diff <= 1e-5 * scale,
+        "anchor importance differs by {diff} (scale {scale})"
+    );
+}
+
+fn ok_run(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Item 14: masked and pruned passes alternate, prune.json has each model's spread, and the
+/// summary line claims a speed-up only when the ranges do not overlap.
+#[test]
+fn timing_reports_the_spread_and_claims_nothing_within_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("p");
+    let o = run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "3"],
+    );
+    ok_run(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("prune.json")).unwrap()).unwrap();
+    let t0 = &summary["timing"][0];
+    assert_eq!(t0["runs"], 3);
+    for side in ["seconds_before_spread", "seconds_after_spread"] {
+        let (min, med, max) = (
+            t0[side]["min"].as_f64().unwrap(),
+            t0[side]["median"].as_f64().unwrap(),
+            t0[side]["max"].as_f64().unwrap(),
+        );
+        assert!(min > 0.0 && min <= med && med <= max, "{side}: {t0}");
+    }
+    let verdict = t0["verdict"].as_str().unwrap();
+    let line = stdout.lines().find(|l| l.starts_with("batch 32")).unwrap();
+    assert!(
+        line.contains("3 timed passes") && line.contains("range"),
+        "{line}"
+    );
+    match verdict {
+        "within_noise" => assert!(
+            line.contains("within noise") && !line.contains(" x"),
+            "{line}"
+        ),
+        "faster" => assert!(line.contains("faster"), "{line}"),
+        "slower" => assert!(line.contains("slower"), "{line}"),
+        other => panic!("verdict {other}"),
+    }
+    // The verdict follows from the ranges.
+    let b = &t0["seconds_before_spread"];
+    let a = &t0["seconds_after_spread"];
+    let overlap = a["max"].as_f64() >= b["min"].as_f64() && a["min"].as_f64() <= b["max"].as_f64();
+    assert_eq!(overlap, verdict == "within_noise", "{t0}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("verdict"), "{report}");
+    // One pass each: no claim at all.
+    let one = tmp.path().join("one");
+    let o = run(
+        "prune",
+        &mrpc_args(&t, &one),
+        &["--target-heads", "0.5", "--timing-runs", "1"],
+    );
+    ok_run(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("too few to tell"), "{stdout}");
+}
+
+/// Item 10: without entropy there is no entropy file, picture or link.
+#[test]
+fn no_entropy_writes_no_entropy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("i");
+    ok_run(&run(
+        "importance",
+        &mrpc_args(&t, &out),
+        &["--no-entropy", "--quiet"],
+    ));
+    assert!(out.join("head_importance.npy").is_file());
+    for f in ["attn_entropy.npy", "entropy.png", "entropy.svg"] {
+        assert!(!out.join(f).exists(), "{f} written");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!report.contains("entropy.png"), "{report}");
+    let with = tmp.path().join("e");
+    ok_run(&run("importance", &mrpc_args(&t, &with), &["--quiet"]));
+    let e = read_npy(&with.join("attn_entropy.npy"));
+    assert!(e.abs().sum(Kind::Double).double_value(&[]) > 0.0);
+}
+
+/// Item 12: saved weights have the mode of the other files of the folder (the umask's).
+#[test]
+fn saved_weights_have_the_folders_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("p");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "1", "--quiet"],
+    ));
+    let ft = tmp.path().join("ft");
+    ok_run(&bertology(&[
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc_dir().to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        ft.to_str().unwrap(),
+    ]));
+    for dir in [out.join("pruned_model"), ft] {
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode("model.safetensors"),
+            mode("config.json"),
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+/// Item 6: a run into the folder of an earlier run replaces it as a whole: no file of the
+/// earlier run is left to mix with the new one, and nothing stray is left next to it.
+#[test]
+fn a_run_into_an_earlier_runs_folder_replaces_it_without_mixing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("run");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "1", "--quiet"],
+    ));
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert!(out.join("pruned_model").is_dir() && !out.join("attn_entropy.npy").exists());
+    ok_run(&run("importance", &mrpc_args(&t, &out), &["--quiet"]));
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    for gone in [
+        "prune.json",
+        "masking_curve.csv",
+        "head_mask.npy",
+        "pruned_model",
+        "pruning_curve.png",
+    ] {
+        assert!(
+            !names.contains(gone),
+            "{gone} of the earlier run left: {names:?}"
+        );
+    }
+    for kept in [
+        "importance.json",
+        "attn_entropy.npy",
+        "report.md",
+        "notes.txt",
+    ] {
+        assert!(names.contains(kept), "{kept} missing: {names:?}");
+    }
+    let siblings: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        siblings.iter().all(|n| !n.contains("bertology-")),
+        "{siblings:?}"
+    );
+    let o = bertology(&["report", out.to_str().unwrap()]);
+    ok_run(&o);
+}
+
+/// Item 7: finetune without --output-dir writes the default model only when there is none, or
+/// with --overwrite; `prune --task mrpc` then uses it. (Building a missing default with
+/// finetune's full defaults is the set-up's first step and takes minutes; it calls the same
+/// code with --overwrite, since nothing usable is there.)
+#[test]
+fn default_model_is_not_replaced_without_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    // The base model: T's encoder.
+    let t = tiny_classifier(tmp.path());
+    let base = home.join("models/all-MiniLM-L6-v2");
+    copy_dir(&t, &base);
+    edit_weights(&base, |w| w.retain(|(k, _)| !k.starts_with("classifier.")));
+    edit_json(&base.join("config.json"), |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("id2label");
+        o.remove("label2id");
+    });
+    let glue = mrpc_dir().parent().unwrap().to_path_buf();
+    let cmd = |args: &[&str]| {
+        bertology_command(args)
+            .current_dir(tmp.path())
+            .env("BERTOLOGY_HOME", &home)
+            .env("GLUE_DIR", &glue)
+            .output()
+            .unwrap()
+    };
+    let quick = [
+        "finetune",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--max-seq-length",
+        "32",
+        "--train-subset",
+        "16",
+        "--eval-subset",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let default = home.join("models/all-MiniLM-L6-v2-mrpc");
+    // No default yet: it is written there.
+    ok_run(&cmd(&quick));
+    assert!(default.join("model.safetensors").is_file());
+    let before = snapshot(&default);
+    let o = cmd(&quick);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("all-MiniLM-L6-v2-mrpc") && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert!(snapshot_diff(&before, &snapshot(&default)).is_empty());
+    // The other commands use it.
+    let out = tmp.path().join("p");
+    let o = cmd(&[
+        "prune",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--data-subset",
+        "16",
+        "--max-seq-length",
+        "32",
+        "--target-heads",
+        "0.5",
+        "--timing-runs",
+        "1",
+        "--quiet",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    ok_run(&o);
+    let summary = std::fs::read_to_string(out.join("prune.json")).unwrap();
+    assert!(summary.contains("all-MiniLM-L6-v2-mrpc"), "{summary}");
+    let mut again = quick.to_vec();
+    again.push("--overwrite");
+    ok_run(&cmd(&again));
+    assert!(!snapshot_diff(&before, &snapshot(&default)).is_empty());
+}
+
+/// Item 15: inputs that used to be refused or misread.
+#[test]
+fn hub_ref_with_newline_warmup_zero_and_interrupts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    // A hub cache whose refs/main ends in a newline.
+    let hub = tmp.path().join("hub");
+    let repo = hub.join("models--org--tiny");
+    copy_dir(&t, &repo.join("snapshots/0123abcd"));
+    write(&repo.join("refs/main"), "0123abcd\n");
+    let o = bertology_command(&[
+        "inspect", "--device", "cpu", "--model", "org/tiny", "--json",
+    ])
+    .env("HF_HUB_CACHE", &hub)
+    .output()
+    .unwrap();
+    ok_run(&o);
+    // --warmup-ratio 0 is a valid schedule.
+    let ft = tmp.path().join("ft");
+    let mrpc = mrpc_dir();
+    let base = [
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        ft.to_str().unwrap(),
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--warmup-ratio", "0"]);
+    ok_run(&bertology(&args));
+    // An interrupted run leaves nothing: no output folder, no staging folder.
+    let late = tmp.path().join("late");
+    let late_s = late.display().to_string();
+    let args = [
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "3000",
+        "--epochs",
+        "50",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        &late_s,
+    ];
+    let before = snapshot(tmp.path());
+    let mut child = bertology_command(&args).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it was interrupted"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(snapshot_diff(&before, &snapshot(tmp.path())).is_empty());
+}
+
+// ---- Defects the model refactor fixed (items 3, 4, 8), through the binary ----
+
+/// Item 3: a model with a layer whose heads are all pruned can be analysed and pruned again.
+#[test]
+fn a_layer_without_heads_can_be_analysed_and_pruned_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let first = tmp.path().join("first");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &first),
+        &["--target-heads", "0.25", "--timing-runs", "1", "--quiet"],
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("prune.json")).unwrap()).unwrap();
+    assert!(
+        summary["heads_kept_per_layer"]
+            .as_array()
+            .unwrap()
+            .contains(&0.into()),
+        "no empty layer to test: {}",
+        summary["heads_kept_per_layer"]
+    );
+    let pruned = first.join("pruned_model");
+    ok_run(&run(
+        "importance",
+        &mrpc_args(&pruned, &tmp.path().join("imp")),
+        &["--quiet"],
+    ));
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&pruned, &tmp.path().join("again")),
+        &["--target-heads", "0.1", "--timing-runs", "1", "--quiet"],
+    ));
+}
+
+/// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.
+#[test]
+fn a_vocabulary_larger_than_the_embeddings_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let mut vocab = std::fs::read_to_string(t.join("vocab.txt")).unwrap();
+    for w in ["the", "of", "and", "to", "in", "said", "he", "a"] {
+        vocab.push_str(w);
+        vocab.push('\n');
+    }
+    std::fs::write(t.join("vocab.txt"), vocab).unwrap();
+    let out = tmp.path().join("o");
+    for cmd in ["eval", "importance"] {
+        let o = run(cmd, &mrpc_args(&t, &out), &[]);
+        let e = one_line_error(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("vocab") || e.contains("token id"), "{e}");
+        assert!(!out.exists());
+    }
+}
+
+/// Item 8: a weight stored as integers is an error naming it, never "missing" or a random
+/// initialisation.
+#[test]
+fn an_integer_weight_is_an_error_naming_it() {
+    for name in [
+        "classifier.weight",
+        "encoder.layer.0.attention.self.query.weight",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tiny_classifier(tmp.path());
+        edit_weights(&t, |w| {
+            for (k, v) in w.iter_mut() {
+                if k.ends_with(name) {
+                    *v = v.to_kind(Kind::Int64);
+                }
+            }
+        });
+        let o = run("eval", &mrpc_args(&t, &tmp.path().join("o")), &[]);
+        let e = one_line_error(&o);
+        assert!(e.contains(name) && !e.contains("missing"), "{e}");
+    }
+}

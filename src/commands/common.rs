@@ -93,7 +93,10 @@ fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs)
         task_model_dir(task).display(),
         task.name()
     );
-    super::finetune::finetune(&FinetuneArgs::defaults_for(task), global).map(|_| ())
+    // Nothing usable is there (at most an empty folder): replacing it loses nothing.
+    let mut args = FinetuneArgs::defaults_for(task);
+    args.overwrite = true;
+    super::finetune::finetune(&args, global).map(|_| ())
 }
 
 pub fn setup(
