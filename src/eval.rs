@@ -96,6 +96,32 @@ impl Dataset {
     }
 }
 
+/// Checks that a batch's token ids index the model's embedding rows and fit its positions:
+/// libtorch would otherwise stop deep inside an embedding lookup.
+pub fn check_inputs(net: &dyn Network, b: &Batch, batch: usize) -> Result<()> {
+    let width = b.input_ids.size().get(1).copied().unwrap_or(0);
+    if width > net.max_positions() {
+        anyhow::bail!(
+            "batch {batch}: {width} tokens per example, but the model's position embeddings hold {}",
+            net.max_positions()
+        );
+    }
+    if b.input_ids.numel() > 0 {
+        let (lo, hi) = (
+            b.input_ids.min().int64_value(&[]),
+            b.input_ids.max().int64_value(&[]),
+        );
+        if lo < 0 || hi >= net.vocab_size() {
+            anyhow::bail!(
+                "batch {batch}: token id {} outside the model's {} embedding rows; the tokenizer does not belong to this checkpoint",
+                if lo < 0 { lo } else { hi },
+                net.vocab_size()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Logits [examples, outputs] on the CPU, in the dataset's original order.
 pub fn predict(
     net: &dyn Network,
@@ -108,6 +134,7 @@ pub fn predict(
     let mut parts = Vec::with_capacity(batches.len());
     tch::no_grad(|| -> Result<()> {
         for (i, b) in batches.iter().enumerate() {
+            check_inputs(net, b, i)?;
             let out = net.forward(&b.inputs(), head_mask, Default::default())?;
             crate::finite::check_logits(&out.logits, i, &b.indices)?;
             parts.push(out.logits.to_device(Device::Cpu));

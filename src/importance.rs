@@ -97,6 +97,7 @@ pub fn compute(
             Estimator::Anchor => base_mask.copy(),
         }
         .set_requires_grad(true);
+        crate::eval::check_inputs(net, b, i)?;
         let out = net.forward(&b.inputs(), Some(&xi), opts)?;
         crate::finite::check_logits(&out.logits, i, &b.indices)?;
         let per_example = settings.estimator == Estimator::PerExample;

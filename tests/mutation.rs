@@ -15,6 +15,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
+thread_local! {
+    /// Set while a mutation is checked: its panics are counted, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// xorshift64*: a fixed seed gives the same mutations on every machine.
 struct Rng(u64);
 
@@ -42,7 +47,10 @@ fn mutate(rng: &mut Rng, bytes: &[u8], range: Option<std::ops::Range<usize>>) ->
         // Overwrite a byte with anything.
         1 if at < b.len() => b[at] = rng.next() as u8,
         // Overwrite a byte with a digit or JSON/TSV punctuation: reaches numbers and structure.
-        2 if at < b.len() => b[at] = b"0123456789-.,:\t\n\"{}[]e"[rng.below(23)],
+        2 if at < b.len() => {
+            let set = b"0123456789-.,:\t\n\"{}[]e";
+            b[at] = set[rng.below(set.len())];
+        }
         // Delete a run of bytes.
         3 => {
             let n = (1 + rng.below(16)).min(b.len() - at);
@@ -79,12 +87,26 @@ fn mutate(rng: &mut Rng, bytes: &[u8], range: Option<std::ops::Range<usize>>) ->
 struct Tally {
     runs: usize,
     failures: Vec<String>,
+    /// (group, mutations, seconds), for the summary line.
+    groups: Vec<(String, usize, f64)>,
+    mark: (usize, std::time::Instant),
 }
 
 impl Tally {
+    /// Closes a group of mutations for the summary.
+    fn group(&mut self, name: &str) {
+        let (runs, at) = self.mark;
+        self.groups
+            .push((name.into(), self.runs - runs, at.elapsed().as_secs_f64()));
+        self.mark = (self.runs, std::time::Instant::now());
+    }
+
     fn check(&mut self, what: &str, i: usize, f: impl FnOnce() -> Result<(), String>) {
         self.runs += 1;
-        match catch_unwind(AssertUnwindSafe(f)) {
+        QUIET.with(|q| q.set(true));
+        let result = catch_unwind(AssertUnwindSafe(f));
+        QUIET.with(|q| q.set(false));
+        match result {
             Ok(Ok(())) => {}
             Ok(Err(garbage)) => self
                 .failures
@@ -95,7 +117,7 @@ impl Tally {
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                let first = msg.lines().next().unwrap_or("").to_string();
+                let first: String = msg.chars().take(160).collect();
                 self.failures.push(format!("{what} #{i}: panic: {first}"));
             }
         }
@@ -143,12 +165,21 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) {
 #[test]
 fn mutated_inputs_never_panic_nor_load_as_garbage() {
     let start = std::time::Instant::now();
-    // Panics are caught and counted; the default hook would print each one.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Panics inside a check are caught and counted; the default hook would print each one.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !QUIET.with(|q| q.get()) {
+            default_hook(info);
+        }
+    }));
+    // One thread: the tiny model gains nothing from more, and CI has two cores.
+    tch::set_num_threads(1);
     let mut rng = Rng(0x5eed_1234_abcd_0018);
     let mut tally = Tally {
         runs: 0,
         failures: Vec::new(),
+        groups: Vec::new(),
+        mark: (0, std::time::Instant::now()),
     };
     let tmp = tempfile::tempdir().unwrap();
     let t = tiny_classifier(tmp.path());
@@ -181,7 +212,7 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
     // 1. Weights: the safetensors header (names, dtypes, shapes, offsets) and the data.
     let weights = std::fs::read(t.join("model.safetensors")).unwrap();
     let header_end = 8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
-    for i in 0..900 {
+    for i in 0..600 {
         let range = if i % 3 == 2 {
             None
         } else {
@@ -194,21 +225,23 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         });
     }
     replace_file(&work, "model.safetensors", &weights);
+    tally.group("model.safetensors");
 
     // 2. config.json.
     let config = std::fs::read(t.join("config.json")).unwrap();
-    for i in 0..700 {
+    for i in 0..500 {
         let m = mutate(&mut rng, &config, None);
         replace_file(&work, "config.json", &m);
         tally.check("config.json", i, || model_property(&work, &batches, 6));
     }
     replace_file(&work, "config.json", &config);
+    tally.group("config.json");
 
     // 3. Tokenizer files: vocab.txt and tokenizer_config.json; a tokenizer that loads must
     //    encode, and the model must run its ids or say why not.
     for name in ["vocab.txt", "tokenizer_config.json"] {
         let base = std::fs::read(t.join(name)).unwrap();
-        for i in 0..250 {
+        for i in 0..200 {
             let m = mutate(&mut rng, &base, None);
             replace_file(&work, name, &m);
             tally.check(name, i, || {
@@ -231,6 +264,7 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         }
         replace_file(&work, name, &base);
     }
+    tally.group("vocab.txt, tokenizer_config.json");
     // tokenizer.json, from the installed MiniLM (scripts/setup.sh) when present.
     let minilm_tok = root().join("models/all-MiniLM-L6-v2/tokenizer.json");
     if minilm_tok.is_file() {
@@ -251,13 +285,14 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         }
     }
 
+    tally.group("tokenizer.json");
     // 4. .npy arrays: an array that reads holds exactly what its header says.
     let arrays = [
         bertology::npy::to_bytes(&Tensor::rand([3, 4], (Kind::Float, Device::Cpu))).unwrap(),
         bertology::npy::to_bytes(&Tensor::arange(12, (Kind::Int64, Device::Cpu)).view([3, 4]))
             .unwrap(),
     ];
-    for i in 0..1000 {
+    for i in 0..1500 {
         let base = &arrays[i % 2];
         let range = if i % 2 == 0 { Some(0..80) } else { None };
         let m = mutate(&mut rng, base, range);
@@ -278,6 +313,7 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         });
     }
 
+    tally.group(".npy");
     // 5. GLUE TSV (MRPC's dev file, as bytes: UTF-8 is checked too), read as several tasks.
     let dev = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
     let head: String = dev.lines().take(12).map(|l| format!("{l}\n")).collect();
@@ -308,6 +344,7 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         });
     }
 
+    tally.group("dev.tsv");
     // 6. A run's files as report reads them: prune.json, masking_curve.csv, and the whole
     //    report of a real importance run with one file mutated.
     let run = tmp.path().join("run");
@@ -376,8 +413,11 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
         std::fs::write(run.join(name), &base).unwrap();
     }
 
+    tally.group("report files");
     let seconds = start.elapsed().as_secs_f64();
-    let _ = std::panic::take_hook();
+    for (g, n, s) in &tally.groups {
+        eprintln!("  {g}: {n} mutations, {s:.1} s");
+    }
     eprintln!(
         "mutation test: {} mutated inputs in {seconds:.1} s",
         tally.runs

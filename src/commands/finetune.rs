@@ -125,6 +125,9 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         args.eval_subset.map(|n| n as usize),
         &tokenizer,
     )?;
+    for data in [&train, &dev] {
+        super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
+    }
     if !train.has_labels() || !dev.has_labels() {
         bail!(
             "{}: fine-tuning needs labelled train and dev files",
@@ -188,6 +191,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             let labels = batch.labels.as_ref().context("labels")?;
             let step_start = Instant::now();
             opt.zero_grad();
+            crate::eval::check_inputs(model.net.as_ref(), &batch, step)?;
             let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
             crate::finite::check_logits(&out.logits, step, &batch.indices)
                 .with_context(|| format!("fine-tuning step {}", step + 1))?;
