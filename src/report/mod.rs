@@ -53,7 +53,7 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
         let field = |c: usize| rec.get(c).unwrap_or("");
         let bad = |what: &str| {
             anyhow!(
-                "{}: line {}: {what} {:?} is not a finite number",
+                "{}: line {}: {what} is not a number ({:?})",
                 path.display(),
                 i + 2,
                 field(match what {
