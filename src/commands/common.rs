@@ -83,11 +83,11 @@ pub fn setup(
             eprintln!("{w}");
         }
     }
-    if data_args.max_seq_length as i64 > model.config.max_position_embeddings {
+    if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
+            "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
             data_args.max_seq_length,
-            model.config.max_position_embeddings
+            model.net.max_positions()
         );
     }
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
@@ -99,6 +99,7 @@ pub fn setup(
         data_args.data_subset.map(|n| n as usize),
         &tokenizer,
     )?;
+    check_token_ids(&data, model.net.vocab_size(), &dir)?;
     Ok(TaskSetup {
         device,
         model,
@@ -106,4 +107,22 @@ pub fn setup(
         data,
         data_dir,
     })
+}
+
+/// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than
+/// the checkpoint's `vocab_size` would otherwise fail deep inside libtorch.
+pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
+    let found = data.encoded.iter().enumerate().find_map(|(i, e)| {
+        e.ids
+            .iter()
+            .find(|&&id| id >= vocab_size)
+            .map(|&id| (i, id))
+    });
+    if let Some((i, id)) = found {
+        bail!(
+            "{}: the tokenizer gives token id {id} (example {i}) but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint",
+            dir.display()
+        );
+    }
+    Ok(())
 }

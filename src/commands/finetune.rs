@@ -126,7 +126,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     let mut epochs = Vec::new();
     // (dev score, epoch index, a copy of every variable) of the best epoch so far.
     let mut best: Option<(f64, usize, Snapshot)> = None;
-    let opts = crate::model::bert::ForwardOptions {
+    let opts = crate::model::ForwardOptions {
         train: true,
         ..Default::default()
     };
@@ -166,7 +166,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             bar.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
             bar.inc(1);
         }
-        let logits = predict(&model.net, &dev_batches, mask.as_ref(), None)?;
+        let logits = predict(model.net.as_ref(), &dev_batches, mask.as_ref(), None)?;
         let metrics = score(&dev, &logits);
         let value = metrics.get(metric).copied().unwrap_or(f64::NAN);
         let train_loss = loss_sum / loss_n.max(1) as f64;
