@@ -1,4 +1,4 @@
-//! RoBERTa and DistilBERT against transformers 4.57 on committed tiny checkpoints
+//! RoBERTa, DistilBERT and ELECTRA against transformers 4.57 on committed tiny checkpoints
 //! (scripts/reference/make_family_fixtures.py), and every command on each through the binary.
 mod common;
 use bertology::data::batch::{encode_examples, make_batches, Padding};
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-const FAMILIES: [&str; 2] = ["roberta", "distilbert"];
+const FAMILIES: [&str; 3] = ["roberta", "distilbert", "electra"];
 
 fn family_dir(name: &str) -> PathBuf {
     fixture("families").join(name)
@@ -475,6 +475,7 @@ fn unsupported_types_and_foreign_weights_are_one_line_errors() {
         "xlm-roberta",
         "camembert",
         "distilbert",
+        "electra",
     ] {
         assert!(e.contains(t), "{e}");
     }

@@ -1,5 +1,5 @@
 """Writes the parity fixtures of the model-families issue into tests/fixtures/families/
-(run by scripts/make-fixtures.sh), for RoBERTa and DistilBERT with transformers 4.57.x:
+(run by scripts/make-fixtures.sh), for RoBERTa, DistilBERT and ELECTRA with transformers 4.57.x:
 
 - <family>/: a tiny random <Family>ForSequenceClassification checkpoint (3 layers x 4 heads,
   3 labels, weights and LayerNorms drawn far from the defaults so a wrong port cannot hide in
@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification,
-                          DistilBertTokenizerFast, RobertaConfig, RobertaForSequenceClassification,
+                          DistilBertTokenizerFast, ElectraConfig, ElectraForSequenceClassification,
+                          ElectraTokenizerFast, RobertaConfig, RobertaForSequenceClassification,
                           RobertaTokenizerFast)
 
 from common import FIXTURES, check_versions, read_mrpc
@@ -167,6 +168,13 @@ def main():
                               max_position_embeddings=128, num_labels=3, activation="gelu",
                               attn_implementation="eager")
     make("distilbert", DistilBertForSequenceClassification(config), tok, 0, False)
+
+    folder = os.path.join(OUT, "electra")
+    tok = wordpiece_tokenizer(folder, ElectraTokenizerFast)
+    config = ElectraConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                           num_attention_heads=4, intermediate_size=37, max_position_embeddings=128,
+                           num_labels=3, attn_implementation="eager")
+    make("electra", ElectraForSequenceClassification(config), tok, 0, True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
 use super::network::Network;
-use super::{bert, distilbert, roberta};
+use super::{bert, distilbert, electra, roberta};
 use anyhow::{bail, Result};
 use tch::nn;
 
@@ -17,11 +17,12 @@ pub struct Family {
 }
 
 /// Every supported family.
-pub fn all() -> [&'static Family; 3] {
+pub fn all() -> [&'static Family; 4] {
     [
         &bert::FAMILY,
         &roberta::FAMILY,
         &distilbert::FAMILY,
+        &electra::FAMILY,
     ]
 }
 

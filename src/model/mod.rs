@@ -8,6 +8,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
+pub mod electra;
 pub mod families;
 pub mod layers;
 pub mod network;
