@@ -10,7 +10,7 @@ bin=$root/target/release/bertology
 py=$root/.venv-ref/bin/python
 out=${1:-$(mktemp -d "${TMPDIR:-/tmp}/bertology-families.XXXXXX")}
 [ -x "$py" ] || { echo "check-families.sh: error: run scripts/setup-python-ref.sh first" >&2; exit 1; }
-for family in bert roberta distilbert; do
+for family in bert roberta distilbert electra; do
   if [ "$family" = bert ]; then src=$root/tests/fixtures/tiny-bert; else src=$root/tests/fixtures/families/$family; fi
   work=$out/$family
   rm -rf "$work" && mkdir -p "$work/base"
