@@ -553,12 +553,15 @@ fn assert_snapshot(repo_dir: &Path, commit: &str, files: &BTreeMap<String, Vec<u
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// Copies the cache for scripts/reference/check_hub_cache.py when BERTOLOGY_KEEP_HUB_CACHE
-/// names a folder (symlinks kept as symlinks).
-fn keep_cache(cache: &Path) {
+/// Copies the cache to `$BERTOLOGY_KEEP_HUB_CACHE/<name>` (links kept as links) when that
+/// variable is set, for scripts/reference/check_hub_cache.py.
+fn keep_cache(cache: &Path, name: &str) {
     let Some(dest) = std::env::var_os("BERTOLOGY_KEEP_HUB_CACHE") else {
         return;
     };
+    let dest = Path::new(&dest).join(name);
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(&dest).unwrap();
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(format!("{}/.", cache.display()))
@@ -628,7 +631,7 @@ fn eval_downloads_the_model_then_a_second_run_asks_nothing() {
     let local_dir = tiny_bert_for_mrpc(tmp.path());
     let local = eval(local_dir.to_str().unwrap(), "local");
     assert_eq!(first["metrics"], local["metrics"]);
-    keep_cache(&cache);
+    keep_cache(&cache, "eval");
 }
 
 #[test]
@@ -664,6 +667,7 @@ fn tags_and_commits_as_revisions() {
             .display()
             .to_string()
     );
+    keep_cache(&cache, "revisions");
 }
 
 #[test]
@@ -732,6 +736,7 @@ fn a_killed_download_leaves_no_truncated_file_and_resumes() {
     );
     assert_snapshot(&repo_dir, COMMIT, &tiny_bert_files());
     assert_eq!(sha256(&std::fs::read(&pointer).unwrap()), sha);
+    keep_cache(&cache, "resumed");
 }
 
 #[test]
@@ -984,5 +989,5 @@ fn dataset_parquet_files_for_a_config_else_from_the_converted_branch() {
         e.contains("404") && e.contains("--dataset org/nothing"),
         "{e}"
     );
-    keep_cache(&cache);
+    keep_cache(&cache, "dataset");
 }
