@@ -670,6 +670,67 @@ fn tags_and_commits_as_revisions() {
     keep_cache(&cache, "revisions");
 }
 
+/// The tiny BERT split into two shards and an index, with a PyTorch copy beside them.
+fn sharded_files() -> BTreeMap<String, Vec<u8>> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_bert_for_mrpc(tmp.path());
+    let tensors = tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+    let mut files: BTreeMap<String, Vec<u8>> = tiny_bert_files();
+    files.remove("model.safetensors");
+    let mut weight_map = serde_json::Map::new();
+    let half = tensors.len() / 2;
+    for (i, part) in [&tensors[..half], &tensors[half..]].into_iter().enumerate() {
+        let name = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let path = tmp.path().join(&name);
+        tch::Tensor::write_safetensors(part, &path).unwrap();
+        for (k, _) in part {
+            weight_map.insert(k.clone(), name.clone().into());
+        }
+        files.insert(name, std::fs::read(&path).unwrap());
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    files.insert(
+        "model.safetensors.index.json".into(),
+        index.to_string().into_bytes(),
+    );
+    files.insert("pytorch_model.bin".into(), b"not to be downloaded".to_vec());
+    files
+}
+
+#[test]
+fn sharded_weights_come_with_every_shard_and_nothing_else() {
+    let files = sharded_files();
+    let hub = Hub::start(
+        [(
+            "models/org/sharded".to_string(),
+            repo(Access::Public, files.clone()),
+        )]
+        .into(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let out = inspect(&hub, &cache, "org/sharded", &[]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["heads_total"], 12);
+    let mut fetched = files.clone();
+    fetched.remove("pytorch_model.bin");
+    assert_snapshot(&cache.join("models--org--sharded"), COMMIT, &fetched);
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|r| !r.path.contains("pytorch_model.bin")),
+        "the PyTorch copy was fetched"
+    );
+    let asked = hub.requests().len();
+    assert_ok(&inspect(&hub, &cache, "org/sharded", &[]));
+    assert_eq!(
+        hub.requests().len(),
+        asked,
+        "a complete sharded snapshot asked the hub"
+    );
+}
+
 #[test]
 fn a_killed_download_leaves_no_truncated_file_and_resumes() {
     let hub = model_hub();
@@ -990,4 +1051,29 @@ fn dataset_parquet_files_for_a_config_else_from_the_converted_branch() {
         "{e}"
     );
     keep_cache(&cache, "dataset");
+}
+
+/// Needs a small filesystem, e.g. `mount -t tmpfs -o size=64k tmpfs /tmp/tinyfs`, named by
+/// BERTOLOGY_SMALL_FS; the weights (103 KiB) do not fit.
+#[test]
+#[ignore = "needs BERTOLOGY_SMALL_FS=DIR, a filesystem smaller than 100 KiB"]
+fn a_full_disk_is_one_line_and_leaves_no_blob() {
+    let small = std::env::var_os("BERTOLOGY_SMALL_FS").expect("BERTOLOGY_SMALL_FS");
+    let cache = Path::new(&small).join(format!("hub-{}", std::process::id()));
+    let hub = model_hub();
+    let e = one_line_error(&inspect(&hub, &cache, "org/tiny-bert", &[]));
+    let repo_dir = cache.join("models--org--tiny-bert");
+    let weights = sha256(&tiny_bert_files()["model.safetensors"]);
+    let blob_written = repo_dir.join("blobs").join(&weights).exists();
+    let linked = repo_dir
+        .join("snapshots")
+        .join(COMMIT)
+        .join("model.safetensors")
+        .exists();
+    std::fs::remove_dir_all(&cache).unwrap();
+    assert!(
+        e.contains("no space left") && e.contains("HF_HUB_CACHE"),
+        "{e}"
+    );
+    assert!(!blob_written && !linked);
 }
