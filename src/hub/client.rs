@@ -71,7 +71,14 @@ pub struct Client {
 impl Client {
     /// A client for the hub the settings name; `quiet` hides the progress bars.
     pub fn new(settings: Settings, quiet: bool) -> Self {
-        let agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        // Proxies come from the environment (HTTPS_PROXY, NO_PROXY...), except for a hub on this
+        // machine, which a proxy could not reach.
+        let host = origin(&settings.endpoint).split("://").nth(1).unwrap_or("");
+        if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
+            config = config.proxy(None);
+        }
+        let agent = config
             .http_status_as_error(false)
             // Followed by hand: the token goes only to the hub's own host, never to storage.
             .max_redirects(0)
