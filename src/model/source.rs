@@ -1,7 +1,7 @@
 //! Where a model comes from: a local folder, or a hub id `ORG/NAME[@REV]` found in the standard
 //! Hugging Face cache (`models--ORG--NAME/snapshots/<commit>/`), else downloaded into it.
 use crate::hub::{self, Client, Settings};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The hub id of the default model, whose files `scripts/setup.sh` installs from PyPI.
@@ -55,7 +55,13 @@ fn resolve_model_with(spec: &str, settings: Settings, quiet: bool) -> Result<Pat
         return Ok(dir);
     }
     if !settings.offline {
-        return hub::model::download(&Client::new(settings, quiet), id, revision);
+        return hub::model::download(&Client::new(settings, quiet), id, revision).map_err(|e| {
+            // `models/name` may have been meant as a folder: say that there is none either.
+            match Path::new(id).parent() {
+                Some(dir) if dir.is_dir() => anyhow!("{e:#} (and {spec} is no local folder)"),
+                _ => e,
+            }
+        });
     }
     // Offline, a snapshot with only its config is taken too: the loader names what is missing.
     let repo = hub::cache::RepoCache::new(&cache_dir, hub::RepoType::Model, id);
