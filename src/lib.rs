@@ -6,6 +6,7 @@ pub mod device;
 pub mod eval;
 pub mod finetune;
 pub mod finite;
+pub mod hub;
 pub mod importance;
 pub mod masking;
 pub mod metrics;

@@ -207,9 +207,11 @@ fn cases() -> Vec<Case> {
         // A panic that slipped through.
         with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
     ];
-    // The hub cache is the case's own, so "not in the cache" never depends on the machine.
+    // The hub cache is the case's own and offline, so "not in the cache" never depends on the
+    // machine or the network.
     for c in &mut v {
         c.env.push(("HF_HUB_CACHE", "{TMP}/hub".into()));
+        c.env.push(("HF_HUB_OFFLINE", "1".into()));
     }
     v
 }

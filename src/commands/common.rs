@@ -22,9 +22,9 @@ pub struct TaskSetup {
 }
 
 /// The model folder for a task command: --model, else the task's fine-tuned default.
-pub fn model_dir(args: &ModelArgs, data: &DataArgs) -> Result<PathBuf> {
+pub fn model_dir(args: &ModelArgs, data: &DataArgs, quiet: bool) -> Result<PathBuf> {
     match &args.model {
-        Some(spec) => resolve_model(spec),
+        Some(spec) => resolve_model(spec, quiet),
         None => {
             let dir = task_model_dir(data.task);
             if !dir.join("config.json").is_file() {
@@ -106,7 +106,7 @@ pub fn setup(
 ) -> Result<TaskSetup> {
     ensure_default_model(&model_args.model, data_args.task, global)?;
     let device = global.device.resolve()?;
-    let dir = model_dir(model_args, data_args)?;
+    let dir = model_dir(model_args, data_args, global.quiet)?;
     let model = load_model(
         &dir,
         &LoadOptions {

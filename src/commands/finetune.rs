@@ -72,7 +72,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     }
     let device = global.device.resolve()?;
     let model_dir = match &args.model {
-        Some(spec) => resolve_model(spec)?,
+        Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
     let output_dir = match &args.output_dir {

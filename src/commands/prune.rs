@@ -121,7 +121,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
     check_output_dir(&args.output_dir)?;
     if let Some(spec) = &args.model.model {
-        let dir = crate::model::source::resolve_model(spec)?;
+        let dir = crate::model::source::resolve_model(spec, global.quiet)?;
         ensure_not_input(&args.output_dir, RUN_FILES, "--model", &dir)?;
     }
     let start = Instant::now();

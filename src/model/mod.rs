@@ -17,7 +17,7 @@ pub mod roberta;
 pub mod source;
 pub mod tokenizer;
 
-pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network};
+pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 
 use crate::data::glue::Task;
 use anyhow::{anyhow, bail, Context, Result};
