@@ -361,8 +361,10 @@ mod tests {
         long.push(0);
         assert!(from_bytes(&long).is_err());
         assert!(from_bytes(&[]).unwrap_err().to_string().contains("0 bytes"));
-        let big = String::from_utf8_lossy(&bytes).replace("<f4", ">f4");
-        let e = from_bytes(big.as_bytes()).unwrap_err().to_string();
+        let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+        let mut big = bytes.clone();
+        big[at] = b'>';
+        let e = from_bytes(&big).unwrap_err().to_string();
         assert!(e.contains("big-endian"), "{e}");
     }
 
