@@ -1,8 +1,10 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
+use super::common::load_data;
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::{resolve_data_dir, Split};
+use crate::data::glue::Split;
+use crate::data::source::{Source, SourceRequest};
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::model::source::resolve_model;
@@ -23,7 +25,7 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
         let best = &summary["best"];
         println!(
             "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
-            args.task.name(),
+            summary["task"].as_str().unwrap_or(""),
             best["epoch"],
             best["metrics"],
             best["train_loss"].as_f64().unwrap_or(f64::NAN),
@@ -54,42 +56,55 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             args.max_grad_norm
         );
     }
+    let req = SourceRequest {
+        dev_file: args.dev_file.clone(),
+        dev_fraction: args.dev_fraction.unwrap_or(0.1),
+        ..args.source.request()
+    };
+    let source = Source::resolve(&req, &home_dir())?;
+    let task = source.glue_task();
+    if let Some(task) = task {
+        task.check_split(Split::Train)?;
+    }
+    let output_dir = match (&args.output_dir, task) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(task)) => task_model_dir(task),
+        (None, None) => bail!("--data-file needs --output-dir: where the fine-tuned model goes"),
+    };
     let device = global.device.resolve()?;
     let model_dir = match &args.model {
         Some(spec) => resolve_model(spec)?,
         None => base_model_dir(),
     };
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| task_model_dir(args.task));
+    // A model without a classifier gets a new head sized from the data's labels.
+    let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &model_dir)?;
+    let spec = loaded.spec;
     let mut model = Model::load(
         &model_dir,
         &LoadOptions {
             device,
             seed: args.seed,
-            task: Some(args.task),
+            task: Some(spec.clone()),
         },
     )?;
     let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
-    let data_dir = resolve_data_dir(args.task, args.data_dir.as_deref(), &home_dir())?;
-    let train = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Train,
-        args.train_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
-    let dev = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Dev,
-        args.eval_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
+    let data_dir = loaded.location;
+    let mut parts = loaded.parts.into_iter();
+    let (mut train_examples, mut dev_examples) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if let Some(n) = args.train_subset {
+        train_examples.truncate(n as usize);
+    }
+    if let Some(n) = args.eval_subset {
+        dev_examples.truncate(n as usize);
+    }
+    let train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
+    let dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
     if !train.has_labels() || !dev.has_labels() {
         bail!(
-            "{}: fine-tuning needs labelled train and dev files",
+            "{}: fine-tuning needs labelled train and dev data",
             data_dir.display()
         );
     }
@@ -116,7 +131,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         total = total.min(m as usize);
     }
     let warmup = warmup_steps(total, hyper.warmup_ratio);
-    let metric = args.task.default_metric();
+    let metric = spec.default_metric();
     let dev_batches = dev.batches(64, Padding::Longest, device);
     let mut opt = AdamW::new(&model.vs, hyper);
     let start = Instant::now();
@@ -209,14 +224,16 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         }
     });
     let seconds = start.elapsed().as_secs_f64();
-    model.config.set_labels_for(args.task);
+    model.config.set_labels_for(&spec);
     model.save(&output_dir)?;
     tokenizer.save_files(&output_dir)?;
     let summary = json!({
-        "task": args.task.name(),
+        "task": spec.name(),
         "base_model": model_dir.display().to_string(),
         "output_dir": output_dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
+        "source": loaded.record,
+        "labels": spec.labels,
         "train_examples": train.len(),
         "dev_examples": dev.len(),
         "settings": {

@@ -32,9 +32,6 @@ fn validate(args: &PruneArgs) -> Result<()> {
             bail!("--target-heads {f}: expected a fraction of heads to keep in [0, 1]");
         }
     }
-    if let Some(m) = &args.metric {
-        args.data.task.check_metric(m)?;
-    }
     Ok(())
 }
 
@@ -92,20 +89,20 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         mut model,
         data,
         data_dir,
+        source,
+        split_name,
         ..
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "--split {:?}: masking needs labels, and this split has none",
-            data.split
+            "{}: masking needs labels, and the {split_name} split has none",
+            data_dir.display()
         );
     }
     model.vs.freeze();
     let out_dir = prepare_dir(&args.output_dir)?;
-    let metric = args
-        .metric
-        .clone()
-        .unwrap_or_else(|| data.task.default_metric().to_string());
+    // The spec holds --metric, checked against the labels when the data was read.
+    let metric = data.spec.default_metric().to_string();
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
     let total = (layers * heads) as usize;
     let goal = match args.target_heads {
@@ -214,8 +211,8 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         .map(|(l, _)| l)
         .collect();
     let summary = json!({
-        "task": data.task.name(),
-        "split": format!("{:?}", data.split).to_lowercase(),
+        "task": data.spec.name(),
+        "split": split_name,
         "model": model.dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
         "examples": data.len(),
@@ -261,6 +258,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
         "command": crate::cli::command_line(),
     });
+    // Outside json!, whose macro recursion this long object already nearly exhausts.
+    let mut summary = summary;
+    summary["source"] = source;
+    summary["labels"] = json!(data.spec.labels);
     write_json(&out_dir.join("prune.json"), &summary)?;
     crate::report::build(&out_dir)?;
     if args.json {
@@ -275,7 +276,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         print!("{}", head_table(&result.mask.to_kind(Kind::Float), 0));
         println!(
             "{}: kept {kept} of {total} heads ({:.0}%); {metric} {:.4} -> masked {:.4}, pruned {:.4}; parameters {params_before} -> {params_after}",
-            data.task.name(),
+            data.spec.name(),
             100.0 * kept as f64 / total as f64,
             result.original_score,
             result.final_score,

@@ -243,8 +243,8 @@ impl BertConfig {
         );
     }
 
-    /// Label maps of a GLUE task (none for the regression task STS-B, which has one output).
-    pub fn set_labels_for(&mut self, task: crate::data::glue::Task) {
+    /// Label maps of a task (none for a regression such as STS-B, which has one output).
+    pub fn set_labels_for(&mut self, task: &crate::data::spec::TaskSpec) {
         if task.is_regression() {
             self.num_labels = Some(1);
             self.id2label = None;

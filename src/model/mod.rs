@@ -5,7 +5,7 @@ pub mod config;
 pub mod source;
 pub mod tokenizer;
 
-use crate::data::glue::Task;
+use crate::data::spec::TaskSpec;
 use anyhow::{bail, Context, Result};
 use bert::BertForSequenceClassification;
 use config::BertConfig;
@@ -28,7 +28,7 @@ pub struct LoadOptions {
     /// Seed for the weights a checkpoint lacks (classifier, pooler).
     pub seed: i64,
     /// The task; sets the classifier's size and labels when the checkpoint has none.
-    pub task: Option<Task>,
+    pub task: Option<TaskSpec>,
 }
 
 impl Model {
@@ -47,7 +47,7 @@ impl Model {
         let files = checkpoint::weight_files(dir)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
         let has_classifier = keys.iter().any(|k| k.starts_with("classifier."));
-        if let Some(task) = opts.task {
+        if let Some(task) = &opts.task {
             let want = task.num_outputs() as i64;
             if !has_classifier {
                 config.set_labels_for(task);
