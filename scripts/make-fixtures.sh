@@ -9,3 +9,4 @@ cd "$root/scripts/reference"
 "$py" make_model_fixtures.py
 "$py" make_importance_fixtures.py
 "$py" make_masking_fixtures.py
+"$py" make_family_fixtures.py

@@ -3,8 +3,8 @@ use crate::data::batch::{encode_examples, make_batches, Batch, Padding};
 use crate::data::glue::{Example, Label, Split, Task};
 use crate::data::spec::TaskSpec;
 use crate::metrics::Metrics;
-use crate::model::bert::BertForSequenceClassification;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
+use crate::model::Network;
 use anyhow::Result;
 use indicatif::ProgressBar;
 use std::path::Path;
@@ -89,7 +89,7 @@ impl Dataset {
 
 /// Logits [examples, outputs] on the CPU, in the dataset's original order.
 pub fn predict(
-    net: &BertForSequenceClassification,
+    net: &dyn Network,
     batches: &[Batch],
     head_mask: Option<&Tensor>,
     progress: Option<&ProgressBar>,

@@ -3,7 +3,7 @@
 //! ξ is a head mask of ones (or the current mask while masking) multiplying every head's
 //! attention. The weights are frozen: only the mask's gradient is taken.
 use crate::data::batch::Batch;
-use crate::model::bert::{BertForSequenceClassification, ForwardOptions};
+use crate::model::{ForwardOptions, Network};
 use anyhow::Result;
 use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
@@ -55,7 +55,7 @@ fn entropy_of(probs: &Tensor) -> Tensor {
 
 /// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
 pub fn compute(
-    net: &BertForSequenceClassification,
+    net: &dyn Network,
     batches: &[Batch],
     mask: Option<&Tensor>,
     settings: Settings,
@@ -122,7 +122,7 @@ pub fn compute(
                         Kind::Double,
                     )
                 });
-                let kept = net.kept_head_indices(l);
+                let kept = net.kept_head_indices(l, device);
                 let row = entropy.get(l as i64);
                 let updated = row.index_select(0, &kept) + h;
                 let _ = row.shallow_clone().index_copy_(0, &kept, &updated);

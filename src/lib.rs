@@ -5,6 +5,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod finetune;
+pub mod hub;
 pub mod importance;
 pub mod masking;
 pub mod metrics;

@@ -4,7 +4,7 @@
 use crate::data::batch::Batch;
 use crate::eval::{predict, score, Dataset};
 use crate::importance::{compute, Settings};
-use crate::model::bert::BertForSequenceClassification;
+use crate::model::Network;
 use crate::progress::Steps;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
@@ -127,7 +127,7 @@ fn to_rows(t: &Tensor) -> Vec<Vec<f32>> {
 
 /// Runs the masking loop on `data` (already batched in `batches`), watching `metric`.
 pub fn mask_heads(
-    net: &BertForSequenceClassification,
+    net: &dyn Network,
     data: &Dataset,
     batches: &[Batch],
     metric: &str,
@@ -154,8 +154,7 @@ pub fn mask_heads(
     // Heads a pruned checkpoint no longer has start masked.
     let mut mask: Vec<Vec<f32>> = (0..layers)
         .map(|l| {
-            let kept: Vec<i64> =
-                Vec::try_from(net.kept_head_indices(l).to_device(Device::Cpu)).unwrap_or_default();
+            let kept: Vec<i64> = net.kept_heads()[l].clone();
             (0..heads)
                 .map(|h| if kept.contains(&(h as i64)) { 1.0 } else { 0.0 })
                 .collect()

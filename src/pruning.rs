@@ -1,12 +1,11 @@
-//! Physical pruning: a new model whose layers keep only the unmasked heads. Query, key and value
-//! lose the rows of the removed heads, the attention output dense layer their columns, and
-//! `pruned_heads` records the original indices, so the saved model reloads at its new shapes
-//! here and in transformers.
-use crate::model::bert::BertForSequenceClassification;
-use crate::model::{checkpoint::LoadReport, Model};
-use anyhow::{bail, Result};
+//! Physical pruning: a new model whose layers keep only the unmasked heads. Every weight whose
+//! size depends on the heads (the network says where, through `head_axis`) keeps the slices of
+//! the surviving heads, and `pruned_heads` records the original indices, so the saved model
+//! reloads at its new shapes here and in transformers.
+use crate::model::{HeadAxis, Model};
+use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Position of each kept head inside a layer's current (possibly already pruned) weights.
 fn row_index(old_kept: &[i64], new_kept: &[i64], head_dim: i64) -> Vec<i64> {
@@ -22,11 +21,20 @@ fn row_index(old_kept: &[i64], new_kept: &[i64], head_dim: i64) -> Vec<i64> {
         .collect()
 }
 
+/// The indices along `axis.dim` to keep: the kept heads' slices in each of the axis' blocks
+/// (fused q/k/v weights hold three blocks side by side).
+fn axis_index(axis: HeadAxis, old_kept: &[i64], new_kept: &[i64]) -> Vec<i64> {
+    let rows = row_index(old_kept, new_kept, axis.head_dim);
+    let width = old_kept.len() as i64 * axis.head_dim;
+    (0..axis.blocks)
+        .flat_map(|b| rows.iter().map(move |r| b * width + r))
+        .collect()
+}
+
 /// Returns a copy of `model` without the heads that `mask` ([layers, heads], original head
 /// indices, 1 keep, 0 remove) removes.
 pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
-    let c = &model.config;
-    let (layers, heads) = (c.num_hidden_layers, c.num_attention_heads);
+    let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
     if mask.size() != [layers, heads] {
         bail!(
             "head mask has shape {:?}, expected [{layers}, {heads}]",
@@ -34,47 +42,35 @@ pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
         );
     }
     let rows: Vec<Vec<f32>> = Vec::try_from(mask.to_device(Device::Cpu).to_kind(Kind::Float))?;
-    let mut config = c.clone();
+    let mut config = model.config.clone();
     for (l, row) in rows.iter().enumerate() {
         let removed: Vec<i64> = (0..heads).filter(|&h| row[h as usize] == 0.0).collect();
         config.add_pruned_heads(l as i64, &removed);
     }
-    let device = model.vs.device();
-    let vs = VarStore::new(device);
-    let net = BertForSequenceClassification::new(&vs.root(), &config);
+    let pruned = model.empty_like(config)?;
+    let old_kept = model.net.kept_heads();
+    let new_kept = pruned.net.kept_heads();
     let old: HashMap<String, Tensor> = model.vs.variables();
-    let head_dim = c.head_dim();
+    let device = model.vs.device();
     tch::no_grad(|| -> Result<()> {
-        for (name, var) in vs.variables() {
-            let src = &old[&name];
-            let value = if src.size() == var.size() {
-                src.shallow_clone()
-            } else {
-                let layer: i64 = name
-                    .split('.')
-                    .nth(3)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("unexpected shape change of {name}"))?;
-                let idx = row_index(&c.kept_heads(layer), &config.kept_heads(layer), head_dim);
-                let idx = Tensor::from_slice(&idx).to_device(device);
-                let dim = if name.ends_with("attention.output.dense.weight") {
-                    1
-                } else {
-                    0
-                };
-                src.index_select(dim, &idx)
+        for (name, var) in pruned.vs.variables() {
+            let src = old
+                .get(&name)
+                .ok_or_else(|| anyhow!("pruned model has a variable {name} the original lacks"))?;
+            let value = match pruned.net.head_axis(&name) {
+                Some(axis) if src.size() != var.size() => {
+                    let l = axis.layer as usize;
+                    let idx = axis_index(axis, &old_kept[l], &new_kept[l]);
+                    src.index_select(axis.dim, &Tensor::from_slice(&idx).to_device(device))
+                }
+                _ if src.size() == var.size() => src.shallow_clone(),
+                _ => bail!("unexpected shape change of {name}"),
             };
             var.shallow_clone().copy_(&value);
         }
         Ok(())
     })?;
-    Ok(Model {
-        config,
-        vs,
-        net,
-        dir: model.dir.clone(),
-        report: LoadReport::default(),
-    })
+    Ok(pruned)
 }
 
 #[cfg(test)]
@@ -86,5 +82,20 @@ mod tests {
         // Layer had heads 0, 2, 3 (head 1 pruned before); now keep 0 and 3; head_dim 2.
         assert_eq!(row_index(&[0, 2, 3], &[0, 3], 2), vec![0, 1, 4, 5]);
         assert!(row_index(&[0, 1], &[], 4).is_empty());
+    }
+
+    #[test]
+    fn fused_qkv_keeps_each_blocks_slices() {
+        // Fused q|k|v of 3 heads (head_dim 2, width 6 each); keep heads 0 and 2.
+        let axis = HeadAxis {
+            layer: 0,
+            dim: 1,
+            head_dim: 2,
+            blocks: 3,
+        };
+        assert_eq!(
+            axis_index(axis, &[0, 1, 2], &[0, 2]),
+            vec![0, 1, 4, 5, 6, 7, 10, 11, 12, 13, 16, 17]
+        );
     }
 }

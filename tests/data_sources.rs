@@ -665,6 +665,7 @@ fn bad_data_gives_one_line_errors_and_writes_nothing() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = bertology_command(&refs)
             .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
             .output()
             .unwrap();
         let e = one_line_error(&run);

@@ -117,5 +117,9 @@ fn unlabelled_test_split_and_bad_data_dir() {
         "--max-seq-length",
         "1000",
     ]);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("max_position_embeddings 512"));
+    let e = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        e.contains("--max-seq-length 1000") && e.contains("512 tokens"),
+        "{e}"
+    );
 }

@@ -38,7 +38,7 @@ fn run_masked(
         global_norm: true,
         entropy,
     };
-    compute(&model.net, &batches, mask, settings, None).unwrap()
+    compute(model.net.as_ref(), &batches, mask, settings, None).unwrap()
 }
 
 /// Within 1e-4 relative or 1e-6 absolute, element by element.

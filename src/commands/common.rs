@@ -6,7 +6,8 @@ use crate::data::glue::Task;
 use crate::data::source::{Loaded, Source, SourceRequest};
 use crate::data::spec::TaskSpec;
 use crate::eval::Dataset;
-use crate::model::config::BertConfig;
+use crate::model::config::ModelConfig;
+use crate::model::families;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{checkpoint, LoadOptions, Model};
@@ -30,9 +31,9 @@ pub struct TaskSetup {
 }
 
 /// The model folder for a task command: --model, else the GLUE task's fine-tuned default.
-pub fn model_dir(args: &ModelArgs, task: Option<Task>) -> Result<PathBuf> {
+pub fn model_dir(args: &ModelArgs, task: Option<Task>, quiet: bool) -> Result<PathBuf> {
     match (&args.model, task) {
-        (Some(spec), _) => resolve_model(spec),
+        (Some(spec), _) => resolve_model(spec, quiet),
         (None, None) => bail!(
             "--data-file needs --model: there is no default model for your own data (make one with `bertology finetune --data-file FILE --output-dir DIR`)"
         ),
@@ -56,16 +57,20 @@ pub fn model_dir(args: &ModelArgs, task: Option<Task>) -> Result<PathBuf> {
 /// loading it reports why.
 pub fn model_labels(dir: &Path) -> Result<ModelLabels> {
     let (Ok(config), Ok(files)) = (
-        BertConfig::from_file(&dir.join("config.json")),
+        ModelConfig::from_file(&dir.join("config.json")),
         checkpoint::weight_files(dir),
     ) else {
         return Ok(ModelLabels::default());
     };
+    let Ok(family) = families::family_of(&config) else {
+        return Ok(ModelLabels::default());
+    };
+    let layout = &family.layout;
     let has_classifier = checkpoint::checkpoint_keys(&files)?
         .iter()
-        .any(|k| k.starts_with("classifier."));
+        .any(|k| checkpoint::canonical_key(k, layout.prefix).starts_with(layout.head));
     let id2label: Vec<(i64, String)> = config
-        .id2label
+        .id2label()
         .iter()
         .flatten()
         .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
@@ -129,13 +134,13 @@ pub fn setup(
         task.check_split(data_args.split)?;
         TaskSpec::glue(task, req.metric.as_deref())?;
     }
-    let source = Source::resolve(&req, &home_dir())?;
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
     let task = source.glue_task();
     if let Some(task) = task {
         ensure_default_model(&model_args.model, task, global)?;
     }
     let device = global.device.resolve()?;
-    let dir = model_dir(model_args, task)?;
+    let dir = model_dir(model_args, task, global.quiet)?;
     let loaded = load_data(&req, &source, &[data_args.split], &dir)?;
     let model = Model::load(
         &dir,
@@ -150,11 +155,11 @@ pub fn setup(
             eprintln!("{w}");
         }
     }
-    if data_args.max_seq_length as i64 > model.config.max_position_embeddings {
+    if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
+            "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
             data_args.max_seq_length,
-            model.config.max_position_embeddings
+            model.net.max_positions()
         );
     }
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
@@ -163,6 +168,7 @@ pub fn setup(
         examples.truncate(n as usize);
     }
     let data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
+    check_token_ids(&data, model.net.vocab_size(), &dir)?;
     let split_name = match task {
         Some(_) => format!("{:?}", data_args.split).to_lowercase(),
         None => "file".into(),
@@ -176,4 +182,22 @@ pub fn setup(
         source: loaded.record,
         split_name,
     })
+}
+
+/// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than
+/// the checkpoint's `vocab_size` would otherwise fail deep inside libtorch.
+pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
+    let found = data.encoded.iter().enumerate().find_map(|(i, e)| {
+        e.ids
+            .iter()
+            .find(|&&id| id >= vocab_size)
+            .map(|&id| (i, id))
+    });
+    if let Some((i, id)) = found {
+        bail!(
+            "{}: the tokenizer gives token id {id} (example {i}) but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint",
+            dir.display()
+        );
+    }
+    Ok(())
 }

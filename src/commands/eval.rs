@@ -17,7 +17,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         .data
         .batches(args.data.batch_size as usize, padding(&args.data), s.device);
     let bar = progress::bar(s.data.len() as u64, "evaluating", global.quiet);
-    let logits = predict(&s.model.net, &batches, None, Some(&bar))?;
+    let logits = predict(s.model.net.as_ref(), &batches, None, Some(&bar))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = if labelled {

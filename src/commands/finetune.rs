@@ -61,7 +61,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         dev_fraction: args.dev_fraction.unwrap_or(0.1),
         ..args.source.request()
     };
-    let source = Source::resolve(&req, &home_dir())?;
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
     let task = source.glue_task();
     if let Some(task) = task {
         task.check_split(Split::Train)?;
@@ -73,7 +73,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     };
     let device = global.device.resolve()?;
     let model_dir = match &args.model {
-        Some(spec) => resolve_model(spec)?,
+        Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
     // A model without a classifier gets a new head sized from the data's labels.
@@ -141,7 +141,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     let mut epochs = Vec::new();
     // (dev score, epoch index, a copy of every variable) of the best epoch so far.
     let mut best: Option<(f64, usize, Snapshot)> = None;
-    let opts = crate::model::bert::ForwardOptions {
+    let opts = crate::model::ForwardOptions {
         train: true,
         ..Default::default()
     };
@@ -181,7 +181,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             bar.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
             bar.inc(1);
         }
-        let logits = predict(&model.net, &dev_batches, mask.as_ref(), None)?;
+        let logits = predict(model.net.as_ref(), &dev_batches, mask.as_ref(), None)?;
         let metrics = score(&dev, &logits);
         let value = metrics.get(metric).copied().unwrap_or(f64::NAN);
         let train_loss = loss_sum / loss_n.max(1) as f64;

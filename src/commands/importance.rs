@@ -76,7 +76,13 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     let start = Instant::now();
     let batches = data.batches(args.data.batch_size as usize, padding(&args.data), device);
     let bar = progress::bar(data.len() as u64, "importance", global.quiet);
-    let stats = compute(&model.net, &batches, mask.as_ref(), settings, Some(&bar))?;
+    let stats = compute(
+        model.net.as_ref(),
+        &batches,
+        mask.as_ref(),
+        settings,
+        Some(&bar),
+    )?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = score(&data, &stats.logits);

@@ -6,7 +6,7 @@ use serde_json::json;
 
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
     let dir = match &args.model {
-        Some(spec) => resolve_model(spec)?,
+        Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
     let device = global.device.resolve()?;
@@ -19,15 +19,16 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
         },
     )?;
     let c = &model.config;
-    let heads = model.net.heads_per_layer();
+    let net = &model.net;
+    let heads = net.heads_per_layer();
     let summary = json!({
         "model": dir.display().to_string(),
-        "model_type": c.model_type,
-        "layers": c.num_hidden_layers,
-        "heads": c.num_attention_heads,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": c.hidden_act,
+        "model_type": c.model_type(),
+        "architecture": net.hf_class(),
+        "layers": net.num_layers(),
+        "heads": net.num_heads(),
+        "vocab_size": net.vocab_size(),
+        "max_positions": net.max_positions(),
         "num_labels": c.num_labels(),
         "heads_per_layer": heads,
         "heads_total": heads.iter().sum::<i64>(),
@@ -48,17 +49,18 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
     }
     println!("model       {}", dir.display());
     println!(
-        "shape       {} layers x {} heads, hidden {}, intermediate {}, {:?}",
-        c.num_hidden_layers,
-        c.num_attention_heads,
-        c.hidden_size,
-        c.intermediate_size,
-        c.hidden_act
+        "shape       {} ({}): {} layers x {} heads, vocabulary {}, up to {} tokens",
+        net.hf_class(),
+        c.model_type(),
+        net.num_layers(),
+        net.num_heads(),
+        net.vocab_size(),
+        net.max_positions()
     );
     println!(
         "heads       {} of {} kept; per layer {:?}",
         heads.iter().sum::<i64>(),
-        c.num_hidden_layers * c.num_attention_heads,
+        net.num_layers() * net.num_heads(),
         heads
     );
     println!("labels      {}", c.num_labels());

@@ -4,8 +4,8 @@ use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{mask_heads, Goal, MaskingSettings};
-use crate::model::bert::BertForSequenceClassification;
 use crate::model::Model;
+use crate::model::Network;
 use crate::output::{head_table, prepare_dir, write_csv, write_json, write_npy};
 use crate::progress;
 use anyhow::{bail, Context, Result};
@@ -41,7 +41,7 @@ fn validate(args: &PruneArgs) -> Result<()> {
 /// starts the thread pool, loads kernels and grows the allocator to the largest shapes, which
 /// is all a warm-up is for; a whole extra pass would only add time, not accuracy.
 fn time_passes(
-    net: &BertForSequenceClassification,
+    net: &dyn Network,
     batches: &[Batch],
     mask: Option<&Tensor>,
     runs: u64,
@@ -124,7 +124,14 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
     let bar = progress::Steps::new(max_steps, "masking", global.quiet);
     let masking_start = Instant::now();
-    let result = mask_heads(&model.net, &data, &batches, &metric, settings, Some(&bar))?;
+    let result = mask_heads(
+        model.net.as_ref(),
+        &data,
+        &batches,
+        &metric,
+        settings,
+        Some(&bar),
+    )?;
     bar.finish();
     let masking_seconds = masking_start.elapsed().as_secs_f64();
 
@@ -147,9 +154,13 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         let tb = tb.as_deref().unwrap_or(&batches);
         // Before: the masked model at its full shapes (what masking alone gives); after: the
         // pruned model. Both without gradient, after a warm-up.
-        let (before, masked_logits) =
-            time_passes(&model.net, tb, Some(&mask_on_device), args.timing_runs)?;
-        let (after, pruned_logits) = time_passes(&pruned.net, tb, None, args.timing_runs)?;
+        let (before, masked_logits) = time_passes(
+            model.net.as_ref(),
+            tb,
+            Some(&mask_on_device),
+            args.timing_runs,
+        )?;
+        let (after, pruned_logits) = time_passes(pruned.net.as_ref(), tb, None, args.timing_runs)?;
         checked.get_or_insert((masked_logits, pruned_logits));
         let n = data.len() as f64;
         timings.push(json!({
@@ -231,7 +242,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "heads_kept_per_layer": heads_per_layer,
         "head_mask": Vec::<Vec<f32>>::try_from(&result.mask)?,
         "layers_without_heads": empty_layers,
-        "pruned_heads": pruned.config.pruned_heads,
+        "pruned_heads": pruned.config.pruned_heads_json(),
         "parameters_before": params_before,
         "parameters_after": params_after,
         "timing": timings,

@@ -2,8 +2,8 @@
 //! its longest example skips most of the padding work; predictions are put back in file order
 //! through each batch's `indices`.
 use super::glue::{Example, Label};
-use crate::model::bert::Inputs;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
+use crate::model::Inputs;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 

@@ -1,9 +1,9 @@
 //! Datasets in the Hugging Face hub cache: `datasets--ORG--NAME/refs/<branch>` holds the commit,
 //! `snapshots/<commit>/` the files, exactly as `huggingface_hub` and `datasets` lay them out.
-//! Only reading: a step that downloads into the cache belongs in `find_dataset`, the one place
-//! that turns a dataset id into a folder.
-use crate::model::source::hub_cache_dir;
-use anyhow::{bail, Context, Result};
+//! `find_dataset` is the one place that turns a dataset id into a folder: the cache when it
+//! holds the config, else a download into it (`crate::hub::dataset`, unless $HF_HUB_OFFLINE).
+use crate::hub::Settings;
+use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// A dataset snapshot found in the cache.
@@ -18,20 +18,28 @@ pub struct CachedDataset {
     pub snapshot: PathBuf,
 }
 
-fn offline() -> bool {
-    matches!(
-        std::env::var("HF_HUB_OFFLINE")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Ok("1" | "true" | "yes" | "on")
-    )
-}
-
-/// Finds `ORG/NAME[@REV]` in the cache ($HF_HUB_CACHE, else $HF_HOME/hub, else
-/// ~/.cache/huggingface/hub).
-pub fn find_dataset(spec: &str) -> Result<CachedDataset> {
-    find_dataset_in(spec, &hub_cache_dir(), offline())
+/// Finds `ORG/NAME[@REV]` with the folder `config` in the cache ($HF_HUB_CACHE, else
+/// $HF_HOME/hub, else ~/.cache/huggingface/hub); when the cache lacks it, downloads the
+/// config's parquet files into it first (not with $HF_HUB_OFFLINE set). A cached snapshot
+/// that holds the config is used as it is: nothing is asked of the network.
+pub fn find_dataset(spec: &str, config: &str, quiet: bool) -> Result<CachedDataset> {
+    let settings = Settings::from_env();
+    let cached = find_dataset_in(spec, &settings.cache_dir, settings.offline);
+    match cached {
+        Ok(found) if found.snapshot.join(config).is_dir() => return Ok(found),
+        Ok(_) | Err(_) if settings.offline => return cached,
+        _ => {}
+    }
+    let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    let files = crate::hub::dataset::download_parquet(id, revision, config, quiet)
+        .map_err(|e| anyhow!("{e}"))?;
+    let found = find_dataset_in(spec, &settings.cache_dir, settings.offline)?;
+    if !files.iter().all(|f| f.starts_with(&found.snapshot)) {
+        bail!(
+            "--dataset {spec}: the hub has no {config}/ folder of its own at {revision} (only the converted refs/convert/parquet layout, which bertology does not read as GLUE)"
+        );
+    }
+    Ok(found)
 }
 
 /// `find_dataset` with the cache folder and offline switch given explicitly.

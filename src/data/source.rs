@@ -47,8 +47,9 @@ pub struct Loaded {
 }
 
 impl Source {
-    /// Picks the source the flags name; `home` is where the default GLUE folder may be.
-    pub fn resolve(req: &SourceRequest, home: &Path) -> Result<Source> {
+    /// Picks the source the flags name; `home` is where the default GLUE folder may be;
+    /// `quiet` hides download progress.
+    pub fn resolve(req: &SourceRequest, home: &Path, quiet: bool) -> Result<Source> {
         if let Some(path) = &req.data_file {
             let columns = req.columns.clone().unwrap_or(Columns {
                 text: "text".into(),
@@ -64,7 +65,7 @@ impl Source {
             bail!("--task is needed (a GLUE task), or --data-file with your own data");
         };
         if let Some(spec) = &req.dataset {
-            let hub = find_dataset(spec)?;
+            let hub = find_dataset(spec, task.hub_config(), quiet)?;
             let Some(dir) = glue_parquet::config_dir(&hub.snapshot, task) else {
                 bail!(
                     "--dataset {spec}: {} has no {} folder of parquet files",

@@ -67,9 +67,13 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// Our canonical name for a checkpoint key: no `bert.` prefix, `weight`/`bias` for LayerNorm.
-pub fn canonical_key(key: &str) -> String {
-    let k = key.strip_prefix("bert.").unwrap_or(key);
+/// Our canonical name for a checkpoint key: no base-model prefix (`bert.`, `roberta.`, …: a
+/// base checkpoint saved without a head has none), `weight`/`bias` for old LayerNorm names.
+pub fn canonical_key(key: &str, prefix: &str) -> String {
+    let k = key
+        .strip_prefix(prefix)
+        .and_then(|k| k.strip_prefix('.'))
+        .unwrap_or(key);
     if let Some(stem) = k.strip_suffix(".gamma") {
         format!("{stem}.weight")
     } else if let Some(stem) = k.strip_suffix(".beta") {
@@ -79,14 +83,14 @@ pub fn canonical_key(key: &str) -> String {
     }
 }
 
-/// Names of the tensors in a checkpoint's files (headers only), canonicalised.
+/// Names of the tensors in a checkpoint's files (headers only), as stored.
 pub fn checkpoint_keys(files: &[PathBuf]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for file in files {
         let bytes = map_file(file)?;
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow!("{}: not a safetensors file: {e}", file.display()))?;
-        keys.extend(meta.tensors().keys().map(|k| canonical_key(k)));
+        keys.extend(meta.tensors().keys().cloned());
     }
     Ok(keys)
 }
@@ -117,9 +121,23 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
-/// Variables a checkpoint may lack: transformers initialises them and warns.
-fn may_be_missing(canonical: &str) -> bool {
-    canonical.starts_with("classifier.") || canonical.starts_with("pooler.")
+/// How an architecture's variables map to checkpoint keys.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyLayout {
+    /// The base model's prefix (`bert`), present in task-head checkpoints, absent in base ones.
+    pub prefix: &'static str,
+    /// Canonical name prefix of the task head (its presence means the checkpoint was saved
+    /// with one, sized for its labels).
+    pub head: &'static str,
+    /// Canonical name prefixes of weights a checkpoint may lack (task heads, pooler):
+    /// transformers initialises them and warns.
+    pub optional: &'static [&'static str],
+}
+
+impl KeyLayout {
+    fn may_be_missing(&self, canonical: &str) -> bool {
+        self.optional.iter().any(|p| canonical.starts_with(p))
+    }
 }
 
 /// Copies every float tensor of `file` whose canonical name matches a variable; returns the
@@ -127,6 +145,7 @@ fn may_be_missing(canonical: &str) -> bool {
 fn copy_matching(
     vars: &HashMap<String, Tensor>,
     by_canonical: &HashMap<String, &String>,
+    layout: KeyLayout,
     file: &Path,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let bytes = map_file(file)?;
@@ -136,12 +155,21 @@ fn copy_matching(
     let mut tensors = st.tensors();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, view) in tensors {
-        let canonical = canonical_key(&key);
+        let canonical = canonical_key(&key, layout.prefix);
+        let var_name = by_canonical.get(&canonical);
         let Some(kind) = kind_of(view.dtype()) else {
-            // Integer buffers such as embeddings.position_ids are not weights.
+            // Integer buffers such as embeddings.position_ids are not weights; an integer
+            // tensor where a weight is expected is a broken checkpoint, not a missing weight.
+            if var_name.is_some() {
+                bail!(
+                    "{}: weight {key} is stored as {:?}; expected a float type (F32, F16, BF16 or F64)",
+                    file.display(),
+                    view.dtype()
+                );
+            }
             continue;
         };
-        let Some(var_name) = by_canonical.get(&canonical) else {
+        let Some(var_name) = var_name else {
             unexpected.push(canonical);
             continue;
         };
@@ -161,29 +189,32 @@ fn copy_matching(
     Ok((copied, unexpected))
 }
 
-fn canonical_index(vars: &HashMap<String, Tensor>) -> HashMap<String, &String> {
-    vars.keys().map(|k| (canonical_key(k), k)).collect()
+fn canonical_index<'a>(
+    vars: &'a HashMap<String, Tensor>,
+    prefix: &str,
+) -> HashMap<String, &'a String> {
+    vars.keys().map(|k| (canonical_key(k, prefix), k)).collect()
 }
 
 /// Copies the checkpoint's tensors into the store's variables (converted to their dtype).
-/// Every variable must be found, except those transformers initialises (classifier, pooler).
-pub fn load_into(vs: &VarStore, files: &[PathBuf]) -> Result<LoadReport> {
+/// Every variable must be found, except those transformers initialises (task heads, pooler).
+pub fn load_into(vs: &VarStore, files: &[PathBuf], layout: KeyLayout) -> Result<LoadReport> {
     let vars: HashMap<String, Tensor> = vs.variables();
-    let by_canonical = canonical_index(&vars);
+    let by_canonical = canonical_index(&vars, layout.prefix);
     let mut loaded = BTreeSet::new();
     let mut report = LoadReport::default();
     for file in files {
-        let (copied, unexpected) = copy_matching(&vars, &by_canonical, file)?;
+        let (copied, unexpected) = copy_matching(&vars, &by_canonical, layout, file)?;
         loaded.extend(copied);
         report.unexpected.extend(unexpected);
     }
     let mut missing = Vec::new();
     for name in vars.keys() {
-        let canonical = canonical_key(name);
+        let canonical = canonical_key(name, layout.prefix);
         if loaded.contains(&canonical) {
             continue;
         }
-        if may_be_missing(&canonical) {
+        if layout.may_be_missing(&canonical) {
             report.initialised.push(name.clone());
         } else {
             missing.push(name.clone());
@@ -212,9 +243,10 @@ pub fn load_into(vs: &VarStore, files: &[PathBuf]) -> Result<LoadReport> {
 
 /// Overwrites the variables named in `file` (e.g. a classifier kept apart from its encoder);
 /// returns the names copied. Keys no variable has are an error.
-pub fn overlay_from(vs: &VarStore, file: &Path) -> Result<Vec<String>> {
+pub fn overlay_from(vs: &VarStore, file: &Path, layout: KeyLayout) -> Result<Vec<String>> {
     let vars = vs.variables();
-    let (copied, unexpected) = copy_matching(&vars, &canonical_index(&vars), file)?;
+    let index = canonical_index(&vars, layout.prefix);
+    let (copied, unexpected) = copy_matching(&vars, &index, layout, file)?;
     if let Some(k) = unexpected.first() {
         bail!(
             "{}: weight {k} matches no variable of the model",

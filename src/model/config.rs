@@ -1,10 +1,13 @@
-//! `config.json` of a BERT checkpoint, as transformers reads and writes it.
-use anyhow::{bail, Context, Result};
+//! `config.json` as transformers reads and writes it: the fields every architecture shares
+//! (labels, pruned heads, model type) on the raw JSON object, so a config written back after
+//! pruning or fine-tuning loses nothing, and the BERT-shaped fields that BERT, RoBERTa and
+//! ELECTRA read. Each architecture parses its own typed view with `ModelConfig::typed`.
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-
 /// Activations that transformers accepts for `hidden_act` (ACT2FN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,14 +28,241 @@ pub enum Activation {
     Linear,
 }
 
-/// BertConfig with transformers' defaults. Unknown fields are kept in `extra` so that a config
-/// we write back (after pruning or fine-tuning) loses nothing.
+/// A checkpoint's config.json: the raw object, with accessors for the fields every
+/// transformers config shares.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    raw: Map<String, Value>,
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the model config", path.display()))?;
+        Self::from_json(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| anyhow!("malformed config: {e}"))?;
+        let Value::Object(raw) = value else {
+            bail!("malformed config: expected a JSON object");
+        };
+        let config = ModelConfig { raw };
+        config.check_common()?;
+        Ok(config)
+    }
+
+    fn check_common(&self) -> Result<()> {
+        if let Some(v) = self.raw.get("model_type") {
+            if !v.is_string() {
+                bail!("model_type must be a string, got {v}");
+            }
+        }
+        self.pruned_heads()?;
+        self.typed::<LabelFields>()?;
+        Ok(())
+    }
+
+    /// The architecture family's name (`model_type`; "bert" when absent, as old BERT configs).
+    pub fn model_type(&self) -> &str {
+        self.raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("bert")
+    }
+
+    /// The config read into an architecture's typed view (serde defaults fill the rest).
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(Value::Object(self.raw.clone()))
+            .map_err(|e| anyhow!("malformed config: {e}"))
+    }
+
+    /// The config with `defaults` filled in where absent, read into a typed view: families
+    /// that reuse a typed config (RoBERTa, ELECTRA use BERT's) with their own defaults.
+    pub fn typed_with_defaults<T: DeserializeOwned>(
+        &self,
+        defaults: &[(&str, Value)],
+    ) -> Result<T> {
+        let mut raw = self.raw.clone();
+        for (k, v) in defaults {
+            raw.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+        serde_json::from_value(Value::Object(raw)).map_err(|e| anyhow!("malformed config: {e}"))
+    }
+
+    fn labels(&self) -> LabelFields {
+        self.typed().unwrap_or_default()
+    }
+
+    /// Number of outputs of the classifier: num_labels, else the size of id2label, else 2.
+    pub fn num_labels(&self) -> i64 {
+        let l = self.labels();
+        l.num_labels
+            .or_else(|| l.id2label.as_ref().map(|m| m.len() as i64))
+            .unwrap_or(2)
+    }
+
+    /// Label names in id order, when the config has them.
+    pub fn id2label(&self) -> Option<BTreeMap<String, String>> {
+        self.labels().id2label
+    }
+
+    /// Whether the task is a regression (one output and MSE loss), as transformers decides it.
+    pub fn is_regression(&self) -> bool {
+        match self.labels().problem_type.as_deref() {
+            Some("regression") => true,
+            Some(_) => false,
+            None => self.num_labels() == 1,
+        }
+    }
+
+    /// Sets num_labels and the label maps for a classification task with these label names.
+    pub fn set_labels(&mut self, labels: &[String]) {
+        self.raw.remove("num_labels");
+        let id2label: Map<String, Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), Value::from(l.clone())))
+            .collect();
+        let label2id: Map<String, Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), Value::from(i as i64)))
+            .collect();
+        self.raw.insert("id2label".into(), Value::Object(id2label));
+        self.raw.insert("label2id".into(), Value::Object(label2id));
+    }
+
+    /// Label maps of a task (none for a regression such as STS-B, which has one output).
+    pub fn set_labels_for(&mut self, task: &crate::data::spec::TaskSpec) {
+        if task.is_regression() {
+            self.raw.insert("num_labels".into(), 1.into());
+            self.raw.remove("id2label");
+            self.raw.remove("label2id");
+            self.raw.insert("problem_type".into(), "regression".into());
+        } else {
+            self.set_labels(&task.labels());
+            self.raw
+                .insert("problem_type".into(), "single_label_classification".into());
+        }
+    }
+
+    /// Layer -> original indices of the heads removed from it (`pruned_heads`, whose keys are
+    /// strings in JSON).
+    pub fn pruned_heads(&self) -> Result<BTreeMap<i64, Vec<i64>>> {
+        let Some(v) = self.raw.get("pruned_heads") else {
+            return Ok(BTreeMap::new());
+        };
+        let map: BTreeMap<String, Vec<i64>> = serde_json::from_value(v.clone())
+            .map_err(|e| anyhow!("pruned_heads: expected {{\"layer\": [head, ...]}}, {e}"))?;
+        map.into_iter()
+            .map(|(k, heads)| {
+                let l: i64 = k
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("pruned_heads: layer key {k:?} is not an integer"))?;
+                Ok((l, heads))
+            })
+            .collect()
+    }
+
+    /// Checks `pruned_heads` against the architecture's layer and head counts.
+    pub fn check_pruned_heads(&self, layers: i64, heads: i64) -> Result<()> {
+        for (l, pruned) in self.pruned_heads()? {
+            if l < 0 || l >= layers {
+                bail!("pruned_heads: layer {l} is out of range 0..{layers}");
+            }
+            if let Some(h) = pruned.iter().find(|&&h| h < 0 || h >= heads) {
+                bail!("pruned_heads: head {h} of layer {l} is out of range 0..{heads}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Original indices of the heads still present in each of `layers` layers, ascending.
+    pub fn kept_heads(&self, layers: i64, heads: i64) -> Vec<Vec<i64>> {
+        let pruned = self.pruned_heads().unwrap_or_default();
+        (0..layers)
+            .map(|l| {
+                let p = pruned.get(&l);
+                (0..heads)
+                    .filter(|h| p.is_none_or(|p| !p.contains(h)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Adds heads to `pruned_heads` (original indices), merging with any already there.
+    pub fn add_pruned_heads(&mut self, layer: i64, heads: &[i64]) {
+        let mut all = self.pruned_heads().unwrap_or_default();
+        let entry = all.entry(layer).or_default();
+        for &h in heads {
+            if !entry.contains(&h) {
+                entry.push(h);
+            }
+        }
+        entry.sort_unstable();
+        if entry.is_empty() {
+            all.remove(&layer);
+        }
+        if all.is_empty() {
+            self.raw.remove("pruned_heads");
+        } else {
+            let map: Map<String, Value> = all
+                .into_iter()
+                .map(|(l, h)| (l.to_string(), Value::from(h)))
+                .collect();
+            self.raw.insert("pruned_heads".into(), Value::Object(map));
+        }
+    }
+
+    /// `pruned_heads` as written to JSON (layer keys as strings).
+    pub fn pruned_heads_json(&self) -> Value {
+        self.raw
+            .get("pruned_heads")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    }
+
+    /// Makes `architectures` name `class` (what transformers' AutoModel reads).
+    pub fn set_architecture(&mut self, class: &str) {
+        let has = self
+            .raw
+            .get("architectures")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == class));
+        if !has {
+            self.raw
+                .insert("architectures".into(), Value::from(vec![class.to_string()]));
+        }
+    }
+
+    /// A number field, when present.
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.raw.get(key).and_then(Value::as_f64)
+    }
+
+    pub fn to_json_string(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(&Value::Object(self.raw.clone()))? + "\n")
+    }
+}
+
+/// The label fields every transformers config has.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LabelFields {
+    #[serde(default)]
+    num_labels: Option<i64>,
+    #[serde(default)]
+    id2label: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    problem_type: Option<String>,
+}
+
+/// BertConfig's fields with transformers' defaults: the typed view of BERT, RoBERTa and
+/// ELECTRA (which adds `embedding_size`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BertConfig {
-    #[serde(default = "defaults::model_type")]
-    pub model_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architectures: Option<Vec<String>>,
     #[serde(default = "defaults::vocab_size")]
     pub vocab_size: i64,
     #[serde(default = "defaults::hidden_size")]
@@ -58,31 +288,18 @@ pub struct BertConfig {
     #[serde(default = "defaults::layer_norm_eps")]
     pub layer_norm_eps: f64,
     #[serde(default)]
-    pub pad_token_id: i64,
+    pub pad_token_id: Option<i64>,
     #[serde(default = "defaults::position_embedding_type")]
     pub position_embedding_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub classifier_dropout: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_labels: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id2label: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label2id: Option<BTreeMap<String, i64>>,
-    /// Layer index (a string in JSON) -> original indices of the heads removed from it.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pruned_heads: BTreeMap<String, Vec<i64>>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    /// ELECTRA: width of the embeddings before `embeddings_project`.
+    #[serde(default)]
+    pub embedding_size: Option<i64>,
 }
 
 mod defaults {
     use super::Activation;
-    pub fn model_type() -> String {
-        "bert".into()
-    }
     pub fn vocab_size() -> i64 {
         30522
     }
@@ -121,158 +338,56 @@ mod defaults {
     }
 }
 
-/// Model types whose checkpoints use BERT's architecture and key names.
-const BERT_LIKE: &[&str] = &["bert"];
-
 impl BertConfig {
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the model config", path.display()))?;
-        let config: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: malformed config: {e}", path.display()))?;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(config)
-    }
-
     pub fn validate(&self) -> Result<()> {
-        if !BERT_LIKE.contains(&self.model_type.as_str()) {
-            bail!(
-                "unsupported model_type {:?} (expected one of {:?})",
-                self.model_type,
-                BERT_LIKE
-            );
-        }
         if self.position_embedding_type != "absolute" {
             bail!(
                 "unsupported position_embedding_type {:?} (only \"absolute\")",
                 self.position_embedding_type
             );
         }
-        for (name, v) in [
+        check_sizes(&[
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("vocab_size", self.vocab_size),
-        ] {
-            if v <= 0 {
-                bail!("{name} must be positive, got {v}");
-            }
-        }
-        if self.hidden_size % self.num_attention_heads != 0 {
-            bail!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size,
-                self.num_attention_heads
-            );
-        }
-        for (layer, heads) in &self.pruned_heads {
-            let l: i64 = layer.parse().map_err(|_| {
-                anyhow::anyhow!("pruned_heads: layer key {layer:?} is not an integer")
-            })?;
-            if l < 0 || l >= self.num_hidden_layers {
-                bail!(
-                    "pruned_heads: layer {l} is out of range 0..{}",
-                    self.num_hidden_layers
-                );
-            }
-            if let Some(h) = heads
-                .iter()
-                .find(|&&h| h < 0 || h >= self.num_attention_heads)
-            {
-                bail!(
-                    "pruned_heads: head {h} of layer {l} is out of range 0..{}",
-                    self.num_attention_heads
-                );
-            }
-        }
-        Ok(())
+            ("max_position_embeddings", self.max_position_embeddings),
+        ])?;
+        check_heads(
+            "hidden_size",
+            self.hidden_size,
+            "num_attention_heads",
+            self.num_attention_heads,
+        )
     }
 
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// Number of outputs of the classifier: num_labels, else the size of id2label, else 2.
-    pub fn num_labels(&self) -> i64 {
-        self.num_labels
-            .or_else(|| self.id2label.as_ref().map(|m| m.len() as i64))
-            .unwrap_or(2)
-    }
-
-    /// Original indices of the heads still present in `layer`, ascending.
-    pub fn kept_heads(&self, layer: i64) -> Vec<i64> {
-        let pruned = self.pruned_heads.get(&layer.to_string());
-        (0..self.num_attention_heads)
-            .filter(|h| pruned.is_none_or(|p| !p.contains(h)))
-            .collect()
-    }
-
     /// Dropout before the classifier (transformers: classifier_dropout, else hidden_dropout_prob).
     pub fn classifier_dropout_prob(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
     }
+}
 
-    /// Whether the task is a regression (one output and MSE loss), as transformers decides it.
-    pub fn is_regression(&self) -> bool {
-        match self.problem_type.as_deref() {
-            Some("regression") => true,
-            Some(_) => false,
-            None => self.num_labels() == 1,
+/// Every named size must be positive.
+pub fn check_sizes(sizes: &[(&str, i64)]) -> Result<()> {
+    for (name, v) in sizes {
+        if *v <= 0 {
+            bail!("{name} must be positive, got {v}");
         }
     }
+    Ok(())
+}
 
-    /// Sets num_labels and the label maps for a classification task with these label names.
-    pub fn set_labels(&mut self, labels: &[String]) {
-        self.num_labels = None;
-        self.id2label = Some(
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (i.to_string(), l.clone()))
-                .collect(),
-        );
-        self.label2id = Some(
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), i as i64))
-                .collect(),
-        );
+/// The hidden size must split evenly into heads.
+pub fn check_heads(hidden_name: &str, hidden: i64, heads_name: &str, heads: i64) -> Result<()> {
+    if hidden % heads != 0 {
+        bail!("{hidden_name} {hidden} is not a multiple of {heads_name} {heads}");
     }
-
-    /// Label maps of a task (none for a regression such as STS-B, which has one output).
-    pub fn set_labels_for(&mut self, task: &crate::data::spec::TaskSpec) {
-        if task.is_regression() {
-            self.num_labels = Some(1);
-            self.id2label = None;
-            self.label2id = None;
-            self.problem_type = Some("regression".into());
-        } else {
-            self.set_labels(&task.labels());
-            self.problem_type = Some("single_label_classification".into());
-        }
-    }
-
-    /// Adds heads to `pruned_heads` (original indices), merging with any already there.
-    pub fn add_pruned_heads(&mut self, layer: i64, heads: &[i64]) {
-        let entry = self.pruned_heads.entry(layer.to_string()).or_default();
-        for &h in heads {
-            if !entry.contains(&h) {
-                entry.push(h);
-            }
-        }
-        entry.sort_unstable();
-        if entry.is_empty() {
-            self.pruned_heads.remove(&layer.to_string());
-        }
-    }
-
-    pub fn to_json_string(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(self)? + "\n")
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -281,13 +396,14 @@ mod tests {
 
     #[test]
     fn defaults_follow_transformers_and_unknown_fields_survive() {
-        let c: BertConfig = serde_json::from_str(
+        let c = ModelConfig::from_json(
             r#"{"model_type":"bert","use_cache":true,"gradient_checkpointing":false}"#,
         )
         .unwrap();
-        assert_eq!(c.hidden_size, 768);
+        let b: BertConfig = c.typed().unwrap();
+        assert_eq!(b.hidden_size, 768);
         assert_eq!(c.num_labels(), 2);
-        assert_eq!(c.hidden_act, Activation::Gelu);
+        assert_eq!(b.hidden_act, Activation::Gelu);
         let back: Value = serde_json::from_str(&c.to_json_string().unwrap()).unwrap();
         assert_eq!(back["use_cache"], Value::Bool(true));
         assert_eq!(back["gradient_checkpointing"], Value::Bool(false));
@@ -295,27 +411,28 @@ mod tests {
 
     #[test]
     fn pruned_heads_merge_and_kept_heads() {
-        let mut c: BertConfig = serde_json::from_str(
+        let mut c = ModelConfig::from_json(
             r#"{"num_attention_heads":4,"hidden_size":8,"pruned_heads":{"1":[2]}}"#,
         )
         .unwrap();
         c.add_pruned_heads(1, &[0, 2]);
-        assert_eq!(c.pruned_heads["1"], vec![0, 2]);
-        assert_eq!(c.kept_heads(1), vec![1, 3]);
-        assert_eq!(c.kept_heads(0), vec![0, 1, 2, 3]);
+        assert_eq!(c.pruned_heads().unwrap()[&1], vec![0, 2]);
+        let kept = c.kept_heads(2, 4);
+        assert_eq!(kept[1], vec![1, 3]);
+        assert_eq!(kept[0], vec![0, 1, 2, 3]);
+        assert!(c.check_pruned_heads(2, 4).is_ok());
+        assert!(c.check_pruned_heads(1, 4).is_err());
     }
 
     #[test]
     fn rejects_bad_values() {
-        let c: BertConfig = serde_json::from_str(r#"{"model_type":"gpt2"}"#).unwrap();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("unsupported model_type"));
-        let c: BertConfig =
-            serde_json::from_str(r#"{"hidden_size":10,"num_attention_heads":3}"#).unwrap();
-        assert!(c.validate().is_err());
-        assert!(serde_json::from_str::<BertConfig>(r#"{"hidden_act":"nonsense"}"#).is_err());
+        let c = ModelConfig::from_json(r#"{"hidden_size":10,"num_attention_heads":3}"#).unwrap();
+        assert!(c.typed::<BertConfig>().unwrap().validate().is_err());
+        assert!(ModelConfig::from_json(r#"{"hidden_act":"nonsense"}"#)
+            .unwrap()
+            .typed::<BertConfig>()
+            .is_err());
+        assert!(ModelConfig::from_json(r#"{"pruned_heads":{"x":[1]}}"#).is_err());
+        assert!(ModelConfig::from_json("[1]").is_err());
     }
 }

@@ -1,22 +1,36 @@
-//! The model: config, BERT network, checkpoint I/O, tokenizer and where a model comes from.
+//! The model: config, the architectures behind one `Network` interface, checkpoint I/O,
+//! tokenizer and where a model comes from.
+//!
+//! Each architecture is one file (`bert.rs`, `roberta.rs`, …) that mirrors transformers'
+//! modules and key names and exports a `FAMILY`; `families.rs` lists them. Nothing outside
+//! this folder names an architecture.
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod distilbert;
+pub mod electra;
+pub mod families;
+pub mod layers;
+pub mod network;
+pub mod roberta;
 pub mod source;
 pub mod tokenizer;
 
+pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+
 use crate::data::spec::TaskSpec;
-use anyhow::{bail, Context, Result};
-use bert::BertForSequenceClassification;
-use config::BertConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use config::ModelConfig;
+use families::Family;
 use std::path::{Path, PathBuf};
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device};
 
 /// A loaded checkpoint: its config, the variables and the network built over them.
 pub struct Model {
-    pub config: BertConfig,
+    pub config: ModelConfig,
     pub vs: VarStore,
-    pub net: BertForSequenceClassification,
+    pub net: Box<dyn Network>,
+    pub family: &'static Family,
     pub dir: PathBuf,
     pub report: checkpoint::LoadReport,
 }
@@ -25,7 +39,7 @@ pub struct Model {
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub device: Device,
-    /// Seed for the weights a checkpoint lacks (classifier, pooler).
+    /// Seed for the weights a checkpoint lacks (task head, pooler).
     pub seed: i64,
     /// The task; sets the classifier's size and labels when the checkpoint has none.
     pub task: Option<TaskSpec>,
@@ -43,13 +57,18 @@ impl Model {
                 config_path.display()
             );
         }
-        let mut config = BertConfig::from_file(&config_path)?;
+        let mut config = ModelConfig::from_file(&config_path)?;
+        let family =
+            families::family_of(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let files = checkpoint::weight_files(dir)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
-        let has_classifier = keys.iter().any(|k| k.starts_with("classifier."));
+        let head = family.layout.head;
+        let has_head = keys
+            .iter()
+            .any(|k| checkpoint::canonical_key(k, family.layout.prefix).starts_with(head));
         if let Some(task) = &opts.task {
             let want = task.num_outputs() as i64;
-            if !has_classifier {
+            if !has_head {
                 config.set_labels_for(task);
             } else if config.num_labels() != want {
                 bail!(
@@ -60,38 +79,61 @@ impl Model {
                 );
             }
         }
-        tch::manual_seed(opts.seed);
-        let vs = VarStore::new(opts.device);
-        let net = BertForSequenceClassification::new(&vs.root(), &config);
-        let report = checkpoint::load_into(&vs, &files)?;
-        // transformers initialises a missing pooler like any linear layer: normal, zero bias.
-        for name in &report.initialised {
-            if name.contains("pooler") {
-                let vars = vs.variables();
-                let var = &vars[name];
-                tch::no_grad(|| {
-                    if name.ends_with("weight") {
-                        let init = Tensor::randn(var.size(), (var.kind(), var.device()))
-                            * config.initializer_range;
-                        var.shallow_clone().copy_(&init);
-                    }
-                });
+        let model_type = config.model_type().to_string();
+        Self::build(config, family, &files, dir, opts.device, opts.seed).map_err(|e| {
+            // Weights of another family fail on their first missing key; name the real cause.
+            match families::foreign_family(&keys, family) {
+                Some(other) => anyhow!(
+                    "{}: its weights are named {}.* (a {} checkpoint), but {} says model_type {model_type:?}",
+                    files[0].display(),
+                    other.layout.prefix,
+                    other.name,
+                    config_path.display(),
+                ),
+                None => e,
             }
-        }
-        if config.architectures.is_none()
-            || !config
-                .architectures
-                .as_ref()
-                .is_some_and(|a| a.iter().any(|s| s == "BertForSequenceClassification"))
-        {
-            config.architectures = Some(vec!["BertForSequenceClassification".into()]);
-        }
+        })
+    }
+
+    /// Builds the family's network over a fresh VarStore and loads the weights of `files`.
+    fn build(
+        mut config: ModelConfig,
+        family: &'static Family,
+        files: &[PathBuf],
+        dir: &Path,
+        device: Device,
+        seed: i64,
+    ) -> Result<Model> {
+        let config_path = dir.join("config.json");
+        tch::manual_seed(seed);
+        let vs = VarStore::new(device);
+        let net = (family.build)(&vs.root(), &config)
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        let report = checkpoint::load_into(&vs, files, family.layout)?;
+        config.set_architecture(net.hf_class());
         Ok(Model {
             config,
             vs,
             net,
+            family,
             dir: dir.to_path_buf(),
             report,
+        })
+    }
+
+    /// A new model of the same family over `config` (e.g. with more heads pruned), its
+    /// variables left at their initial values for the caller to fill.
+    pub fn empty_like(&self, mut config: ModelConfig) -> Result<Model> {
+        let vs = VarStore::new(self.vs.device());
+        let net = (self.family.build)(&vs.root(), &config)?;
+        config.set_architecture(net.hf_class());
+        Ok(Model {
+            config,
+            vs,
+            net,
+            family: self.family,
+            dir: self.dir.clone(),
+            report: checkpoint::LoadReport::default(),
         })
     }
 
@@ -120,6 +162,12 @@ impl Model {
 
     pub fn num_parameters(&self) -> i64 {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Overwrites the variables named in `file` (e.g. a classifier kept apart from its
+    /// encoder); returns the names copied.
+    pub fn overlay(&self, file: &Path) -> Result<Vec<String>> {
+        checkpoint::overlay_from(&self.vs, file, self.family.layout)
     }
 }
 

@@ -3,7 +3,7 @@
 use bertology::data::batch::{encode_examples, make_batches, Padding};
 use bertology::data::glue::{resolve_data_dir, Example, Split, Task};
 use bertology::model::tokenizer::TextTokenizer;
-use bertology::model::{checkpoint, LoadOptions, Model};
+use bertology::model::{LoadOptions, Model};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -84,8 +84,9 @@ pub fn minilm_with_classifier() -> Model {
         },
     )
     .unwrap();
-    let copied =
-        checkpoint::overlay_from(&model.vs, &fixture("minilm_classifier.safetensors")).unwrap();
+    let copied = model
+        .overlay(&fixture("minilm_classifier.safetensors"))
+        .unwrap();
     assert_eq!(copied.len(), 2);
     model
 }

@@ -1,0 +1,113 @@
+//! ElectraForSequenceClassification (transformers' modeling_electra), for discriminators.
+//! BERT's embeddings at `embedding_size`, projected to `hidden_size` by `embeddings_project`
+//! when the two differ; BERT's encoder; the head dense → gelu → out_proj on the first token.
+use super::bert::{bert_config, bert_encoder, BertEmbeddings};
+use super::checkpoint::KeyLayout;
+use super::config::{BertConfig, ModelConfig};
+use super::families::Family;
+use super::layers::{Encoder, Linear};
+use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::roberta::ClassificationHead;
+use anyhow::Result;
+use serde_json::json;
+use tch::{nn, Tensor};
+
+pub static FAMILY: Family = Family {
+    name: "electra",
+    model_types: &["electra"],
+    layout: KeyLayout {
+        prefix: "electra",
+        head: "classifier.",
+        optional: &["classifier."],
+    },
+    build: |root, config| {
+        Ok(Box::new(ElectraForSequenceClassification::new(
+            root, config,
+        )?))
+    },
+};
+
+pub struct ElectraForSequenceClassification {
+    embeddings: BertEmbeddings,
+    embeddings_project: Option<Linear>,
+    encoder: Encoder,
+    classifier: ClassificationHead,
+    config: BertConfig,
+    regression: bool,
+}
+
+impl ElectraForSequenceClassification {
+    pub fn new(root: &nn::Path, config: &ModelConfig) -> Result<Self> {
+        // ElectraConfig's defaults (the small discriminator's shape).
+        let c = bert_config(
+            config,
+            &[
+                ("embedding_size", json!(128)),
+                ("hidden_size", json!(256)),
+                ("num_attention_heads", json!(4)),
+                ("intermediate_size", json!(1024)),
+            ],
+        )?;
+        let width = c.embedding_size.unwrap_or(c.hidden_size);
+        super::config::check_sizes(&[("embedding_size", width)])?;
+        let base = root / "electra";
+        let classifier =
+            ClassificationHead::new(root / "classifier", &c, config.num_labels(), false);
+        Ok(ElectraForSequenceClassification {
+            embeddings: BertEmbeddings::new(&base / "embeddings", &c, width),
+            embeddings_project: (width != c.hidden_size)
+                .then(|| Linear::new(&base / "embeddings_project", width, c.hidden_size)),
+            encoder: bert_encoder(&base, &c, config),
+            classifier,
+            regression: config.is_regression(),
+            config: c,
+        })
+    }
+}
+
+impl Network for ElectraForSequenceClassification {
+    fn forward(
+        &self,
+        inputs: &Inputs,
+        head_mask: Option<&Tensor>,
+        opts: ForwardOptions,
+    ) -> Result<ModelOutput> {
+        let mut x = self
+            .embeddings
+            .forward(inputs.input_ids, inputs.token_type_ids, opts.train);
+        if let Some(project) = &self.embeddings_project {
+            x = project.forward(&x);
+        }
+        let out = self
+            .encoder
+            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
+        let logits = self.classifier.forward(&out.last.select(1, 0), opts.train);
+        Ok(ModelOutput {
+            logits,
+            attentions: out.attentions,
+            hidden_states: out.hidden_states,
+        })
+    }
+
+    fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            layers: self.config.num_hidden_layers,
+            heads: self.config.num_attention_heads,
+            vocab_size: self.config.vocab_size,
+            max_positions: self.config.max_position_embeddings,
+            regression: self.regression,
+        }
+    }
+
+    fn kept_heads(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_heads()
+    }
+
+    fn hf_class(&self) -> &'static str {
+        "ElectraForSequenceClassification"
+    }
+
+    fn head_axis(&self, name: &str) -> Option<HeadAxis> {
+        self.encoder.head_axis(name)
+    }
+}

@@ -1,0 +1,63 @@
+//! Where architectures are chosen: each family's file exports a `FAMILY`, and this list is the
+//! only place that enumerates them. Adding an architecture is one new file plus one line here.
+use super::checkpoint::KeyLayout;
+use super::config::ModelConfig;
+use super::network::Network;
+use super::{bert, distilbert, electra, roberta};
+use anyhow::{bail, Result};
+use tch::nn;
+
+/// An architecture family: the `model_type`s it reads, how its weights are named, and how to
+/// build its network over a VarStore.
+pub struct Family {
+    pub name: &'static str,
+    pub model_types: &'static [&'static str],
+    pub layout: KeyLayout,
+    pub build: fn(&nn::Path, &ModelConfig) -> Result<Box<dyn Network>>,
+}
+
+/// Every supported family.
+pub fn all() -> [&'static Family; 4] {
+    [
+        &bert::FAMILY,
+        &roberta::FAMILY,
+        &distilbert::FAMILY,
+        &electra::FAMILY,
+    ]
+}
+
+/// The family of a config's `model_type`; an error lists the supported ones.
+pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
+    let t = config.model_type();
+    if let Some(f) = all().into_iter().find(|f| f.model_types.contains(&t)) {
+        return Ok(f);
+    }
+    let supported: Vec<&str> = all()
+        .iter()
+        .flat_map(|f| f.model_types.iter().copied())
+        .collect();
+    bail!(
+        "unsupported model_type {t:?} (supported: {})",
+        supported.join(", ")
+    )
+}
+
+/// The family whose base prefix most of these checkpoint keys carry, if that is not `ours`:
+/// for saying "these are RoBERTa weights" instead of listing missing BERT ones.
+pub fn foreign_family(keys: &[String], ours: &Family) -> Option<&'static Family> {
+    let has_prefix = |f: &Family| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("{}.", f.layout.prefix)))
+            .count()
+    };
+    if has_prefix(ours) > 0 {
+        return None;
+    }
+    all()
+        .into_iter()
+        .filter(|f| f.name != ours.name)
+        .map(|f| (has_prefix(f), f))
+        .filter(|(n, _)| *n * 2 > keys.len())
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, f)| f)
+}

@@ -1,0 +1,522 @@
+//! Building blocks that several architectures share: linear and norm layers, activations,
+//! multi-head self-attention with head masks, and the post-LayerNorm encoder layer of BERT and
+//! its cousins (which differ only in the names of their weights).
+//!
+//! Head masks follow transformers: they multiply each layer's attention probabilities after
+//! softmax and dropout, and always index the *original* heads of the config; a pruned layer
+//! picks the columns of its surviving heads.
+use super::config::Activation;
+use super::network::{check_head_mask, padding_mask, ForwardOptions, HeadAxis};
+use anyhow::Result;
+use tch::{nn, Kind, Tensor};
+
+/// `p / "a" / "b" / "c"` for a dotted Hugging Face name "a.b.c".
+pub fn at<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    let mut parts = dotted.split('.');
+    let mut path = p.sub(parts.next().unwrap_or_default());
+    for part in parts {
+        path = path.sub(part);
+    }
+    path
+}
+
+/// nn.Linear: y = x Wᵀ + b, W of shape [out, in]. Built by hand so that a layer whose heads are
+/// all pruned can have zero-sized weights, as transformers allows.
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
+        Linear {
+            weight: p.zeros("weight", &[outputs, inputs]),
+            bias: p.zeros("bias", &[outputs]),
+        }
+    }
+
+    /// A freshly initialised task-head layer as transformers makes it: weight normal with
+    /// std `std`, zero bias (used when a checkpoint has no such head).
+    pub fn initialised(p: nn::Path, inputs: i64, outputs: i64, std: f64) -> Self {
+        Linear {
+            weight: p.var(
+                "weight",
+                &[outputs, inputs],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            ),
+            bias: p.zeros("bias", &[outputs]),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// nn.LayerNorm over the last dimension.
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(p: nn::Path, size: i64, eps: f64) -> Self {
+        LayerNorm {
+            weight: p.ones("weight", &[size]),
+            bias: p.zeros("bias", &[size]),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let size = self.weight.size();
+        x.layer_norm(&size, Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+/// An nn.Embedding weight [rows, dim] named `weight` under `p`.
+pub fn embedding_weight(p: nn::Path, rows: i64, dim: i64) -> Tensor {
+    p.zeros("weight", &[rows, dim])
+}
+
+pub fn embed(weight: &Tensor, ids: &Tensor) -> Tensor {
+    Tensor::embedding(weight, ids, -1, false, false)
+}
+
+pub fn activate(act: Activation, x: &Tensor) -> Tensor {
+    match act {
+        Activation::Gelu | Activation::GeluPython => x.gelu("none"),
+        Activation::GeluNew | Activation::GeluPytorchTanh | Activation::GeluFast => x.gelu("tanh"),
+        Activation::QuickGelu => x * (x * 1.702).sigmoid(),
+        Activation::Relu => x.relu(),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::Silu | Activation::Swish => x.silu(),
+        Activation::Tanh => x.tanh(),
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Mish => x.mish(),
+        Activation::Linear => x.shallow_clone(),
+    }
+}
+
+/// Multi-head self-attention with separate query, key and value projections and `heads` heads
+/// left (fewer than the config's after pruning).
+pub struct MultiHeadAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub heads: i64,
+    pub head_dim: i64,
+    pub dropout: f64,
+}
+
+impl MultiHeadAttention {
+    pub fn new(p: &nn::Path, names: [&str; 3], hidden: i64, heads: i64, head_dim: i64) -> Self {
+        let inner = heads * head_dim;
+        MultiHeadAttention {
+            query: Linear::new(at(p, names[0]), hidden, inner),
+            key: Linear::new(at(p, names[1]), hidden, inner),
+            value: Linear::new(at(p, names[2]), hidden, inner),
+            heads,
+            head_dim,
+            dropout: 0.0,
+        }
+    }
+
+    /// Returns the context [batch, queries, heads·head_dim] and, when asked, the probabilities.
+    /// `queries` are the positions whose outputs are needed (all of `x`, or a prefix of it);
+    /// keys and values always come from every position of `x`. `layer_mask` is
+    /// [batch or 1, heads, 1, 1] over this layer's heads.
+    // Out-of-place products on purpose: softmax's backward needs its output unmodified.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        additive_mask: &Tensor,
+        layer_mask: Option<&Tensor>,
+        train: bool,
+        want_probs: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
+        if self.heads == 0 {
+            let empty = x.new_zeros([b, tq, 0], (x.kind(), x.device()));
+            let probs = want_probs.then(|| x.new_zeros([b, 0, tq, t], (x.kind(), x.device())));
+            return (empty, probs);
+        }
+        let (context, probs) = if want_probs {
+            let all: Vec<i64> = (0..self.heads).collect();
+            let (q, k, v) = self.project(queries, x, &all);
+            let scores =
+                q.matmul(&k.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + additive_mask;
+            let mut probs = scores
+                .softmax(-1, scores.kind())
+                .dropout(self.dropout, train);
+            if let Some(m) = layer_mask {
+                probs = probs * m;
+            }
+            (probs.matmul(&v), Some(probs))
+        } else {
+            // Fused attention; a per-head scalar mask on the probabilities equals the same mask
+            // on that head's context, so the result and its gradient are unchanged.
+            let p = if train { self.dropout } else { 0.0 };
+            let silent = layer_mask
+                .filter(|m| m.requires_grad() && !train)
+                .map(silent_heads)
+                .unwrap_or_default();
+            let mut ctx = if silent.iter().any(|&z| z) {
+                // A head masked to 0 for every example passes no gradient into its attention,
+                // only into its mask (∂L/∂ξ = Σ ∂L/∂(ξ·ctx) · ctx). Its attention is computed
+                // outside the graph, so the backward pass skips it: same values and gradients,
+                // less work once masking has removed heads.
+                let live: Vec<i64> = (0..self.heads).filter(|&h| !silent[h as usize]).collect();
+                let dead: Vec<i64> = (0..self.heads).filter(|&h| silent[h as usize]).collect();
+                let mut parts = Vec::new();
+                if !live.is_empty() {
+                    parts.push(self.attend(queries, x, additive_mask, &live, p));
+                }
+                parts.push(tch::no_grad(|| {
+                    self.attend(queries, x, additive_mask, &dead, p)
+                }));
+                // Back to the original head order.
+                let mut back = vec![0i64; self.heads as usize];
+                for (i, &h) in live.iter().chain(&dead).enumerate() {
+                    back[h as usize] = i as i64;
+                }
+                let back = Tensor::from_slice(&back).to_device(x.device());
+                Tensor::cat(&parts, 1).index_select(1, &back)
+            } else {
+                let all: Vec<i64> = (0..self.heads).collect();
+                self.attend(queries, x, additive_mask, &all, p)
+            };
+            if let Some(m) = layer_mask {
+                ctx = ctx * m;
+            }
+            (ctx, None)
+        };
+        let context =
+            context
+                .transpose(1, 2)
+                .contiguous()
+                .view([b, tq, self.heads * self.head_dim]);
+        (context, probs)
+    }
+
+    /// Fused attention of the heads `heads` (indices into this layer's heads):
+    /// [batch, heads.len(), queries, head_dim].
+    fn attend(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        additive_mask: &Tensor,
+        heads: &[i64],
+        dropout: f64,
+    ) -> Tensor {
+        let (q, k, v) = self.project(queries, x, heads);
+        Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(additive_mask),
+            dropout,
+            false,
+            None,
+            false,
+        )
+    }
+
+    /// Queries (from `queries`), keys and values (from `x`) of the heads `heads`, each
+    /// [batch, heads.len(), length, head_dim]. A subset of heads uses the matching weight rows.
+    fn project(&self, queries: &Tensor, x: &Tensor, heads: &[i64]) -> (Tensor, Tensor, Tensor) {
+        let n = heads.len() as i64;
+        let rows = (n != self.heads).then(|| {
+            let rows: Vec<i64> = heads
+                .iter()
+                .flat_map(|h| h * self.head_dim..(h + 1) * self.head_dim)
+                .collect();
+            Tensor::from_slice(&rows).to_device(x.device())
+        });
+        let split = |l: &Linear, input: &Tensor| {
+            let y = match &rows {
+                None => l.forward(input),
+                Some(r) => input.linear(
+                    &l.weight.index_select(0, r),
+                    Some(&l.bias.index_select(0, r)),
+                ),
+            };
+            let (b, len) = (input.size()[0], input.size()[1]);
+            y.view([b, len, n, self.head_dim]).transpose(1, 2)
+        };
+        (
+            split(&self.query, queries),
+            split(&self.key, x),
+            split(&self.value, x),
+        )
+    }
+}
+
+/// For a mask shaped [batch or 1, heads, 1, 1]: whether each head is 0 for every example.
+fn silent_heads(mask: &Tensor) -> Vec<bool> {
+    let zero = mask.detach().eq(0.0).all_dim(0, false).flatten(0, -1);
+    Vec::try_from(zero.to_device(tch::Device::Cpu)).unwrap_or_default()
+}
+
+/// Layer `index`'s slice of a [L, H] or [B, L, H] mask over the original heads, keeping the
+/// heads in `kept` (None: all), shaped [batch or 1, kept heads, 1, 1] to broadcast over
+/// probabilities.
+pub fn layer_head_mask(mask: &Tensor, index: i64, kept: Option<&Tensor>) -> Tensor {
+    let m = match mask.dim() {
+        2 => mask.get(index).unsqueeze(0),
+        _ => mask.select(1, index),
+    };
+    let m = match kept {
+        Some(kept) => m.index_select(1, kept),
+        None => m,
+    };
+    // Not view([-1, heads, 1, 1]): with zero heads left the batch size cannot be inferred.
+    let rows = m.size()[0];
+    m.view([rows, -1, 1, 1])
+}
+
+/// Hugging Face names of an encoder layer's weights, relative to the layer.
+pub struct EncoderLayerNames {
+    pub qkv: [&'static str; 3],
+    pub attention_output: &'static str,
+    pub attention_norm: &'static str,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_norm: &'static str,
+}
+
+/// Sizes and rates of an encoder layer.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderDims {
+    pub hidden: i64,
+    pub heads: i64,
+    pub head_dim: i64,
+    pub intermediate: i64,
+    pub act: Activation,
+    pub layer_norm_eps: f64,
+    /// Dropout on the attention probabilities.
+    pub attention_dropout: f64,
+    /// Dropout after the attention output projection (0 for DistilBERT, which has none).
+    pub attention_output_dropout: f64,
+    /// Dropout after the feed-forward output.
+    pub output_dropout: f64,
+}
+
+/// A post-LayerNorm transformer encoder layer: attention, output projection, residual and
+/// norm; feed-forward, residual and norm. BertLayer and DistilBERT's TransformerBlock.
+pub struct EncoderLayer {
+    pub attention: MultiHeadAttention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    dims: EncoderDims,
+    /// Original indices of the heads this layer still has.
+    pub kept: Vec<i64>,
+    kept_index: Option<Tensor>,
+}
+
+impl EncoderLayer {
+    pub fn new(p: &nn::Path, names: &EncoderLayerNames, dims: EncoderDims, kept: Vec<i64>) -> Self {
+        let heads = kept.len() as i64;
+        let inner = heads * dims.head_dim;
+        let mut attention =
+            MultiHeadAttention::new(p, names.qkv, dims.hidden, heads, dims.head_dim);
+        attention.dropout = dims.attention_dropout;
+        EncoderLayer {
+            attention,
+            attention_output: Linear::new(at(p, names.attention_output), inner, dims.hidden),
+            attention_norm: LayerNorm::new(
+                at(p, names.attention_norm),
+                dims.hidden,
+                dims.layer_norm_eps,
+            ),
+            intermediate: Linear::new(at(p, names.intermediate), dims.hidden, dims.intermediate),
+            output: Linear::new(at(p, names.output), dims.intermediate, dims.hidden),
+            output_norm: LayerNorm::new(at(p, names.output_norm), dims.hidden, dims.layer_norm_eps),
+            kept_index: (heads != dims.heads)
+                .then(|| Tensor::from_slice(&kept).to_device(p.device())),
+            kept,
+            dims,
+        }
+    }
+
+    /// The layer's output at every position, or only at the first (`first_only`: all a
+    /// first-token classifier reads from the last layer).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        additive_mask: &Tensor,
+        head_mask: Option<&Tensor>,
+        index: i64,
+        opts: ForwardOptions,
+        first_only: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let layer_mask = head_mask.map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
+        let queries = if first_only {
+            x.narrow(1, 0, 1)
+        } else {
+            x.shallow_clone()
+        };
+        let (context, probs) = self.attention.forward(
+            &queries,
+            x,
+            additive_mask,
+            layer_mask.as_ref(),
+            opts.train,
+            opts.output_attentions,
+        );
+        let attended = self.attention_norm.forward(
+            &(self
+                .attention_output
+                .forward(&context)
+                .dropout(self.dims.attention_output_dropout, opts.train)
+                + &queries),
+        );
+        let inner = activate(self.dims.act, &self.intermediate.forward(&attended));
+        let out = self.output_norm.forward(
+            &(self
+                .output
+                .forward(&inner)
+                .dropout(self.dims.output_dropout, opts.train)
+                + &attended),
+        );
+        (out, probs)
+    }
+}
+
+/// A stack of encoder layers with the shared forward loop: hidden states and attentions on
+/// request, and the last layer for the first token only when that is all the head reads.
+pub struct Encoder {
+    pub layers: Vec<EncoderLayer>,
+    /// VarStore name prefix of layer i: `{prefix}.{i}.` (for `head_axis`).
+    prefix: String,
+    names: &'static EncoderLayerNames,
+    head_dim: i64,
+    /// Heads per layer before pruning (what head masks index).
+    heads: i64,
+}
+
+/// What an encoder pass returns: the last layer's output (all positions, or the first only)
+/// and what was asked for.
+pub struct EncoderOutput {
+    pub last: Tensor,
+    pub attentions: Option<Vec<Tensor>>,
+    pub hidden_states: Option<Vec<Tensor>>,
+}
+
+impl Encoder {
+    /// `layers_path` is the path whose children `0`, `1`, … are the layers; `kept[i]` the
+    /// original heads layer i still has.
+    pub fn new(
+        layers_path: &nn::Path,
+        names: &'static EncoderLayerNames,
+        dims: EncoderDims,
+        kept: Vec<Vec<i64>>,
+    ) -> Self {
+        let layers = kept
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| EncoderLayer::new(&(layers_path / i), names, dims, k))
+            .collect();
+        Encoder {
+            layers,
+            prefix: layers_path.components().collect::<Vec<_>>().join("."),
+            names,
+            head_dim: dims.head_dim,
+            heads: dims.heads,
+        }
+    }
+
+    pub fn kept_heads(&self) -> Vec<Vec<i64>> {
+        self.layers.iter().map(|l| l.kept.clone()).collect()
+    }
+
+    /// Head axes of this encoder's weights: q/k/v rows, attention output columns.
+    pub fn head_axis(&self, name: &str) -> Option<HeadAxis> {
+        let rest = name.strip_prefix(&self.prefix)?.strip_prefix('.')?;
+        let (layer, param) = rest.split_once('.')?;
+        let layer: i64 = layer.parse().ok()?;
+        let axis = |dim| {
+            Some(HeadAxis {
+                layer,
+                dim,
+                head_dim: self.head_dim,
+                blocks: 1,
+            })
+        };
+        let n = self.names;
+        if n.qkv.iter().any(|q| param.starts_with(&format!("{q}."))) {
+            return axis(0);
+        }
+        if param == format!("{}.weight", n.attention_output) {
+            return axis(1);
+        }
+        None
+    }
+
+    /// Runs every layer over the embeddings, attending to the tokens `attention_mask` marks.
+    /// `first_only_last`: the head reads only the first position of the last layer, so unless
+    /// every position's output is asked for, that layer computes just it (same values, a sixth
+    /// less work for a 6-layer model).
+    pub fn forward(
+        &self,
+        embeddings: Tensor,
+        attention_mask: &Tensor,
+        head_mask: Option<&Tensor>,
+        opts: ForwardOptions,
+        first_only_last: bool,
+    ) -> Result<EncoderOutput> {
+        if let Some(m) = head_mask {
+            let batch = embeddings.size()[0];
+            check_head_mask(m, batch, self.layers.len() as i64, self.heads)?;
+        }
+        let additive_mask = &padding_mask(attention_mask, embeddings.kind());
+        let mut x = embeddings;
+        let mut hidden_states = opts.output_hidden_states.then(|| vec![x.shallow_clone()]);
+        let mut attentions = opts.output_attentions.then(Vec::new);
+        let first_only_last =
+            first_only_last && !opts.output_hidden_states && !opts.output_attentions;
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let first_only = first_only_last && i == last;
+            let (out, probs) =
+                layer.forward(&x, additive_mask, head_mask, i as i64, opts, first_only);
+            x = out;
+            if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
+                all.push(p);
+            }
+            if let Some(all) = hidden_states.as_mut() {
+                all.push(x.shallow_clone());
+            }
+        }
+        Ok(EncoderOutput {
+            last: x,
+            attentions,
+            hidden_states,
+        })
+    }
+}
+
+/// Sinusoidal position embeddings as transformers' `create_sinusoidal_embeddings`: sin on even
+/// columns, cos on odd ones, of pos / 10000^(2⌊j/2⌋/dim).
+pub fn sinusoidal_positions(rows: i64, dim: i64) -> Tensor {
+    let mut out = vec![0f32; (rows * dim) as usize];
+    for pos in 0..rows {
+        for j in 0..dim {
+            let angle = pos as f64 / 10000f64.powf(2.0 * (j / 2) as f64 / dim as f64);
+            let v = if j % 2 == 0 { angle.sin() } else { angle.cos() };
+            out[(pos * dim + j) as usize] = v as f32;
+        }
+    }
+    Tensor::from_slice(&out)
+        .view([rows, dim])
+        .to_kind(Kind::Float)
+}

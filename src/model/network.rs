@@ -1,0 +1,164 @@
+//! The one interface the pipeline uses for every architecture.
+//!
+//! A trait object rather than an enum: adding an architecture is then one new file that
+//! implements `Network` plus one line in `families.rs`, and no `match` elsewhere grows an arm.
+//! Everything the pipeline does with a network goes through these methods, so eval,
+//! importance, masking, pruning, fine-tuning and the reports never name an architecture.
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+/// Token ids, token type ids and attention mask, each [batch, seq] int64. Families without
+/// token types ignore `token_type_ids`.
+pub struct Inputs<'a> {
+    pub input_ids: &'a Tensor,
+    pub token_type_ids: &'a Tensor,
+    pub attention_mask: &'a Tensor,
+}
+
+/// What a forward pass returns besides the logits, when asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardOptions {
+    /// Dropout on (training).
+    pub train: bool,
+    /// Return every layer's attention probabilities [batch, heads_l, seq, seq].
+    pub output_attentions: bool,
+    /// Return the embeddings output and every layer's output [batch, seq, hidden].
+    pub output_hidden_states: bool,
+}
+
+pub struct ModelOutput {
+    /// [batch, num_labels]
+    pub logits: Tensor,
+    pub attentions: Option<Vec<Tensor>>,
+    pub hidden_states: Option<Vec<Tensor>>,
+}
+
+/// Where the heads of a layer sit inside one weight: physical pruning keeps the slices of the
+/// surviving heads along `dim`. `blocks` > 1 for fused projections (q, k and v side by side
+/// along `dim`, each `heads · head_dim` wide).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadAxis {
+    pub layer: i64,
+    pub dim: i64,
+    pub head_dim: i64,
+    pub blocks: i64,
+}
+
+/// The sizes the pipeline asks every network about.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkShape {
+    /// Layers, and heads per layer before any pruning.
+    pub layers: i64,
+    pub heads: i64,
+    /// Rows of the word embedding: token ids must stay below this.
+    pub vocab_size: i64,
+    /// The longest input the position embeddings allow.
+    pub max_positions: i64,
+    /// One output and a mean-squared-error loss (else classes and cross-entropy).
+    pub regression: bool,
+}
+
+/// A transformer with a task head whose attention heads can be masked, measured and pruned.
+pub trait Network {
+    /// Logits, and attentions / hidden states when asked. `head_mask` is [layers, heads] or
+    /// per example [batch, layers, heads], always over the config's original heads; it
+    /// multiplies each head's attention probabilities after dropout, as in transformers.
+    fn forward(
+        &self,
+        inputs: &Inputs,
+        head_mask: Option<&Tensor>,
+        opts: ForwardOptions,
+    ) -> Result<ModelOutput>;
+
+    fn shape(&self) -> NetworkShape;
+
+    /// Original indices of the heads each layer still has.
+    fn kept_heads(&self) -> Vec<Vec<i64>>;
+
+    /// The transformers class this network mirrors (written to `architectures`).
+    fn hf_class(&self) -> &'static str;
+
+    /// Where heads sit in the variable `name` (a VarStore name), for physical pruning; None for
+    /// weights that do not depend on the number of heads.
+    fn head_axis(&self, name: &str) -> Option<HeadAxis>;
+
+    /// The task head's loss as transformers computes it: cross-entropy for classification, MSE
+    /// for regression. `sum` adds the examples' losses instead of averaging them.
+    fn loss(&self, logits: &Tensor, labels: &Tensor, sum: bool) -> Tensor {
+        let reduction = if sum {
+            tch::Reduction::Sum
+        } else {
+            tch::Reduction::Mean
+        };
+        if self.is_regression() {
+            logits
+                .squeeze_dim(-1)
+                .mse_loss(&labels.to_kind(logits.kind()), reduction)
+        } else {
+            logits.cross_entropy_loss::<Tensor>(labels, None, reduction, -100, 0.0)
+        }
+    }
+
+    fn num_layers(&self) -> i64 {
+        self.shape().layers
+    }
+
+    fn num_heads(&self) -> i64 {
+        self.shape().heads
+    }
+
+    fn is_regression(&self) -> bool {
+        self.shape().regression
+    }
+
+    fn vocab_size(&self) -> i64 {
+        self.shape().vocab_size
+    }
+
+    fn max_positions(&self) -> i64 {
+        self.shape().max_positions
+    }
+
+    /// Number of heads each layer still has.
+    fn heads_per_layer(&self) -> Vec<i64> {
+        self.kept_heads().iter().map(|k| k.len() as i64).collect()
+    }
+
+    /// Original indices of the heads layer `layer` still has, as an int64 tensor on `device`.
+    fn kept_head_indices(&self, layer: usize, device: tch::Device) -> Tensor {
+        Tensor::from_slice(&self.kept_heads()[layer]).to_device(device)
+    }
+}
+
+/// Checks a head mask's shape against the model: [layers, heads] or [batch, layers, heads].
+pub fn check_head_mask(mask: &Tensor, batch: i64, layers: i64, heads: i64) -> Result<()> {
+    let ok = match mask.size().as_slice() {
+        [l, h] => *l == layers && *h == heads,
+        [b, l, h] => *b == batch && *l == layers && *h == heads,
+        _ => false,
+    };
+    if !ok {
+        bail!(
+            "head mask has shape {:?}; expected [{layers}, {heads}] or [{batch}, {layers}, {heads}]",
+            mask.size()
+        );
+    }
+    Ok(())
+}
+
+/// The most negative finite value of a float kind: what transformers adds to masked scores.
+pub fn min_value(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.3895313892515355e38,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    }
+}
+
+/// (1 − mask) · finfo.min as [batch, 1, 1, keys]: broadcast over heads and queries, as
+/// transformers' eager attention adds it.
+pub fn padding_mask(attention_mask: &Tensor, kind: Kind) -> Tensor {
+    let b = attention_mask.size()[0];
+    (attention_mask.to_kind(kind).neg() + 1.0).view([b, 1, 1, -1]) * min_value(kind)
+}
