@@ -1,7 +1,8 @@
 //! Evaluation: a task's examples tokenised once, batched, run with no gradient, and scored.
 use crate::data::batch::{batches_in_order, encode_examples, make_batches, Batch, Padding};
 use crate::data::glue::{Example, Label, Split, Task};
-use crate::metrics::{self, Metrics};
+use crate::data::spec::TaskSpec;
+use crate::metrics::Metrics;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
 use crate::model::Network;
 use anyhow::Result;
@@ -11,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 /// A split of a task, read and tokenised once per run.
 pub struct Dataset {
-    pub task: Task,
+    pub spec: TaskSpec,
     pub split: Split,
     pub examples: Vec<Example>,
     pub encoded: Vec<Encoded>,
@@ -28,10 +29,20 @@ impl Dataset {
         tokenizer: &TextTokenizer,
     ) -> Result<Dataset> {
         let examples = task.read(dir, split, subset)?;
+        Dataset::new(task.into(), split, examples, tokenizer)
+    }
+
+    /// Tokenises examples of any source.
+    pub fn new(
+        spec: TaskSpec,
+        split: Split,
+        examples: Vec<Example>,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Dataset> {
         let encoded = encode_examples(tokenizer, &examples)?;
         let labels = examples.iter().map(|e| e.label).collect();
         Ok(Dataset {
-            task,
+            spec,
             split,
             examples,
             encoded,
@@ -166,6 +177,6 @@ pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
 
 /// The task's metrics for these logits.
 pub fn score(data: &Dataset, logits: &Tensor) -> Metrics {
-    let (preds, scores) = predictions(logits, data.task.is_regression());
-    metrics::compute(data.task, &preds, &scores, &data.label_values())
+    let (preds, scores) = predictions(logits, data.spec.is_regression());
+    data.spec.compute(&preds, &scores, &data.label_values())
 }

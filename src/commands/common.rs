@@ -1,15 +1,20 @@
 //! Steps every task command shares: resolve the model and data, load them, batch.
 use crate::cli::{home_dir, task_model_dir, DataArgs, FinetuneArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::resolve_data_dir;
+use crate::data::custom::ModelLabels;
 use crate::data::glue::Task;
+use crate::data::source::{Loaded, Source, SourceRequest};
+use crate::data::spec::TaskSpec;
 use crate::eval::Dataset;
 use crate::importance::Estimator;
+use crate::model::config::ModelConfig;
+use crate::model::families;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{LoadOptions, Model};
+use crate::model::{checkpoint, LoadOptions, Model};
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// A model and a dataset ready for a task command.
@@ -18,21 +23,29 @@ pub struct TaskSetup {
     pub model: Model,
     pub tokenizer: TextTokenizer,
     pub data: Dataset,
+    /// The folder or file the data came from.
     pub data_dir: PathBuf,
+    /// What was read (kind, files, revision), for the outputs.
+    pub source: Value,
+    /// The split's name in outputs ("file" for a data file).
+    pub split_name: String,
 }
 
-/// The model folder for a task command: --model, else the task's fine-tuned default.
-pub fn model_dir(args: &ModelArgs, data: &DataArgs, quiet: bool) -> Result<PathBuf> {
-    match &args.model {
-        Some(spec) => resolve_model(spec, quiet),
-        None => {
-            let dir = task_model_dir(data.task);
+/// The model folder for a task command: --model, else the GLUE task's fine-tuned default.
+pub fn model_dir(args: &ModelArgs, task: Option<Task>, quiet: bool) -> Result<PathBuf> {
+    match (&args.model, task) {
+        (Some(spec), _) => resolve_model(spec, quiet),
+        (None, None) => bail!(
+            "--data-file needs --model: there is no default model for your own data (make one with `bertology finetune --data-file FILE --output-dir DIR`)"
+        ),
+        (None, Some(task)) => {
+            let dir = task_model_dir(task);
             if !dir.join("config.json").is_file() {
                 bail!(
                     "no default model for {}: {} does not exist (run `bertology finetune --task {}` or pass --model)",
-                    data.task.name(),
+                    task.name(),
                     dir.display(),
-                    data.task.name()
+                    task.name()
                 );
             }
             Ok(dir)
@@ -73,6 +86,52 @@ pub fn batches(
     }
 }
 
+/// What a model's config and checkpoint say about its labels, before it is loaded (a data
+/// file's labels are read in its terms). A folder that cannot be read says nothing here:
+/// loading it reports why.
+pub fn model_labels(dir: &Path) -> Result<ModelLabels> {
+    let (Ok(config), Ok(files)) = (
+        ModelConfig::from_file(&dir.join("config.json")),
+        checkpoint::weight_files(dir),
+    ) else {
+        return Ok(ModelLabels::default());
+    };
+    let Ok(family) = families::family_of(&config) else {
+        return Ok(ModelLabels::default());
+    };
+    let layout = &family.layout;
+    let has_classifier = checkpoint::checkpoint_keys(&files)?
+        .iter()
+        .any(|k| checkpoint::canonical_key(k, layout.prefix).starts_with(layout.head));
+    let id2label: Vec<(i64, String)> = config
+        .id2label()
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+        .collect();
+    Ok(ModelLabels {
+        outputs: has_classifier.then_some(config.num_labels() as usize),
+        names: ModelLabels::names_from(&id2label),
+        regression: has_classifier && config.is_regression(),
+        source: dir.display().to_string(),
+    })
+}
+
+/// Reads the data a command asked for: `splits` of a GLUE source, or the data file (and for a
+/// second part its dev rows), with labels in the terms of the model in `model_dir`.
+pub fn load_data(
+    req: &SourceRequest,
+    source: &Source,
+    splits: &[crate::data::glue::Split],
+    model_dir: &Path,
+) -> Result<Loaded> {
+    let labels = match source {
+        Source::File { .. } => model_labels(model_dir)?,
+        _ => ModelLabels::default(),
+    };
+    source.load(req, splits, &labels)
+}
+
 pub fn padding(data: &DataArgs) -> Padding {
     if data.pad_to_max_length {
         Padding::Fixed(data.max_seq_length as usize)
@@ -84,6 +143,8 @@ pub fn padding(data: &DataArgs) -> Padding {
 /// Builds the task's default model with `finetune` defaults when it is missing, so eval,
 /// importance and prune work on a fresh set-up with no other step.
 fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs) -> Result<()> {
+    // AX has no training data: its default is MNLI's model.
+    let task = if task == Task::Ax { Task::Mnli } else { task };
     if model.is_some() || task_model_dir(task).join("config.json").is_file() {
         return Ok(());
     }
@@ -104,15 +165,26 @@ pub fn setup(
     data_args: &DataArgs,
     global: &GlobalArgs,
 ) -> Result<TaskSetup> {
-    ensure_default_model(&model_args.model, data_args.task, global)?;
+    let req = data_args.source.request();
+    // Flags checked before anything slow (building a missing default model).
+    if let Some(task) = req.task {
+        task.check_split(data_args.split)?;
+        TaskSpec::glue(task, req.metric.as_deref())?;
+    }
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
+    let task = source.glue_task();
+    if let Some(task) = task {
+        ensure_default_model(&model_args.model, task, global)?;
+    }
     let device = global.device.resolve()?;
-    let dir = model_dir(model_args, data_args, global.quiet)?;
+    let dir = model_dir(model_args, task, global.quiet)?;
+    let loaded = load_data(&req, &source, &[data_args.split], &dir)?;
     let model = load_model(
         &dir,
         &LoadOptions {
             device,
             seed: model_args.seed,
-            task: Some(data_args.task),
+            task: Some(loaded.spec.clone()),
         },
     )?;
     if !global.quiet {
@@ -128,21 +200,24 @@ pub fn setup(
         );
     }
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-    let data_dir = resolve_data_dir(data_args.task, data_args.data_dir.as_deref(), &home_dir())?;
-    let data = Dataset::load(
-        data_args.task,
-        &data_dir,
-        data_args.split,
-        data_args.data_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
+    let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
+    if let Some(n) = data_args.data_subset {
+        examples.truncate(n as usize);
+    }
+    let data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
     check_token_ids(&data, model.net.vocab_size(), &dir)?;
+    let split_name = match task {
+        Some(_) => format!("{:?}", data_args.split).to_lowercase(),
+        None => "file".into(),
+    };
     Ok(TaskSetup {
         device,
         model,
         tokenizer,
         data,
-        data_dir,
+        data_dir: loaded.location,
+        source: loaded.record,
+        split_name,
     })
 }
 

@@ -34,15 +34,30 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         );
     }
 
-    let regression = s.data.task.is_regression();
+    let regression = s.data.spec.is_regression();
+    let names = &s.data.spec.labels;
     let (preds, scores) = predictions(&logits, regression);
     let rows: Vec<Vec<f32>> = Vec::try_from(logits.to_kind(tch::Kind::Float))?;
     let labels = s.data.label_values();
     let staging = Staging::new(out_dir, EVAL_FILES)?;
     write_csv(
         &staging.dir().join("predictions.csv"),
-        &["index", "label", "prediction", "logits"],
+        &[
+            "index",
+            "label",
+            "prediction",
+            "logits",
+            "label_name",
+            "prediction_name",
+        ],
         (0..s.data.len()).map(|i| {
+            // Class names beside the indices; empty for a regression.
+            let name = |v: f64| -> String {
+                if v.is_nan() {
+                    return String::new();
+                }
+                names.get(v as usize).cloned().unwrap_or_default()
+            };
             let label = if labels[i].is_nan() {
                 String::new()
             } else {
@@ -58,14 +73,23 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
                 .map(|v| v.to_string())
                 .collect::<Vec<_>>()
                 .join(" ");
-            vec![i.to_string(), label, pred, l]
+            let (label_name, pred_name) = if regression {
+                (String::new(), String::new())
+            } else {
+                (name(labels[i]), name(preds[i] as f64))
+            };
+            vec![i.to_string(), label, pred, l, label_name, pred_name]
         }),
     )?;
     let summary = json!({
-        "task": s.data.task.name(),
-        "split": s.data.split.name(),
+        "task": s.data.spec.name(),
+        "split": s.split_name,
         "model": s.model.dir.display().to_string(),
         "data_dir": s.data_dir.display().to_string(),
+        "source": s.source,
+        "labels": s.data.spec.labels,
+        "metric": s.data.spec.default_metric(),
+        "score": metrics.get(s.data.spec.default_metric()),
         "examples": s.data.len(),
         "tokens": s.data.tokens(),
         "metrics": metrics,
@@ -84,8 +108,8 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!(
             "{} {} ({} examples, {:.1} s): {}",
-            s.data.task.name(),
-            s.data.split.name(),
+            s.data.spec.name(),
+            s.split_name,
             s.data.len(),
             seconds,
             if m.is_empty() {

@@ -1,9 +1,11 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
 use super::common::load_model;
+use super::common::load_data;
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::{resolve_data_dir, Split};
+use crate::data::glue::Split;
+use crate::data::source::{Source, SourceRequest};
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::model::source::resolve_model;
@@ -24,7 +26,7 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
         let best = &summary["best"];
         println!(
             "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
-            args.task.name(),
+            summary["task"].as_str().unwrap_or(""),
             best["epoch"],
             best["metrics"],
             best["train_loss"].as_f64().unwrap_or(f64::NAN),
@@ -70,36 +72,50 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             args.max_grad_norm
         );
     }
-    let device = global.device.resolve()?;
-    let model_dir = match &args.model {
-        Some(spec) => resolve_model(spec, global.quiet)?,
-        None => base_model_dir(),
+    let req = SourceRequest {
+        dev_file: args.dev_file.clone(),
+        dev_fraction: args.dev_fraction.unwrap_or(0.1),
+        ..args.source.request()
     };
-    let output_dir = match &args.output_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            let dir = task_model_dir(args.task);
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
+    let task = source.glue_task();
+    if let Some(task) = task {
+        task.check_split(Split::Train)?;
+    }
+    let output_dir = match (&args.output_dir, task) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(task)) => {
+            let dir = task_model_dir(task);
             if dir.exists() && !args.overwrite {
                 bail!(
                     "{} already exists: it is the default {} model that eval, importance and prune use; pass --overwrite to replace it, or --output-dir to write elsewhere",
                     dir.display(),
-                    args.task.name()
+                    task.name()
                 );
             }
             dir
         }
+        (None, None) => bail!("--data-file needs --output-dir: where the fine-tuned model goes"),
+    };
+    let device = global.device.resolve()?;
+    let model_dir = match &args.model {
+        Some(spec) => resolve_model(spec, global.quiet)?,
+        None => base_model_dir(),
     };
     check_output_dir(&output_dir)?;
     ensure_not_input(&output_dir, MODEL_FILES, "--model", &model_dir)?;
     if let Some(m) = &args.head_mask {
         ensure_not_input(&output_dir, MODEL_FILES, "--head-mask", m)?;
     }
+    // A model without a classifier gets a new head sized from the data's labels.
+    let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &model_dir)?;
+    let spec = loaded.spec;
     let mut model = load_model(
         &model_dir,
         &LoadOptions {
             device,
             seed: args.seed,
-            task: Some(args.task),
+            task: Some(spec.clone()),
         },
     )?;
     if args.max_seq_length as i64 > model.net.max_positions() {
@@ -110,27 +126,26 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         );
     }
     let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
-    let data_dir = resolve_data_dir(args.task, args.data_dir.as_deref(), &home_dir())?;
-    let train = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Train,
-        args.train_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
-    let dev = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Dev,
-        args.eval_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
+    let data_dir = loaded.location;
+    let mut parts = loaded.parts.into_iter();
+    let (mut train_examples, mut dev_examples) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if let Some(n) = args.train_subset {
+        train_examples.truncate(n as usize);
+    }
+    if let Some(n) = args.eval_subset {
+        dev_examples.truncate(n as usize);
+    }
+    let train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
+    let dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
     for data in [&train, &dev] {
         super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
     }
     if !train.has_labels() || !dev.has_labels() {
         bail!(
-            "{}: fine-tuning needs labelled train and dev files",
+            "{}: fine-tuning needs labelled train and dev data",
             data_dir.display()
         );
     }
@@ -157,7 +172,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         total = total.min(m as usize);
     }
     let warmup = warmup_steps(total, hyper.warmup_ratio);
-    let metric = args.task.default_metric();
+    let metric = spec.default_metric();
     let dev_batches = dev.batches(64, Padding::Longest, device);
     let mut opt = AdamW::new(&model.vs, hyper);
     let start = Instant::now();
@@ -253,15 +268,17 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         }
     });
     let seconds = start.elapsed().as_secs_f64();
-    model.config.set_labels_for(args.task);
+    model.config.set_labels_for(&spec);
     let staging = Staging::new(&output_dir, MODEL_FILES)?;
     model.save(staging.dir())?;
     tokenizer.save_files(staging.dir())?;
     let summary = json!({
-        "task": args.task.name(),
+        "task": spec.name(),
         "base_model": model_dir.display().to_string(),
         "output_dir": output_dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
+        "source": loaded.record,
+        "labels": spec.labels,
         "train_examples": train.len(),
         "dev_examples": dev.len(),
         "settings": {

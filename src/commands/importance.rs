@@ -68,12 +68,14 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         mut model,
         data,
         data_dir,
+        source,
+        split_name,
         ..
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "--split {}: head importance needs labels, and this split has none",
-            data.split.name()
+            "{}: head importance needs labels, and the {split_name} split has none",
+            data_dir.display()
         );
     }
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
@@ -152,10 +154,12 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         }),
     )?;
     let summary = json!({
-        "task": data.task.name(),
-        "split": data.split.name(),
+        "task": data.spec.name(),
+        "split": split_name,
         "model": model.dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
+        "source": source,
+        "labels": data.spec.labels,
         "examples": data.len(),
         "tokens": stats.tokens,
         "layers": layers,
@@ -173,8 +177,8 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             "seed": args.model.seed,
         },
         "metrics": metrics,
-        "score": metrics.get(data.task.default_metric()),
-        "metric": data.task.default_metric(),
+        "score": metrics.get(data.spec.default_metric()),
+        "metric": data.spec.default_metric(),
         "device": format!("{device:?}"),
         "seconds": seconds,
         "command": crate::cli::command_line(),
@@ -195,7 +199,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!(
             "{} {} examples, {} tokens, {:.1} s; unmasked {}",
-            data.task.name(),
+            data.spec.name(),
             data.len(),
             stats.tokens,
             seconds,

@@ -37,9 +37,6 @@ fn validate(args: &PruneArgs) -> Result<()> {
             bail!("--target-heads {f}: expected a fraction of heads to keep in [0, 1]");
         }
     }
-    if let Some(m) = &args.metric {
-        args.data.task.check_metric(m)?;
-    }
     Ok(())
 }
 
@@ -130,21 +127,21 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         mut model,
         data,
         data_dir,
+        source,
+        split_name,
         ..
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "--split {}: masking needs labels, and this split has none",
-            data.split.name()
+            "{}: masking needs labels, and the {split_name} split has none",
+            data_dir.display()
         );
     }
     model.vs.freeze();
     validate_heads(args, &model.net.heads_per_layer(), model.net.num_heads())?;
     let out_dir = &args.output_dir;
-    let metric = args
-        .metric
-        .clone()
-        .unwrap_or_else(|| data.task.default_metric().to_string());
+    // The spec holds --metric, checked against the labels when the data was read.
+    let metric = data.spec.default_metric().to_string();
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
     let total = (layers * heads) as usize;
     let goal = match args.target_heads {
@@ -285,8 +282,8 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         .map(|(l, _)| l)
         .collect();
     let summary = json!({
-        "task": data.task.name(),
-        "split": data.split.name(),
+        "task": data.spec.name(),
+        "split": split_name,
         "model": model.dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
         "examples": data.len(),
@@ -333,6 +330,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "command": crate::cli::command_line(),
         "outputs": fingerprints(dir, &["head_mask.npy", "head_importance.npy", "head_ranks.npy", "masking_curve.csv"])?,
     });
+    // Outside json!, whose macro recursion this long object already nearly exhausts.
+    let mut summary = summary;
+    summary["source"] = source;
+    summary["labels"] = json!(data.spec.labels);
     write_json(&dir.join("prune.json"), &summary)?;
     crate::report::build(dir, dir, out_dir)?;
     staging.commit()?;
@@ -348,7 +349,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         print!("{}", head_table(&result.mask.to_kind(Kind::Float), 0));
         println!(
             "{}: kept {kept} of {total} heads ({:.0}%); {metric} {:.4} -> masked {:.4}, pruned {:.4}; parameters {params_before} -> {params_after}",
-            data.task.name(),
+            data.spec.name(),
             100.0 * kept as f64 / total as f64,
             result.original_score,
             result.final_score,

@@ -1,4 +1,5 @@
-//! The ten GLUE tasks in their original TSV layouts, as transformers' GLUE processors read them.
+//! The GLUE tasks in their original TSV layouts, as transformers' GLUE processors read them, and
+//! their names and columns in the Hugging Face hub's parquet layout (`nyu-mll/glue`).
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,8 @@ pub enum Task {
     Qnli,
     Rte,
     Wnli,
+    /// The diagnostic set (test only; scored with an MNLI model).
+    Ax,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -74,7 +77,7 @@ struct Layout {
 const LAST: usize = usize::MAX;
 
 impl Task {
-    pub const ALL: [Task; 10] = [
+    pub const ALL: [Task; 11] = [
         Task::Cola,
         Task::Sst2,
         Task::Mrpc,
@@ -85,6 +88,7 @@ impl Task {
         Task::Qnli,
         Task::Rte,
         Task::Wnli,
+        Task::Ax,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Task {
             Task::Qnli => "qnli",
             Task::Rte => "rte",
             Task::Wnli => "wnli",
+            Task::Ax => "ax",
         }
     }
 
@@ -114,6 +119,7 @@ impl Task {
             Task::Qnli => "QNLI",
             Task::Rte => "RTE",
             Task::Wnli => "WNLI",
+            Task::Ax => "diagnostic",
         }
     }
 
@@ -121,7 +127,7 @@ impl Task {
     pub fn labels(self) -> Vec<String> {
         let names: &[&str] = match self {
             Task::Stsb => &[],
-            Task::Mnli | Task::MnliMm => &["contradiction", "entailment", "neutral"],
+            Task::Mnli | Task::MnliMm | Task::Ax => &["contradiction", "entailment", "neutral"],
             Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
             _ => &["0", "1"],
         };
@@ -143,6 +149,7 @@ impl Task {
 
     pub fn file_name(self, split: Split) -> &'static str {
         match (self, split) {
+            (Task::Ax, _) => "diagnostic.tsv",
             (_, Split::Train) => "train.tsv",
             (Task::Mnli, Split::Dev) => "dev_matched.tsv",
             (Task::Mnli, Split::Test) => "test_matched.tsv",
@@ -197,11 +204,13 @@ impl Task {
             Task::Qqp => pair(3, 4, Some(5)),
             Task::Mnli | Task::MnliMm => pair(8, 9, (!test).then_some(LAST)),
             Task::Qnli | Task::Rte | Task::Wnli => pair(1, 2, (!test).then_some(LAST)),
+            Task::Ax => pair(1, 2, None),
         }
     }
 
     /// Reads one split from `dir`; `subset` keeps the first N examples.
     pub fn read(self, dir: &Path, split: Split, subset: Option<usize>) -> Result<Vec<Example>> {
+        self.check_split(split)?;
         let path = dir.join(self.file_name(split));
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
@@ -316,6 +325,78 @@ impl Task {
             bail!("no examples (empty file)");
         }
         Ok(out)
+    }
+}
+
+impl Task {
+    /// AX is only a test set.
+    pub fn check_split(self, split: Split) -> Result<()> {
+        if self == Task::Ax && split != Split::Test {
+            bail!("--task ax has only a test split (pass --split test)");
+        }
+        Ok(())
+    }
+
+    /// The config name in the hub's `nyu-mll/glue`.
+    pub fn hub_config(self) -> &'static str {
+        match self {
+            Task::Sst2 => "sst2",
+            Task::Stsb => "stsb",
+            Task::MnliMm => "mnli",
+            t => t.name(),
+        }
+    }
+
+    /// The split name in the hub's layout (`--split dev` is `validation`).
+    pub fn hub_split(self, split: Split) -> &'static str {
+        match (self, split) {
+            (_, Split::Train) => "train",
+            (Task::Mnli, Split::Dev) => "validation_matched",
+            (Task::MnliMm, Split::Dev) => "validation_mismatched",
+            (Task::Mnli, Split::Test) => "test_matched",
+            (Task::MnliMm, Split::Test) => "test_mismatched",
+            (_, Split::Dev) => "validation",
+            (_, Split::Test) => "test",
+        }
+    }
+
+    /// The hub's text columns: the sentence, and the second of a pair.
+    pub fn hub_text_columns(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Task::Cola | Task::Sst2 => ("sentence", None),
+            Task::Mrpc | Task::Stsb | Task::Rte | Task::Wnli => ("sentence1", Some("sentence2")),
+            Task::Qqp => ("question1", Some("question2")),
+            Task::Mnli | Task::MnliMm | Task::Ax => ("premise", Some("hypothesis")),
+            Task::Qnli => ("question", Some("sentence")),
+        }
+    }
+
+    /// The hub's ClassLabel names, in the order of its integer labels (which for MNLI and AX
+    /// differs from transformers' order: the hub's 0 is entailment, transformers' 0 is
+    /// contradiction).
+    pub fn hub_label_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Cola => &["unacceptable", "acceptable"],
+            Task::Sst2 => &["negative", "positive"],
+            Task::Mrpc => &["not_equivalent", "equivalent"],
+            Task::Qqp => &["not_duplicate", "duplicate"],
+            Task::Stsb => &[],
+            Task::Mnli | Task::MnliMm | Task::Ax => &["entailment", "neutral", "contradiction"],
+            Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
+            Task::Wnli => &["not_entailment", "entailment"],
+        }
+    }
+
+    /// Our class index for the hub's integer label: by name where the names are ours, else
+    /// the same index (binary tasks whose TSV labels are 0 and 1).
+    pub fn class_from_hub(self, hub: i64) -> Option<i64> {
+        let names = self.hub_label_names();
+        let name = names.get(usize::try_from(hub).ok()?)?;
+        let ours = self.labels();
+        Some(match ours.iter().position(|l| l == name) {
+            Some(i) => i as i64,
+            None => hub,
+        })
     }
 }
 

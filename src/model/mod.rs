@@ -19,7 +19,7 @@ pub mod tokenizer;
 
 pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 
-use crate::data::glue::Task;
+use crate::data::spec::TaskSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use config::ModelConfig;
 use families::Family;
@@ -43,7 +43,7 @@ pub struct LoadOptions {
     /// Seed for the weights a checkpoint lacks (task head, pooler).
     pub seed: i64,
     /// The task; sets the classifier's size and labels when the checkpoint has none.
-    pub task: Option<Task>,
+    pub task: Option<TaskSpec>,
 }
 
 impl Model {
@@ -68,7 +68,7 @@ impl Model {
         let has_head = keys
             .iter()
             .any(|k| checkpoint::canonical_key(k, family.layout.prefix).starts_with(head));
-        if let Some(task) = opts.task {
+        if let Some(task) = &opts.task {
             let want = task.num_outputs() as i64;
             if !has_head {
                 config.set_labels_for(task);

@@ -80,7 +80,7 @@ pub fn minilm_with_classifier() -> Model {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task: Some(Task::Mrpc),
+            task: Some(Task::Mrpc.into()),
         },
     )
     .unwrap();
