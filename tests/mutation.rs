@@ -130,7 +130,7 @@ fn load(dir: &Path) -> anyhow::Result<Model> {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task: Some(Task::Mrpc),
+            task: Some(Task::Mrpc.into()),
         },
     )
 }
