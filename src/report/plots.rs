@@ -9,9 +9,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The bundled font parses; failure here would be a build problem, not a user one.
@@ -20,12 +20,12 @@ fn ensure_font() {
     });
 }
 
-fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+pub(crate) fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("{}: cannot draw: {e:?}", path.display())
 }
 
 /// Draws the same picture to `stem.svg` and `stem.png` (through temp files and a rename).
-fn render(
+pub(crate) fn render(
     stem: &Path,
     size: (u32, u32),
     svg_draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>,
@@ -43,7 +43,7 @@ fn render(
     Ok(vec![svg, png])
 }
 
-fn colour(v: f64, min: f64, max: f64) -> RGBColor {
+pub(crate) fn colour(v: f64, min: f64, max: f64) -> RGBColor {
     let t = if max > min {
         ((v - min) / (max - min)).clamp(0.0, 1.0)
     } else {
@@ -245,7 +245,7 @@ where
     Ok(())
 }
 
-fn colour_bar<DB: DrawingBackend>(
+pub(crate) fn colour_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     min: f64,
     max: f64,
