@@ -548,12 +548,27 @@ where
         .draw()
         .map_err(&e)?;
     let layer_colour = |l: usize| -> RGBColor {
-        // Viridis from dark (first layer) to light (last), skipping the palest yellow.
-        let t = if layers > 1 {
-            l as f32 / (layers - 1) as f32 * 0.9
-        } else {
-            0.0
-        };
+        // Up to 12 layers: distinct categorical colours (neighbouring layers must not look
+        // alike); deeper models: viridis from dark (first layer) to light (last).
+        const DISTINCT: [(u8, u8, u8); 12] = [
+            (31, 119, 180),
+            (214, 39, 40),
+            (44, 160, 44),
+            (148, 103, 189),
+            (255, 127, 14),
+            (23, 190, 207),
+            (140, 86, 75),
+            (227, 119, 194),
+            (127, 127, 127),
+            (188, 189, 34),
+            (57, 59, 121),
+            (99, 121, 57),
+        ];
+        if layers <= DISTINCT.len() {
+            let (r, g, b) = DISTINCT[l];
+            return RGBColor(r, g, b);
+        }
+        let t = l as f32 / (layers - 1) as f32 * 0.9;
         ViridisRGB::get_color_normalized(t, 0.0, 1.0)
     };
     let radius = |l: usize, h: usize| -> i32 {
