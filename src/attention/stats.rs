@@ -92,15 +92,13 @@ impl Accumulator {
                 self.layers
             );
         }
-        let mask = attention_mask.to_kind(Kind::Double).to_device(Device::Cpu);
+        // Element-wise work in float32 (as the attentions come), sums in float64.
+        let mask = attention_mask.to_kind(Kind::Float).to_device(Device::Cpu);
         let t = mask.size()[1];
         let keys = mask.view([-1, 1, 1, t]);
         let queries = mask.unsqueeze(1); // [b, 1, t]
-        let sep = classes.separator.to_kind(Kind::Double).view([-1, 1, t, 1]);
-        let punct = classes
-            .punctuation
-            .to_kind(Kind::Double)
-            .view([-1, 1, t, 1]);
+        let sep = classes.separator.to_kind(Kind::Float).view([-1, 1, t, 1]);
+        let punct = classes.punctuation.to_kind(Kind::Float).view([-1, 1, t, 1]);
         // A query has a previous (next) token when that position is a token too.
         let (prev_ok, next_ok) = if t > 1 {
             let head = mask.narrow(1, 0, t - 1);
@@ -111,10 +109,10 @@ impl Accumulator {
             let empty = mask.narrow(1, 0, 0).unsqueeze(1);
             (empty.shallow_clone(), empty)
         };
-        let pos = Tensor::arange(t, (Kind::Double, Device::Cpu));
+        let pos = Tensor::arange(t, (Kind::Float, Device::Cpu));
         let dist = (pos.unsqueeze(1) - pos.unsqueeze(0)).abs();
         for (l, attn) in attentions.iter().enumerate() {
-            let a = attn.detach().to_device(Device::Cpu).to_kind(Kind::Double) * &keys;
+            let a = attn.detach().to_device(Device::Cpu).to_kind(Kind::Float) * &keys;
             let per_query = |x: Tensor| -> Tensor {
                 (x * &queries).sum_dim_intlist([0, 2].as_slice(), false, Kind::Double)
             };
@@ -132,8 +130,9 @@ impl Accumulator {
                 per_query(a.diagonal(0, -2, -1)),
                 diag(-1, &prev_ok),
                 diag(1, &next_ok),
-                per_query(-a.special_xlogy(&a).sum_dim_intlist(-1, false, Kind::Double)),
-                per_query((&a * &dist).sum_dim_intlist(-1, false, Kind::Double)),
+                // p·log p with log of a clamped p: vectorised, and 0·finite = 0 exactly.
+                per_query(-(&a * a.clamp_min(1e-30).log()).sum_dim_intlist(-1, false, Kind::Float)),
+                per_query((&a * &dist).sum_dim_intlist(-1, false, Kind::Float)),
             ];
             let kept = Tensor::from_slice(&self.kept[l]);
             for (s, row) in rows.iter().enumerate() {
