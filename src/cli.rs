@@ -60,6 +60,12 @@ pub enum Command {
     Report(ReportArgs),
     /// Load a model and describe it: shapes, heads per layer, parameters, load report.
     Inspect(InspectArgs),
+    /// What every head attends to over a split (statistics, heatmaps, a map of the heads,
+    /// report.md), or one example's attention as a self-contained HTML page.
+    Attention(crate::commands::attention::AttentionArgs),
+    /// Every layer's hidden states (and optionally attentions) as safetensors, with the
+    /// token strings and example indices as JSON.
+    HiddenStates(crate::commands::hidden_states::HiddenStatesArgs),
 }
 
 /// Which model, for commands that run one on a task.

@@ -1,4 +1,5 @@
 //! bertology: study and shrink BERT-style transformers by their attention heads.
+pub mod attention;
 pub mod cli;
 pub mod commands;
 pub mod data;
@@ -6,6 +7,7 @@ pub mod device;
 pub mod eval;
 pub mod finetune;
 pub mod finite;
+pub mod hidden_states;
 pub mod hub;
 pub mod importance;
 pub mod masking;

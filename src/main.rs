@@ -74,6 +74,8 @@ fn run() -> ExitCode {
         Command::Prune(args) => commands::prune::run(args, &cli.global),
         Command::Report(args) => commands::report::run(args, &cli.global),
         Command::Inspect(args) => commands::inspect::run(args, &cli.global),
+        Command::Attention(args) => commands::attention::run(args, &cli.global),
+        Command::HiddenStates(args) => commands::hidden_states::run(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

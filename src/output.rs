@@ -296,6 +296,15 @@ impl Drop for Staging {
     }
 }
 
+/// Creates an output folder for commands whose files are each written atomically (attention
+/// and hidden-state dumps); the run commands stage whole runs with `Staging`.
+pub fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    check_output_dir(dir)?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--output-dir {}: cannot create", dir.display()))?;
+    Ok(dir.to_path_buf())
+}
+
 /// Test hook: `BERTOLOGY_TEST_FAIL_WRITE=NAME` makes writing the file NAME fail as a full disk
 /// would (`(commit)` fails the final move), so tests can check what a failed run leaves.
 pub fn fail_if_injected(path: impl AsRef<Path>) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
-use super::common::load_model;
 use super::common::load_data;
+use super::common::load_model;
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;

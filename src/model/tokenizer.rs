@@ -109,6 +109,38 @@ impl TextTokenizer {
             .unwrap_or(0)
     }
 
+    /// The vocabulary string of each id (e.g. "[CLS]", "##ing"), for reports and viewers.
+    pub fn token_strings(&self, ids: &[i64]) -> Vec<String> {
+        ids.iter()
+            .map(|&i| {
+                self.inner
+                    .id_to_token(i as u32)
+                    .unwrap_or_else(|| format!("<{i}>"))
+            })
+            .collect()
+    }
+
+    /// Ids of the special tokens the post-processor puts after the first position of a pair
+    /// ([SEP] for BERT, </s> for RoBERTa; none for GPT-2): the separators, found by encoding a
+    /// pair rather than by guessing token names.
+    pub fn separator_ids(&self) -> Result<Vec<i64>> {
+        let e = self
+            .inner
+            .encode(("a", "b"), true)
+            .map_err(|e| anyhow!("tokenizer from {}: {e}", self.source.display()))?;
+        let mut ids: Vec<i64> = e
+            .get_ids()
+            .iter()
+            .zip(e.get_special_tokens_mask())
+            .skip(1)
+            .filter(|(_, &special)| special == 1)
+            .map(|(&id, _)| id as i64)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Copies the tokenizer files this tokenizer came from into `dir`.
     pub fn save_files(&self, dir: &Path) -> Result<()> {
         for name in TOKENIZER_FILES {

@@ -1,5 +1,6 @@
 //! Pictures and reports people read: heatmaps of importance and entropy, the pruning curve,
 //! and a report.md per run, rebuilt from a run's files alone.
+pub mod attention;
 pub mod markdown;
 pub mod plots;
 

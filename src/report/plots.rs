@@ -9,9 +9,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The bundled font parses; failure here would be a build problem, not a user one.
@@ -20,7 +20,7 @@ fn ensure_font() {
     });
 }
 
-fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+pub(crate) fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| {
         anyhow!(
             "{}: cannot draw: {}",
@@ -31,7 +31,7 @@ fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
 }
 
 /// Draws the same picture to `stem.svg` and `stem.png` (through temp files and a rename).
-fn render(
+pub(crate) fn render(
     stem: &Path,
     size: (u32, u32),
     svg_draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>,
@@ -55,7 +55,7 @@ fn render(
     Ok(vec![svg, png])
 }
 
-fn colour(v: f64, min: f64, max: f64) -> RGBColor {
+pub(crate) fn colour(v: f64, min: f64, max: f64) -> RGBColor {
     if !v.is_finite() {
         return RGBColor(128, 128, 128);
     }
@@ -266,7 +266,7 @@ where
     Ok(())
 }
 
-fn colour_bar<DB: DrawingBackend>(
+pub(crate) fn colour_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     min: f64,
     max: f64,

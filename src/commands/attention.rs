@@ -1,0 +1,344 @@
+//! `bertology attention`: what every head looks at over a split (statistics, heatmaps, a map of
+//! the heads, report.md), or one example's attention as a self-contained HTML page.
+use super::input::{load, Input, InputArgs};
+use crate::attention::viewer::{render, ViewerData};
+use crate::attention::{analyse, map::classical_mds, stats, token_classes};
+use crate::cli::GlobalArgs;
+use crate::importance::ranks;
+use crate::model::{write_atomically, ForwardOptions};
+use crate::output::{prepare_dir, write_csv, write_json, write_npy};
+use crate::progress;
+use crate::report::{attention as report, read_matrix};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+#[derive(Args, Debug)]
+pub struct AttentionArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// An importance or prune run folder: its head_importance.npy (and head_ranks.npy) are
+    /// joined to the statistics, the map and the viewer.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub importance: Option<PathBuf>,
+    /// Skip the map of heads (pairwise distances between all heads: the costliest part).
+    #[arg(long)]
+    pub no_map: bool,
+    /// Query positions per example, spread evenly, on which heads are compared for the map
+    /// (0: every token; the cost grows with heads² × this × tokens).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub map_queries: usize,
+    /// Folder for the statistics, pictures and report.md, or for attention.html (with --text
+    /// or --example).
+    #[arg(long, default_value = "runs/attention")]
+    pub output_dir: PathBuf,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Importance of every head and its rank (0 = most important), from a run folder.
+pub struct Importance {
+    pub values: Vec<Vec<f64>>,
+    pub ranks: Vec<Vec<f64>>,
+    pub dir: PathBuf,
+}
+
+pub fn read_importance(dir: &Path, layers: i64, heads: i64) -> Result<Importance> {
+    let file = dir.join("head_importance.npy");
+    if !file.is_file() {
+        bail!(
+            "--importance {}: no head_importance.npy (give the output folder of `bertology importance` or `prune`)",
+            dir.display()
+        );
+    }
+    let values = read_matrix(&file)?;
+    if values.len() as i64 != layers || values.iter().any(|r| r.len() as i64 != heads) {
+        bail!(
+            "--importance {}: head_importance.npy is [{}, {}] but the model has [{layers}, {heads}] heads",
+            dir.display(),
+            values.len(),
+            values.first().map_or(0, Vec::len)
+        );
+    }
+    let flat: Vec<f32> = values.iter().flatten().map(|&v| v as f32).collect();
+    let r = ranks(&Tensor::from_slice(&flat).view([layers, heads]));
+    let ranks: Vec<Vec<f64>> = Vec::try_from(r.to_kind(Kind::Double))?;
+    Ok(Importance {
+        values,
+        ranks,
+        dir: dir.to_path_buf(),
+    })
+}
+
+pub fn run(args: &AttentionArgs, global: &GlobalArgs) -> Result<()> {
+    let viewer = !args.input.text.is_empty() || args.input.example.is_some();
+    if viewer && args.input.text.len() > 1 {
+        bail!(
+            "--text: the viewer shows one example; {} were given",
+            args.input.text.len()
+        );
+    }
+    let input = load(&args.input, global)?;
+    let (layers, heads) = (input.model.net.num_layers(), input.model.net.num_heads());
+    let importance = args
+        .importance
+        .as_deref()
+        .map(|d| read_importance(d, layers, heads))
+        .transpose()?;
+    let out_dir = prepare_dir(&args.output_dir)?;
+    if viewer {
+        viewer_page(&input, importance.as_ref(), &out_dir, args, global)
+    } else {
+        statistics(&input, importance.as_ref(), &out_dir, args, global)
+    }
+}
+
+fn viewer_page(
+    input: &Input,
+    importance: Option<&Importance>,
+    out_dir: &Path,
+    args: &AttentionArgs,
+    global: &GlobalArgs,
+) -> Result<()> {
+    let net = input.model.net.as_ref();
+    let batches = input.batches(1);
+    let out = tch::no_grad(|| {
+        net.forward(
+            &batches[0].inputs(),
+            None,
+            ForwardOptions {
+                output_attentions: true,
+                ..Default::default()
+            },
+        )
+    })?;
+    let attentions = out
+        .attentions
+        .ok_or_else(|| anyhow!("the model returned no attentions"))?;
+    let kept = net.kept_heads();
+    let mut per_head: Vec<Vec<Option<Vec<f32>>>> = Vec::new();
+    for (l, a) in attentions.iter().enumerate() {
+        let mut row = vec![None; net.num_heads() as usize];
+        for (i, &h) in kept[l].iter().enumerate() {
+            let w: Vec<f32> = Vec::try_from(
+                a.get(0)
+                    .get(i as i64)
+                    .to_kind(Kind::Float)
+                    .to_device(tch::Device::Cpu)
+                    .flatten(0, -1),
+            )?;
+            row[h as usize] = Some(w);
+        }
+        per_head.push(row);
+    }
+    let tokens = input.tokenizer.token_strings(&input.encoded[0].ids);
+    let (a, b) = &input.texts[0];
+    let mut title = format!(
+        "Attention of {}: {a}",
+        input
+            .model
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    );
+    if let Some(b) = b {
+        title += &format!(" / {b}");
+    }
+    let html = render(&ViewerData {
+        title: &title,
+        tokens: &tokens,
+        attentions: &per_head,
+        importance: importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
+    })?;
+    let path = out_dir.join("attention.html");
+    write_atomically(&path, html.as_bytes())?;
+    let summary = json!({
+        "model": input.model.dir.display().to_string(),
+        "source": input.source,
+        "example": input.indices[0],
+        "tokens": tokens,
+        "importance": importance.map(|i| i.dir.display().to_string()),
+        "file": path.display().to_string(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        println!(
+            "wrote {} ({} tokens, {} layers x {} heads)",
+            path.display(),
+            tokens.len(),
+            net.num_layers(),
+            net.num_heads()
+        );
+    }
+    Ok(())
+}
+
+fn statistics(
+    input: &Input,
+    importance: Option<&Importance>,
+    out_dir: &Path,
+    args: &AttentionArgs,
+    global: &GlobalArgs,
+) -> Result<()> {
+    let net = input.model.net.as_ref();
+    let (layers, heads) = (net.num_layers(), net.num_heads());
+    let start = Instant::now();
+    let classes = token_classes(&input.tokenizer, &input.encoded)?;
+    let batches = input.batches(args.input.batch_size as usize);
+    let bar = progress::bar(input.len() as u64, "attention", global.quiet);
+    // Encoders see every token; a decoder family would pass true here so that "next token"
+    // is reported as not applicable.
+    let causal = false;
+    let analysis = analyse(
+        net,
+        &batches,
+        &classes,
+        causal,
+        (!args.no_map).then_some(args.map_queries),
+        Some(&bar),
+    )?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let s = &analysis.stats;
+
+    let mut header: Vec<&str> = vec!["layer", "head"];
+    header.extend(stats::NAMES);
+    if importance.is_some() {
+        header.extend(["importance", "importance_rank"]);
+    }
+    let kept = net.kept_heads();
+    let present = |l: usize, h: usize| kept[l].contains(&(h as i64));
+    let fmt = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.6}")
+        } else {
+            String::new()
+        }
+    };
+    let rows = (0..layers as usize)
+        .flat_map(|l| (0..heads as usize).map(move |h| (l, h)))
+        .filter(|&(l, h)| present(l, h))
+        .map(|(l, h)| {
+            let mut row = vec![l.to_string(), h.to_string()];
+            row.extend(s.values.iter().map(|m| fmt(m[l][h])));
+            if let Some(i) = importance {
+                row.push(fmt(i.values[l][h]));
+                row.push((i.ranks[l][h] as i64).to_string());
+            }
+            row
+        });
+    write_csv(&out_dir.join("attention_heads.csv"), &header, rows)?;
+
+    let mut map_coords = None;
+    if let Some(d) = &analysis.distances {
+        let n = d.len() as i64;
+        let flat: Vec<f64> = d.iter().flatten().copied().collect();
+        write_npy(
+            &out_dir.join("head_distances.npy"),
+            &Tensor::from_slice(&flat).view([n, n]),
+        )?;
+        let xy = classical_mds(d);
+        write_csv(
+            &out_dir.join("head_map.csv"),
+            &["layer", "head", "x", "y"],
+            xy.iter()
+                .enumerate()
+                .filter(|(_, p)| p[0].is_finite())
+                .map(|(i, p)| {
+                    vec![
+                        (i as i64 / heads).to_string(),
+                        (i as i64 % heads).to_string(),
+                        fmt(p[0]),
+                        fmt(p[1]),
+                    ]
+                }),
+        )?;
+        map_coords = Some(xy);
+    }
+    // What uniform attention would give: the mean of ln(n) over query tokens.
+    let tokens: f64 = input.encoded.iter().map(|e| e.ids.len() as f64).sum();
+    let uniform_entropy = input
+        .encoded
+        .iter()
+        .map(|e| {
+            let n = e.ids.len() as f64;
+            n * n.ln()
+        })
+        .sum::<f64>()
+        / tokens.max(1.0);
+    let statistics: serde_json::Map<String, serde_json::Value> = stats::NAMES
+        .iter()
+        .zip(&s.values)
+        .map(|(name, m)| (name.to_string(), json!(nan_to_null(m))))
+        .collect();
+    let findings = report::findings(
+        s,
+        importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
+        uniform_entropy,
+        &kept,
+    );
+    let summary = json!({
+        "model": input.model.dir.display().to_string(),
+        "source": input.source,
+        "examples": input.len(),
+        "tokens": s.tokens,
+        "layers": layers,
+        "heads": heads,
+        "causal": s.causal,
+        "next_token": if s.causal { "not measured: a causal model cannot attend to the next token" } else { "measured" },
+        "uniform_entropy": uniform_entropy,
+        "statistics": statistics,
+        "importance": importance.map(|i| json!({
+            "run": i.dir.display().to_string(),
+            "values": i.values,
+        })),
+        "findings": findings,
+        "map": analysis.distances.is_some(),
+        "settings": {
+            "batch_size": args.input.batch_size,
+            "max_seq_length": args.input.max_seq_length.unwrap_or(128),
+            "data_subset": args.input.data_subset,
+            "seed": args.input.model.seed,
+            "map_queries": args.map_queries,
+        },
+        "device": format!("{:?}", input.device),
+        "seconds": seconds,
+        "command": crate::cli::command_line(),
+    });
+    write_json(&out_dir.join("attention.json"), &summary)?;
+    let pictures = report::pictures(
+        out_dir,
+        s,
+        importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
+        map_coords.as_deref(),
+    )?;
+    report::write_report(out_dir, &summary, &pictures)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        for line in report::finding_lines(&findings) {
+            println!("{line}");
+        }
+        println!(
+            "{} examples, {} tokens, {:.1} s; wrote {}/attention_heads.csv, attention.json, report.md and pictures",
+            input.len(),
+            s.tokens,
+            seconds,
+            out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// JSON has no NaN: pruned heads and unmeasured statistics become null.
+fn nan_to_null(m: &[Vec<f64>]) -> Vec<Vec<Option<f64>>> {
+    m.iter()
+        .map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect())
+        .collect()
+}

@@ -1,0 +1,262 @@
+//! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
+//! typed on the command line, through any model. Text mode needs no task and no classifier.
+use super::common::{check_token_ids, model_dir, setup, TaskSetup};
+use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
+use crate::data::batch::{make_batches, Batch, Padding};
+use crate::data::glue::resolve_data_dir;
+use crate::data::glue::{Split, Task};
+use crate::eval::Dataset;
+use crate::model::source::resolve_model;
+use crate::model::tokenizer::{Encoded, TextTokenizer};
+use crate::model::{LoadOptions, Model};
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use tch::Device;
+
+/// A split of a task (`--task`), or texts (`--text`, with `--text-pair`).
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// GLUE task whose split is read (default model: all-MiniLM-L6-v2 fine-tuned on it).
+    #[arg(long, value_enum, required_unless_present = "text")]
+    pub task: Option<Task>,
+    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    #[arg(long, requires = "task")]
+    pub data_dir: Option<PathBuf>,
+    /// Split to read.
+    #[arg(long, value_enum, default_value_t = Split::Dev)]
+    pub split: Split,
+    /// Use only the first N examples.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "example")]
+    pub data_subset: Option<u64>,
+    /// Only example N (0-based) of the split.
+    #[arg(long, value_name = "N", requires = "task")]
+    pub example: Option<u64>,
+    /// A text to analyse instead of a task's split (repeat for several; default model: the
+    /// installed all-MiniLM-L6-v2).
+    #[arg(long, conflicts_with = "task")]
+    pub text: Vec<String>,
+    /// The second text of a pair, one per --text ("" for a text without one).
+    #[arg(long, requires = "text")]
+    pub text_pair: Vec<String>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Longest tokenised input; longer ones are truncated (longest first). Default 128, or
+    /// the model's position limit with --text when that is lower.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(8..=4096))]
+    pub max_seq_length: Option<u64>,
+}
+
+/// A loaded model and tokenised inputs.
+pub struct Input {
+    pub device: Device,
+    pub model: Model,
+    pub tokenizer: TextTokenizer,
+    pub encoded: Vec<Encoded>,
+    /// Each input's index in its split (0.. for texts).
+    pub indices: Vec<usize>,
+    pub texts: Vec<(String, Option<String>)>,
+    /// Where the inputs came from, for the run's JSON.
+    pub source: Value,
+}
+
+impl Input {
+    pub fn batches(&self, batch_size: usize) -> Vec<Batch> {
+        let labels = vec![None; self.encoded.len()];
+        make_batches(
+            &self.encoded,
+            &labels,
+            batch_size,
+            Padding::Longest,
+            self.tokenizer.pad_id(),
+            self.device,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+}
+
+pub fn load(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
+    match args.task {
+        Some(task) => from_task(args, task, global),
+        None => from_texts(args, global),
+    }
+}
+
+fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input> {
+    let subset = match args.example {
+        Some(n) => Some(n + 1),
+        None => args.data_subset,
+    };
+    let data_args = DataArgs {
+        source: crate::cli::SourceArgs {
+            task: Some(task),
+            data_dir: args.data_dir.clone(),
+            dataset: None,
+            data_file: None,
+            text_column: None,
+            text_pair_column: None,
+            label_column: None,
+            metric: None,
+        },
+        split: args.split,
+        data_subset: subset,
+        batch_size: args.batch_size,
+        max_seq_length: args.max_seq_length.unwrap_or(128),
+        pad_to_max_length: false,
+    };
+    // Without --model the task's fine-tuned default is used (built first if missing, as the
+    // other task commands do). With --model no task head is needed: reading attentions and
+    // hidden states works for a checkpoint with any number of labels, or none.
+    let (device, model, tokenizer, data, data_dir) = if args.model.model.is_none() {
+        let TaskSetup {
+            device,
+            model,
+            tokenizer,
+            data,
+            data_dir,
+            ..
+        } = setup(&args.model, &data_args, global)?;
+        (device, model, tokenizer, data, data_dir)
+    } else {
+        let device = global.device.resolve()?;
+        let dir = model_dir(&args.model, Some(task), global.quiet)?;
+        let model = Model::load(
+            &dir,
+            &LoadOptions {
+                device,
+                seed: args.model.seed,
+                task: None,
+            },
+        )?;
+        if data_args.max_seq_length as i64 > model.net.max_positions() {
+            bail!(
+                "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
+                data_args.max_seq_length,
+                model.net.max_positions()
+            );
+        }
+        let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
+        let data_dir = resolve_data_dir(task, args.data_dir.as_deref(), &home_dir())?;
+        let data = Dataset::load(
+            task,
+            &data_dir,
+            args.split,
+            subset.map(|n| n as usize),
+            &tokenizer,
+        )?;
+        check_token_ids(&data, model.net.vocab_size(), &dir)?;
+        (device, model, tokenizer, data, data_dir)
+    };
+    let mut indices: Vec<usize> = (0..data.len()).collect();
+    let mut encoded = data.encoded;
+    let mut texts: Vec<(String, Option<String>)> = data
+        .examples
+        .into_iter()
+        .map(|e| (e.text_a, e.text_b))
+        .collect();
+    if let Some(n) = args.example {
+        let n = n as usize;
+        if n >= encoded.len() {
+            bail!(
+                "--example {n}: the {} split of {} has only {} examples",
+                format!("{:?}", args.split).to_lowercase(),
+                task.name(),
+                encoded.len()
+            );
+        }
+        encoded = vec![encoded.swap_remove(n)];
+        texts = vec![texts.swap_remove(n)];
+        indices = vec![n];
+    }
+    let source = json!({
+        "task": task.name(),
+        "split": format!("{:?}", args.split).to_lowercase(),
+        "data_dir": data_dir.display().to_string(),
+        "example": args.example,
+        "data_subset": args.data_subset,
+    });
+    Ok(Input {
+        device,
+        model,
+        tokenizer,
+        encoded,
+        indices,
+        texts,
+        source,
+    })
+}
+
+fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
+    if !args.text_pair.is_empty() && args.text_pair.len() != args.text.len() {
+        bail!(
+            "--text-pair: {} given for {} --text; give one per --text or none",
+            args.text_pair.len(),
+            args.text.len()
+        );
+    }
+    if let Some(i) = args.text.iter().position(|t| t.trim().is_empty()) {
+        bail!("--text number {}: empty text", i + 1);
+    }
+    let device = global.device.resolve()?;
+    let dir = match &args.model.model {
+        Some(spec) => resolve_model(spec, global.quiet)?,
+        None => base_model_dir(),
+    };
+    let model = Model::load(
+        &dir,
+        &LoadOptions {
+            device,
+            seed: args.model.seed,
+            task: None,
+        },
+    )?;
+    let max_length = match args.max_seq_length {
+        Some(n) if n as i64 > model.net.max_positions() => bail!(
+            "--max-seq-length {n} exceeds the {} tokens the model's position embeddings hold",
+            model.net.max_positions()
+        ),
+        Some(n) => n as usize,
+        None => model.net.max_positions().min(128) as usize,
+    };
+    let tokenizer = TextTokenizer::from_dir(&dir, max_length)?;
+    let texts: Vec<(String, Option<String>)> = args
+        .text
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let pair = args.text_pair.get(i).filter(|p| !p.is_empty()).cloned();
+            (t.clone(), pair)
+        })
+        .collect();
+    let encoded = tokenizer.encode_batch(&texts)?;
+    for (i, e) in encoded.iter().enumerate() {
+        if let Some(&id) = e.ids.iter().find(|&&id| id >= model.net.vocab_size()) {
+            bail!(
+                "{}: the tokenizer gives token id {id} (--text number {}) but the model's vocab_size is {}; the tokenizer files do not belong to this checkpoint",
+                dir.display(),
+                i + 1,
+                model.net.vocab_size()
+            );
+        }
+    }
+    Ok(Input {
+        device,
+        model,
+        tokenizer,
+        indices: (0..encoded.len()).collect(),
+        encoded,
+        texts,
+        source: json!({ "texts": args.text.len() }),
+    })
+}
