@@ -74,7 +74,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "{}: head importance needs labels, and the {split_name} split has none",
+            "--split {split_name}: head importance needs labels, and this split of {} has none",
             data_dir.display()
         );
     }

@@ -133,7 +133,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "{}: masking needs labels, and the {split_name} split has none",
+            "--split {split_name}: masking needs labels, and this split of {} has none",
             data_dir.display()
         );
     }

@@ -80,6 +80,13 @@ impl Source {
             });
         }
         if let Some(dir) = &req.data_dir {
+            if dir.is_file() {
+                bail!(
+                    "--data-dir {}: is a file; expected the {} folder (GLUE TSV files or parquet)",
+                    dir.display(),
+                    task.name()
+                );
+            }
             if !dir.is_dir() {
                 bail!("--data-dir {}: no such folder", dir.display());
             }
