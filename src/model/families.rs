@@ -3,7 +3,7 @@
 use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
 use super::network::Network;
-use super::{bert, distilbert, electra, roberta};
+use super::{bert, distilbert, electra, gpt2, openai_gpt, roberta};
 use anyhow::{bail, Result};
 use tch::nn;
 
@@ -17,13 +17,29 @@ pub struct Family {
 }
 
 /// Every supported family.
-pub fn all() -> [&'static Family; 4] {
+pub fn all() -> [&'static Family; 6] {
     [
         &bert::FAMILY,
         &roberta::FAMILY,
         &distilbert::FAMILY,
         &electra::FAMILY,
+        &gpt2::FAMILY,
+        &openai_gpt::FAMILY,
     ]
+}
+
+/// The families with a language-model head (`--task lm`, `--task mlm`), by the same
+/// `model_type`s; a model type missing here has none.
+pub fn language_models() -> [&'static Family; 2] {
+    [&gpt2::LM_FAMILY, &openai_gpt::LM_FAMILY]
+}
+
+/// The language-model family of a config's `model_type`, if it has one.
+pub fn language_model_of(config: &ModelConfig) -> Option<&'static Family> {
+    let t = config.model_type();
+    language_models()
+        .into_iter()
+        .find(|f| f.model_types.contains(&t))
 }
 
 /// The family of a config's `model_type`; an error lists the supported ones.

@@ -10,13 +10,15 @@ pub mod config;
 pub mod distilbert;
 pub mod electra;
 pub mod families;
+pub mod gpt2;
 pub mod layers;
 pub mod network;
+pub mod openai_gpt;
 pub mod roberta;
 pub mod source;
 pub mod tokenizer;
 
-pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network};
+pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, Objective};
 
 use crate::data::glue::Task;
 use anyhow::{anyhow, bail, Context, Result};
@@ -58,7 +60,7 @@ impl Model {
             );
         }
         let mut config = ModelConfig::from_file(&config_path)?;
-        let family =
+        let mut family =
             families::family_of(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let files = checkpoint::weight_files(dir)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
@@ -66,7 +68,27 @@ impl Model {
         let has_head = keys
             .iter()
             .any(|k| checkpoint::canonical_key(k, family.layout.prefix).starts_with(head));
-        if let Some(task) = opts.task {
+        // The head: a language-model task wants the family's LM head; with no task, a
+        // checkpoint without a classifier whose family has an LM head (GPT-2) is a language
+        // model.
+        let lm = families::language_model_of(&config);
+        match (opts.task, lm) {
+            (Some(task), None) if task.is_language_model() => bail!(
+                "{}: --task {}: model_type {:?} has no language-model head here (language models: {})",
+                config_path.display(),
+                task.name(),
+                config.model_type(),
+                families::language_models()
+                    .iter()
+                    .flat_map(|f| f.model_types.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (Some(task), Some(lm)) if task.is_language_model() => family = lm,
+            (None, Some(lm)) if !has_head => family = lm,
+            _ => {}
+        }
+        if let Some(task) = opts.task.filter(|t| !t.is_language_model()) {
             let want = task.num_outputs() as i64;
             if !has_head {
                 config.set_labels_for(task);
@@ -80,7 +102,7 @@ impl Model {
             }
         }
         let model_type = config.model_type().to_string();
-        Self::build(config, family, &files, dir, opts.device, opts.seed).map_err(|e| {
+        let model = Self::build(config, family, &files, dir, opts.device, opts.seed).map_err(|e| {
             // Weights of another family fail on their first missing key; name the real cause.
             match families::foreign_family(&keys, family) {
                 Some(other) => anyhow!(
@@ -92,7 +114,24 @@ impl Model {
                 ),
                 None => e,
             }
-        })
+        })?;
+        if let Some(task) = opts.task {
+            let want = match task {
+                Task::Lm => Objective::CausalLm,
+                Task::Mlm => Objective::MaskedLm,
+                _ => Objective::Classification,
+            };
+            if model.net.objective() != want {
+                bail!(
+                    "{}: --task {}: {} is a {:?} model, not {want:?}",
+                    config_path.display(),
+                    task.name(),
+                    model.net.hf_class(),
+                    model.net.objective(),
+                );
+            }
+        }
+        Ok(model)
     }
 
     /// Builds the family's network over a fresh VarStore and loads the weights of `files`.
