@@ -40,12 +40,31 @@ impl Dataset {
         })
     }
 
+    /// A language-model dataset: each block (or token-id line) is one example, its own label.
+    pub fn language_model(task: Task, blocks: Vec<Vec<i64>>, pad_id: i64) -> Dataset {
+        let n = blocks.len();
+        Dataset {
+            task,
+            split: Split::Dev,
+            examples: Vec::new(),
+            encoded: blocks
+                .into_iter()
+                .map(|ids| Encoded {
+                    type_ids: vec![0; ids.len()],
+                    ids,
+                })
+                .collect(),
+            labels: vec![None; n],
+            pad_id,
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.examples.len()
+        self.encoded.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.examples.is_empty()
+        self.encoded.is_empty()
     }
 
     /// Non-padding tokens over the whole split.
@@ -54,18 +73,24 @@ impl Dataset {
     }
 
     pub fn has_labels(&self) -> bool {
-        self.labels.iter().all(Option::is_some)
+        self.task.is_language_model() || self.labels.iter().all(Option::is_some)
     }
 
     pub fn batches(&self, batch_size: usize, padding: Padding, device: Device) -> Vec<Batch> {
-        make_batches(
+        let mut batches = make_batches(
             &self.encoded,
             &self.labels,
             batch_size,
             padding,
             self.pad_id,
             device,
-        )
+        );
+        if self.task == Task::Lm {
+            for b in &mut batches {
+                b.labels = Some(crate::data::lm::causal_labels(b));
+            }
+        }
+        batches
     }
 
     pub fn label_values(&self) -> Vec<f64> {
@@ -76,7 +101,8 @@ impl Dataset {
     }
 }
 
-/// Logits [examples, outputs] on the CPU, in the dataset's original order.
+/// Logits [examples, outputs] on the CPU, in the dataset's original order (for language
+/// models, each example's [loss sum, tokens]: `Network::summary`).
 pub fn predict(
     net: &dyn Network,
     batches: &[Batch],
@@ -89,7 +115,10 @@ pub fn predict(
     tch::no_grad(|| -> Result<()> {
         for b in batches {
             let out = net.forward(&b.inputs(), head_mask, Default::default())?;
-            parts.push(out.logits.to_device(Device::Cpu));
+            parts.push(
+                net.summary(&out.logits, b.labels.as_ref())
+                    .to_device(Device::Cpu),
+            );
             order.extend(b.indices.iter().map(|&i| i as i64));
             if let Some(p) = progress {
                 p.inc(b.len() as u64);
@@ -118,6 +147,26 @@ pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
 
 /// The task's metrics for these logits.
 pub fn score(data: &Dataset, logits: &Tensor) -> Metrics {
+    if data.task.is_language_model() {
+        return lm_metrics(logits);
+    }
     let (preds, scores) = predictions(logits, data.task.is_regression());
     metrics::compute(data.task, &preds, &scores, &data.label_values())
+}
+
+/// Mean token loss over the whole pass (Σ losses / Σ tokens, so it does not depend on how the
+/// examples are batched), its perplexity and inverse (the score masking watches), and the
+/// number of predicted tokens, from per-example [loss sum, tokens] rows.
+pub fn lm_metrics(summary: &Tensor) -> Metrics {
+    let sums = summary
+        .to_kind(Kind::Double)
+        .sum_dim_intlist(0, false, Kind::Double);
+    let (loss_sum, tokens) = (sums.double_value(&[0]), sums.double_value(&[1]));
+    let loss = loss_sum / tokens.max(1.0);
+    let mut m = Metrics::new();
+    m.insert("loss".into(), loss);
+    m.insert("perplexity".into(), loss.exp());
+    m.insert("inverse_loss".into(), 1.0 / loss);
+    m.insert("tokens".into(), tokens);
+    m
 }

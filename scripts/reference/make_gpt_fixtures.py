@@ -1,6 +1,7 @@
 """Writes the GPT / GPT-2 parity fixtures into tests/fixtures/ (run by scripts/make-fixtures.sh).
 
-- tiny-gpt2/: a tiny random GPT2LMHeadModel (3 layers x 4 heads, n_inner 24,
+- tiny-gpt2/: a tiny random GPT2LMHeadModel with a byte-level BPE tokenizer of 300 tokens trained on
+  MRPC train (3 layers x 4 heads, n_inner 24,
   scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn on), weights drawn with std 0.4 so
   attention is far from uniform.
 - tiny-gpt2-cls/: a tiny random GPT2ForSequenceClassification (3 labels, pad_token_id 0, default
@@ -26,7 +27,26 @@ from common import FIXTURES, check_versions
 
 torch.manual_seed(0)
 torch.set_num_threads(2)
-L, H, V = 3, 4, 64
+L, H = 3, 4
+V = 300  # the tiny byte-level BPE tokenizer's size (256 bytes, <|endoftext|>, 43 merges)
+
+
+def tiny_tokenizer():
+    """A GPT-2-style byte-level BPE tokenizer trained on MRPC train sentences, so the tiny models
+    read real text (tokenizer.json, vocab.json and merges.txt, as GPT2TokenizerFast saves them)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    from common import read_mrpc
+
+    bpe = ByteLevelBPETokenizer()
+    rows = read_mrpc("train")
+    bpe.train_from_iterator([r[0] for r in rows] + [r[1] for r in rows], vocab_size=V,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                            eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    assert len(tok) == V, len(tok)
+    return tok
 
 
 def randomise(model):
@@ -102,8 +122,10 @@ def main():
     gpt2 = randomise(GPT2LMHeadModel(GPT2Config(
         vocab_size=V, n_positions=16, n_embd=16, n_layer=L, n_head=H, n_inner=24,
         activation_function="gelu_new", scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True,
-        bos_token_id=V - 1, eos_token_id=V - 1, attn_implementation="eager")))
+        bos_token_id=0, eos_token_id=0, attn_implementation="eager")))
     gpt2.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2"), safe_serialization=True)
+    tok = tiny_tokenizer()
+    tok.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2"))
     reference("gpt2", gpt2, ids, mask, labels, mask2d, mask3d, tensors)
 
     cls = randomise(GPT2ForSequenceClassification(GPT2Config(
@@ -119,6 +141,7 @@ def main():
 
     gpt2.prune_heads({0: [1], 2: [0, 3]})
     gpt2.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2-pruned"), safe_serialization=True)
+    tok.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2-pruned"))
     with torch.no_grad():
         tensors["gpt2_pruned.logits"] = gpt2(input_ids=ids, attention_mask=mask).logits
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(FIXTURES, "gpt_parity.safetensors"))

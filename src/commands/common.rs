@@ -8,14 +8,15 @@ use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{LoadOptions, Model};
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// A model and a dataset ready for a task command.
 pub struct TaskSetup {
     pub device: Device,
     pub model: Model,
-    pub tokenizer: TextTokenizer,
+    /// None for a token-id language-model run on a model folder without tokenizer files.
+    pub tokenizer: Option<TextTokenizer>,
     pub data: Dataset,
     pub data_dir: PathBuf,
 }
@@ -50,6 +51,15 @@ pub fn padding(data: &DataArgs) -> Padding {
 /// Builds the task's default model with `finetune` defaults when it is missing, so eval,
 /// importance and prune work on a fresh set-up with no other step.
 fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs) -> Result<()> {
+    if task.is_language_model() {
+        if model.is_none() {
+            bail!(
+                "--task {} needs --model (there is no default language model)",
+                task.name()
+            );
+        }
+        return Ok(());
+    }
     if model.is_some() || task_model_dir(task).join("config.json").is_file() {
         return Ok(());
     }
@@ -68,6 +78,7 @@ pub fn setup(
     global: &GlobalArgs,
 ) -> Result<TaskSetup> {
     ensure_default_model(&model_args.model, data_args.task, global)?;
+    check_lm_data_args(data_args)?;
     let device = global.device.resolve()?;
     let dir = model_dir(model_args, data_args)?;
     let model = Model::load(
@@ -82,6 +93,9 @@ pub fn setup(
         if let Some(w) = model.init_warning() {
             eprintln!("{w}");
         }
+    }
+    if data_args.task.is_language_model() {
+        return lm_setup(model, &dir, data_args, device);
     }
     if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
@@ -103,7 +117,7 @@ pub fn setup(
     Ok(TaskSetup {
         device,
         model,
-        tokenizer,
+        tokenizer: Some(tokenizer),
         data,
         data_dir,
     })
@@ -125,4 +139,60 @@ pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -
         );
     }
     Ok(())
+}
+
+/// --text / --token-ids go with --task lm (or mlm), and only with it.
+fn check_lm_data_args(data: &DataArgs) -> Result<()> {
+    let given = !data.text.is_empty() || data.token_ids.is_some();
+    if data.task.is_language_model() && !given {
+        bail!(
+            "--task {} needs --text FILE... or --token-ids FILE",
+            data.task.name()
+        );
+    }
+    if !data.task.is_language_model() && given {
+        bail!(
+            "--text and --token-ids are for --task lm or mlm, not {}",
+            data.task.name()
+        );
+    }
+    Ok(())
+}
+
+/// Language-model data for a loaded model: text blocks or token-id lines, padded with the
+/// config's pad_token_id (else its eos_token_id, else 0; padding is never attended to).
+fn lm_setup(model: Model, dir: &Path, data_args: &DataArgs, device: Device) -> Result<TaskSetup> {
+    use crate::data::lm::{read_token_ids, text_blocks};
+    let config_id = |k: &str| model.config.get_f64(k).map(|v| v as i64);
+    let eos = config_id("eos_token_id");
+    let pad_id = config_id("pad_token_id").or(eos).unwrap_or(0);
+    let vocab = model.net.vocab_size();
+    let max_len = model.net.max_positions() as usize;
+    let (blocks, data_dir) = match &data_args.token_ids {
+        Some(path) => (read_token_ids(path, vocab, max_len)?, path.clone()),
+        None => {
+            let block_size = data_args.block_size as usize;
+            if block_size > max_len {
+                bail!(
+                    "--block-size {block_size} exceeds the {max_len} tokens the model's position embeddings hold"
+                );
+            }
+            let tokenizer = TextTokenizer::from_dir(dir, usize::MAX / 2)?;
+            let blocks = text_blocks(&tokenizer, &data_args.text, block_size, eos, vocab)?;
+            (blocks, data_args.text[0].clone())
+        }
+    };
+    let blocks = match data_args.data_subset {
+        Some(n) => blocks.into_iter().take(n as usize).collect(),
+        None => blocks,
+    };
+    // A tokenizer for the saved model's files; a token-id run needs none.
+    let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
+    Ok(TaskSetup {
+        device,
+        model,
+        tokenizer,
+        data: Dataset::language_model(data_args.task, blocks, pad_id),
+        data_dir,
+    })
 }

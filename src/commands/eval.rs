@@ -37,28 +37,43 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     let (preds, scores) = predictions(&logits, regression);
     let rows: Vec<Vec<f32>> = Vec::try_from(logits.to_kind(tch::Kind::Float))?;
     let labels = s.data.label_values();
-    write_csv(
-        &out_dir.join("predictions.csv"),
-        &["index", "label", "prediction", "logits"],
-        (0..s.data.len()).map(|i| {
-            let label = if labels[i].is_nan() {
-                String::new()
-            } else {
-                labels[i].to_string()
-            };
-            let pred = if regression {
-                scores[i].to_string()
-            } else {
-                preds[i].to_string()
-            };
-            let l = rows[i]
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(" ");
-            vec![i.to_string(), label, pred, l]
-        }),
-    )?;
+    if s.data.task.is_language_model() {
+        // Per example (block or token-id line): predicted tokens and mean token loss.
+        write_csv(
+            &out_dir.join("predictions.csv"),
+            &["index", "tokens", "loss"],
+            rows.iter().enumerate().map(|(i, r)| {
+                vec![
+                    i.to_string(),
+                    r[1].to_string(),
+                    (r[0] / r[1].max(1.0)).to_string(),
+                ]
+            }),
+        )?;
+    } else {
+        write_csv(
+            &out_dir.join("predictions.csv"),
+            &["index", "label", "prediction", "logits"],
+            (0..s.data.len()).map(|i| {
+                let label = if labels[i].is_nan() {
+                    String::new()
+                } else {
+                    labels[i].to_string()
+                };
+                let pred = if regression {
+                    scores[i].to_string()
+                } else {
+                    preds[i].to_string()
+                };
+                let l = rows[i]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                vec![i.to_string(), label, pred, l]
+            }),
+        )?;
+    }
     let summary = json!({
         "task": s.data.task.name(),
         "split": format!("{:?}", s.data.split).to_lowercase(),

@@ -74,8 +74,18 @@ fn save_pruned(model: &Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
             .with_context(|| format!("{}: cannot remove", staging.display()))?;
     }
     model.save(&staging)?;
-    let tok = crate::model::tokenizer::TextTokenizer::from_dir(tokenizer_dir, 8)?;
-    tok.save_files(&staging)?;
+    // A token-id language-model run may use a model folder without tokenizer files.
+    if let Ok(tok) = crate::model::tokenizer::TextTokenizer::from_dir(tokenizer_dir, 8) {
+        tok.save_files(&staging)?;
+    }
+    // GPT-2's slow-tokenizer files, which TOKENIZER_FILES does not list.
+    for name in ["vocab.json", "merges.txt"] {
+        let src = tokenizer_dir.join(name);
+        if src.is_file() {
+            std::fs::copy(&src, staging.join(name))
+                .with_context(|| format!("{}: cannot copy", src.display()))?;
+        }
+    }
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("{}: cannot replace", dir.display()))?;
