@@ -17,6 +17,8 @@ pub struct Dataset {
     pub encoded: Vec<Encoded>,
     pub labels: Vec<Option<Label>>,
     pub pad_id: i64,
+    /// Per-example token labels of a masked-LM dataset (-100 where not predicted).
+    pub token_labels: Vec<Vec<i64>>,
 }
 
 impl Dataset {
@@ -37,12 +39,23 @@ impl Dataset {
             encoded,
             labels,
             pad_id: tokenizer.pad_id(),
+            token_labels: Vec::new(),
         })
     }
 
-    /// A language-model dataset: each block (or token-id line) is one example, its own label.
-    pub fn language_model(task: Task, blocks: Vec<Vec<i64>>, pad_id: i64) -> Dataset {
+    /// A language-model dataset: each block (or token-id line) is one example; a causal
+    /// model's labels are its own ids, a masked model's come from `mlm` masking the blocks.
+    pub fn language_model(
+        task: Task,
+        mut blocks: Vec<Vec<i64>>,
+        pad_id: i64,
+        mlm: Option<&crate::data::lm::MlmMasking>,
+    ) -> Dataset {
         let n = blocks.len();
+        let token_labels = match mlm {
+            Some(m) => crate::data::lm::mask_examples(&mut blocks, m),
+            None => Vec::new(),
+        };
         Dataset {
             task,
             split: Split::Dev,
@@ -56,6 +69,7 @@ impl Dataset {
                 .collect(),
             labels: vec![None; n],
             pad_id,
+            token_labels,
         }
     }
 
@@ -85,9 +99,11 @@ impl Dataset {
             self.pad_id,
             device,
         );
-        if self.task == Task::Lm {
-            for b in &mut batches {
-                b.labels = Some(crate::data::lm::causal_labels(b));
+        for b in &mut batches {
+            match self.task {
+                Task::Lm => b.labels = Some(crate::data::lm::causal_labels(b)),
+                Task::Mlm => b.labels = Some(crate::data::lm::batch_labels(b, &self.token_labels)),
+                _ => {}
             }
         }
         batches

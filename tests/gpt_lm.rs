@@ -217,3 +217,58 @@ fn bad_language_model_inputs_are_one_line_errors_and_write_nothing() {
         assert!(!out.exists(), "{args:?} wrote {o}");
     }
 }
+
+#[test]
+fn masked_lm_masks_the_same_tokens_for_a_seed_whatever_the_batching() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = mrpc_text(tmp.path(), 40);
+    let bert = fixture("tiny-bert-mlm").display().to_string();
+    let run = |seed: &str, batch: &str, name: &str| {
+        let out = tmp.path().join(name);
+        ok(&bertology(&[
+            "eval",
+            "--model",
+            &bert,
+            "--task",
+            "mlm",
+            "--text",
+            &text,
+            "--block-size",
+            "16",
+            "--seed",
+            seed,
+            "--batch-size",
+            batch,
+            "--json",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]))
+    };
+    let a_all = run("1", "4", "a");
+    let blocks = a_all["examples"].as_f64().unwrap();
+    let a = &a_all["metrics"];
+    let b = &run("1", "32", "b")["metrics"];
+    let c = &run("2", "4", "c")["metrics"];
+    assert_eq!(a["tokens"], b["tokens"]);
+    let (la, lb) = (a["loss"].as_f64().unwrap(), b["loss"].as_f64().unwrap());
+    assert!((la - lb).abs() < 1e-6, "{la} vs {lb}");
+    assert!(
+        (la - c["loss"].as_f64().unwrap()).abs() > 1e-4,
+        "another seed masks other tokens"
+    );
+    // About 15 % of the tokens are predicted.
+    let share = a["tokens"].as_f64().unwrap() / (16.0 * blocks);
+    assert!((0.08..0.22).contains(&share), "{share}");
+    let wrong = bertology(&[
+        "eval",
+        "--model",
+        &bert,
+        "--task",
+        "lm",
+        "--text",
+        &text,
+        "--output-dir",
+        tmp.path().join("d").to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&wrong).contains("use --task mlm"));
+}

@@ -1,4 +1,4 @@
-//! GPT-2 and OpenAI GPT against transformers 4.57 on committed fixtures
+//! GPT-2, OpenAI GPT and the masked-LM heads of BERT and RoBERTa against transformers 4.57 on committed fixtures
 //! (scripts/reference/make_gpt_fixtures.py): logits, loss, attentions, hidden states and mask
 //! gradients, with no mask, a [layers, heads] mask and a per-example mask; checkpoints pruned by
 //! transformers; pruning by bertology against masking.
@@ -42,7 +42,11 @@ fn check_model(model: &Model, prefix: &str, f: &HashMap<String, Tensor>) {
         token_type_ids: &types,
         attention_mask: &f["attention_mask"],
     };
-    let lm = model.net.objective() == Objective::CausalLm;
+    let lm = model.net.objective() != Objective::Classification;
+    let labels = match model.net.objective() {
+        Objective::MaskedLm => &f["mlm_labels"],
+        _ => &f["labels"],
+    };
     for (case, mask) in [
         ("none", None),
         ("2d", Some(&f["head_mask_2d"])),
@@ -52,7 +56,7 @@ fn check_model(model: &Model, prefix: &str, f: &HashMap<String, Tensor>) {
         let out = tch::no_grad(|| model.net.forward(&inputs, mask, ALL_OUTPUTS)).unwrap();
         check_close(&key("logits"), &out.logits, &f[&key("logits")]);
         if lm {
-            let loss = model.net.loss(&out.logits, &f["labels"], false);
+            let loss = model.net.loss(&out.logits, labels, false);
             check_close(&key("loss"), &loss.reshape([1]), &f[&key("loss")]);
         }
         let attentions = out.attentions.unwrap();
@@ -83,7 +87,7 @@ fn check_model(model: &Model, prefix: &str, f: &HashMap<String, Tensor>) {
         for opts in [Default::default(), ALL_OUTPUTS] {
             let xi = Tensor::ones([3, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let out = model.net.forward(&inputs, Some(&xi), opts).unwrap();
-            let loss = model.net.loss(&out.logits, &f["labels"], false);
+            let loss = model.net.loss(&out.logits, labels, false);
             let g = Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0);
             check_close(
                 &format!("{prefix}.grad_2d"),
@@ -92,7 +96,7 @@ fn check_model(model: &Model, prefix: &str, f: &HashMap<String, Tensor>) {
             );
             let xi = Tensor::ones([3, 3, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let out = model.net.forward(&inputs, Some(&xi), opts).unwrap();
-            let loss = model.net.loss(&out.logits, &f["labels"], true);
+            let loss = model.net.loss(&out.logits, labels, true);
             let g = Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0);
             check_close(
                 &format!("{prefix}.grad_3d"),
@@ -166,4 +170,19 @@ fn gpt2_pruned_by_transformers_loads_and_bertology_pruning_equals_masking() {
         .unwrap()
         .logits;
     check_close("masked vs pruned", &masked, &f["gpt2_pruned.logits"]);
+}
+
+#[test]
+fn tiny_bert_and_roberta_masked_lm_match_transformers() {
+    let f = read_tensors(&fixture("gpt_parity.safetensors"));
+    for (name, prefix, class) in [
+        ("tiny-bert-mlm", "bert_mlm", "BertForMaskedLM"),
+        ("tiny-roberta-mlm", "roberta_mlm", "RobertaForMaskedLM"),
+    ] {
+        let model = load(name, Some(Task::Mlm));
+        assert_eq!(model.net.hf_class(), class);
+        check_model(&model, prefix, &f);
+        // With no task, a checkpoint with an MLM head and no classifier is read as a masked LM.
+        assert_eq!(load(name, None).net.objective(), Objective::MaskedLm);
+    }
 }

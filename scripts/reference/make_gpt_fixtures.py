@@ -13,15 +13,18 @@
   logits, loss, attentions and hidden states; the gradient of the loss with respect to a
   [layers, heads] mask of ones (batch-mean token loss) and to a per-example mask (sum over
   examples of each example's mean token loss); and the pruned model's logits.
+- tiny-bert-mlm/, tiny-roberta-mlm/: tiny random BertForMaskedLM and RobertaForMaskedLM, with the same
+  references under bert_mlm.* and roberta_mlm.* (labels: mlm_labels).
 - tiny_token_ids.txt: token ids in run_prune_gpt's np.loadtxt format (one sequence per line).
 """
 import os
+import shutil
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import (GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, OpenAIGPTConfig,
-                          OpenAIGPTLMHeadModel)
+from transformers import (BertConfig, BertForMaskedLM, GPT2Config, GPT2ForSequenceClassification,
+                          GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel, RobertaConfig, RobertaForMaskedLM)
 
 from common import FIXTURES, check_versions
 
@@ -29,6 +32,7 @@ torch.manual_seed(0)
 torch.set_num_threads(2)
 L, H = 3, 4
 V = 300  # the tiny byte-level BPE tokenizer's size (256 bytes, <|endoftext|>, 43 merges)
+SMALL_V = 64  # the other models' vocabulary: smaller logits keep the fixture small
 
 
 def tiny_tokenizer():
@@ -49,14 +53,14 @@ def tiny_tokenizer():
     return tok
 
 
-def randomise(model):
+def randomise(model, std=0.4):
     """Larger weights than the default init so logits and attention vary."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "ln" in name and name.endswith("weight"):
+            if ("ln" in name or "LayerNorm" in name or "layer_norm" in name) and name.endswith("weight"):
                 p.normal_(1.0, 0.1)
             elif p.dim() == 2:
-                p.normal_(0, 0.4)
+                p.normal_(0, std)
             else:
                 p.normal_(0, 0.1)
     return model.eval()
@@ -65,7 +69,7 @@ def randomise(model):
 def inputs():
     g = torch.Generator().manual_seed(1)
     b, t = 3, 9
-    ids = torch.randint(1, V, (b, t), generator=g)
+    ids = torch.randint(1, SMALL_V, (b, t), generator=g)  # valid ids of every fixture model
     mask = torch.ones(b, t, dtype=torch.long)
     mask[1, 6:] = 0
     mask[2, 3:] = 0
@@ -90,7 +94,7 @@ def per_example_loss(logits, labels, causal):
     return (tok.sum(-1) / counted.sum(-1).clamp(min=1)).sum()
 
 
-def reference(prefix, model, ids, mask, labels, mask2d, mask3d, tensors, lm=True):
+def reference(prefix, model, ids, mask, labels, mask2d, mask3d, tensors, lm=True, causal=True):
     as5d = mask3d.permute(1, 0, 2)[:, :, :, None, None]
     for case, hm in [("none", None), ("2d", mask2d), ("3d", as5d)]:
         with torch.no_grad():
@@ -109,7 +113,7 @@ def reference(prefix, model, ids, mask, labels, mask2d, mask3d, tensors, lm=True
         tensors[f"{prefix}.grad_2d"] = xi.grad
         xi3 = torch.ones(ids.shape[0], L, H, requires_grad=True)
         logits = model(input_ids=ids, attention_mask=mask, head_mask=xi3.permute(1, 0, 2)[:, :, :, None, None]).logits
-        per_example_loss(logits, labels, causal=True).backward()
+        per_example_loss(logits, labels, causal=causal).backward()
         tensors[f"{prefix}.grad_3d"] = xi3.grad
 
 
@@ -129,15 +133,36 @@ def main():
     reference("gpt2", gpt2, ids, mask, labels, mask2d, mask3d, tensors)
 
     cls = randomise(GPT2ForSequenceClassification(GPT2Config(
-        vocab_size=V, n_positions=16, n_embd=16, n_layer=L, n_head=H, num_labels=3, pad_token_id=0,
+        vocab_size=SMALL_V, n_positions=16, n_embd=16, n_layer=L, n_head=H, num_labels=3, pad_token_id=0,
         attn_implementation="eager")))
     cls.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2-cls"), safe_serialization=True)
     reference("gpt2_cls", cls, ids, mask, labels, mask2d, mask3d, tensors, lm=False)
 
     gpt = randomise(OpenAIGPTLMHeadModel(OpenAIGPTConfig(
-        vocab_size=V, n_positions=16, n_embd=16, n_layer=L, n_head=H, afn="gelu", attn_implementation="eager")))
+        vocab_size=SMALL_V, n_positions=16, n_embd=16, n_layer=L, n_head=H, afn="gelu", attn_implementation="eager")))
     gpt.save_pretrained(os.path.join(FIXTURES, "tiny-gpt"), safe_serialization=True)
     reference("gpt", gpt, ids, mask, labels, mask2d, mask3d, tensors)
+
+    # Masked LM: BERT and RoBERTa with MLM heads; labels on a seeded 30 % of the real tokens.
+    g = torch.Generator().manual_seed(5)
+    mlm_labels = ids.masked_fill((torch.rand(ids.shape, generator=g) > 0.3) | (mask == 0), -100)
+    tensors["mlm_labels"] = mlm_labels
+    for prefix, cls_, cfg in [
+        ("bert_mlm", BertForMaskedLM, BertConfig(vocab_size=SMALL_V, hidden_size=16, num_hidden_layers=L,
+                                                 num_attention_heads=H, intermediate_size=24,
+                                                 max_position_embeddings=16, attn_implementation="eager")),
+        ("roberta_mlm", RobertaForMaskedLM, RobertaConfig(vocab_size=SMALL_V, hidden_size=16, num_hidden_layers=L,
+                                                          num_attention_heads=H, intermediate_size=24,
+                                                          max_position_embeddings=18, pad_token_id=1,
+                                                          attn_implementation="eager")),
+    ]:
+        m = randomise(cls_(cfg), std=0.2)  # as tiny-bert: post-LayerNorm encoders saturate at 0.4
+        out = os.path.join(FIXTURES, f"tiny-{prefix.replace('_', '-')}")
+        m.save_pretrained(out, safe_serialization=True)
+        if prefix == "bert_mlm":  # tiny-bert's 64-token character vocabulary, so it reads text
+            for name in ("vocab.txt", "tokenizer_config.json"):
+                shutil.copy(os.path.join(FIXTURES, "tiny-bert", name), out)
+        reference(prefix, m, ids, mask, mlm_labels, mask2d, mask3d, tensors, causal=False)
 
     gpt2.prune_heads({0: [1], 2: [0, 3]})
     gpt2.save_pretrained(os.path.join(FIXTURES, "tiny-gpt2-pruned"), safe_serialization=True)

@@ -95,7 +95,7 @@ pub fn setup(
         }
     }
     if data_args.task.is_language_model() {
-        return lm_setup(model, &dir, data_args, device);
+        return lm_setup(model, &dir, data_args, device, model_args.seed);
     }
     if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
@@ -161,7 +161,13 @@ fn check_lm_data_args(data: &DataArgs) -> Result<()> {
 
 /// Language-model data for a loaded model: text blocks or token-id lines, padded with the
 /// config's pad_token_id (else its eos_token_id, else 0; padding is never attended to).
-fn lm_setup(model: Model, dir: &Path, data_args: &DataArgs, device: Device) -> Result<TaskSetup> {
+fn lm_setup(
+    model: Model,
+    dir: &Path,
+    data_args: &DataArgs,
+    device: Device,
+    seed: i64,
+) -> Result<TaskSetup> {
     use crate::data::lm::{read_token_ids, text_blocks};
     let config_id = |k: &str| model.config.get_f64(k).map(|v| v as i64);
     let eos = config_id("eos_token_id");
@@ -186,13 +192,25 @@ fn lm_setup(model: Model, dir: &Path, data_args: &DataArgs, device: Device) -> R
         Some(n) => blocks.into_iter().take(n as usize).collect(),
         None => blocks,
     };
+    let mlm = if data_args.task == Task::Mlm {
+        let (mask_id, special) = crate::data::lm::special_tokens(dir)?;
+        Some(crate::data::lm::MlmMasking {
+            mask_id,
+            special,
+            vocab_size: vocab,
+            seed: seed as u64,
+            probability: 0.15,
+        })
+    } else {
+        None
+    };
     // A tokenizer for the saved model's files; a token-id run needs none.
     let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
     Ok(TaskSetup {
         device,
         model,
         tokenizer,
-        data: Dataset::language_model(data_args.task, blocks, pad_id),
+        data: Dataset::language_model(data_args.task, blocks, pad_id, mlm.as_ref()),
         data_dir,
     })
 }

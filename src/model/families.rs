@@ -3,7 +3,7 @@
 use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
 use super::network::Network;
-use super::{bert, distilbert, electra, gpt2, openai_gpt, roberta};
+use super::{bert, distilbert, electra, gpt2, masked_lm, openai_gpt, roberta};
 use anyhow::{bail, Result};
 use tch::nn;
 
@@ -30,8 +30,13 @@ pub fn all() -> [&'static Family; 6] {
 
 /// The families with a language-model head (`--task lm`, `--task mlm`), by the same
 /// `model_type`s; a model type missing here has none.
-pub fn language_models() -> [&'static Family; 2] {
-    [&gpt2::LM_FAMILY, &openai_gpt::LM_FAMILY]
+pub fn language_models() -> [&'static Family; 4] {
+    [
+        &gpt2::LM_FAMILY,
+        &openai_gpt::LM_FAMILY,
+        &masked_lm::BERT_FAMILY,
+        &masked_lm::ROBERTA_FAMILY,
+    ]
 }
 
 /// The language-model family of a config's `model_type`, if it has one.

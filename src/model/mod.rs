@@ -12,6 +12,7 @@ pub mod electra;
 pub mod families;
 pub mod gpt2;
 pub mod layers;
+pub mod masked_lm;
 pub mod network;
 pub mod openai_gpt;
 pub mod roberta;
@@ -72,6 +73,10 @@ impl Model {
         // checkpoint without a classifier whose family has an LM head (GPT-2) is a language
         // model.
         let lm = families::language_model_of(&config);
+        let has_lm_head = lm.is_some_and(|lm| {
+            keys.iter()
+                .any(|k| checkpoint::canonical_key(k, lm.layout.prefix).starts_with(lm.layout.head))
+        });
         match (opts.task, lm) {
             (Some(task), None) if task.is_language_model() => bail!(
                 "{}: --task {}: model_type {:?} has no language-model head here (language models: {})",
@@ -84,8 +89,18 @@ impl Model {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            (Some(task), Some(lm)) if task.is_language_model() => family = lm,
-            (None, Some(lm)) if !has_head => family = lm,
+            (Some(task), Some(lm)) if task.is_language_model() => {
+                if !has_lm_head {
+                    bail!(
+                        "{}: --task {}: the checkpoint has no language-model head ({}* weights)",
+                        files[0].display(),
+                        task.name(),
+                        lm.layout.head
+                    );
+                }
+                family = lm
+            }
+            (None, Some(lm)) if !has_head && has_lm_head => family = lm,
             _ => {}
         }
         if let Some(task) = opts.task.filter(|t| !t.is_language_model()) {
@@ -122,12 +137,16 @@ impl Model {
                 _ => Objective::Classification,
             };
             if model.net.objective() != want {
+                let is = match model.net.objective() {
+                    Objective::CausalLm => "a causal language model (use --task lm)",
+                    Objective::MaskedLm => "a masked language model (use --task mlm)",
+                    Objective::Classification => "a classifier",
+                };
                 bail!(
-                    "{}: --task {}: {} is a {:?} model, not {want:?}",
+                    "{}: --task {}: {} is {is}",
                     config_path.display(),
                     task.name(),
                     model.net.hf_class(),
-                    model.net.objective(),
                 );
             }
         }
