@@ -186,3 +186,69 @@ fn tiny_bert_and_roberta_masked_lm_match_transformers() {
         assert_eq!(load(name, None).net.objective(), Objective::MaskedLm);
     }
 }
+
+#[test]
+fn a_gpt2_laid_out_like_the_hub_cache_loads_by_its_legacy_id() {
+    // models--gpt2/snapshots/<rev>/ with the hub's key names (no `transformer.` prefix) and the
+    // causal-mask buffers old GPT-2 checkpoints carry (attn.bias, attn.masked_bias).
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--gpt2");
+    let snapshot = repo
+        .join("snapshots")
+        .join("607a30d783dfa663caf39e06633721c8d4cfcd7e");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(
+        repo.join("refs/main"),
+        "607a30d783dfa663caf39e06633721c8d4cfcd7e",
+    )
+    .unwrap();
+    let src = fixture("tiny-gpt2");
+    for f in ["config.json", "vocab.json", "merges.txt"] {
+        std::fs::copy(src.join(f), snapshot.join(f)).unwrap();
+    }
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(src.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k.trim_start_matches("transformer.").to_string(), t))
+            .collect();
+    for l in 0..3 {
+        let causal = Tensor::ones([16, 16], (Kind::Float, Device::Cpu))
+            .tril(0)
+            .view([1, 1, 16, 16]);
+        tensors.push((format!("h.{l}.attn.bias"), causal));
+        tensors.push((format!("h.{l}.attn.masked_bias"), Tensor::from(-1e4f32)));
+    }
+    Tensor::write_safetensors(&tensors, snapshot.join("model.safetensors")).unwrap();
+    let dir = bertology::model::source::resolve_model_in("gpt2", cache.path(), true).unwrap();
+    assert_eq!(dir, snapshot);
+    let model = Model::load(
+        &dir,
+        &LoadOptions {
+            device: Device::Cpu,
+            seed: 0,
+            task: Some(Task::Lm),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        model.report.unexpected.len(),
+        6,
+        "{:?}",
+        model.report.unexpected
+    );
+    let f = read_tensors(&fixture("gpt_parity.safetensors"));
+    let types = f["input_ids"].zeros_like();
+    let inputs = Inputs {
+        input_ids: &f["input_ids"],
+        token_type_ids: &types,
+        attention_mask: &f["attention_mask"],
+    };
+    let out = tch::no_grad(|| model.net.forward(&inputs, None, Default::default())).unwrap();
+    check_close(
+        "hub-layout gpt2 logits",
+        &out.logits,
+        &f["gpt2.none.logits"],
+    );
+}

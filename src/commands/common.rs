@@ -106,13 +106,18 @@ pub fn setup(
     }
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
     let data_dir = resolve_data_dir(data_args.task, data_args.data_dir.as_deref(), &home_dir())?;
-    let data = Dataset::load(
+    let mut data = Dataset::load(
         data_args.task,
         &data_dir,
         data_args.split,
         data_args.data_subset.map(|n| n as usize),
         &tokenizer,
     )?;
+    // Pad with the config's pad_token_id when it has one: GPT-2's classifier finds each
+    // example's last token by it (and the tokenizer may know no [PAD]).
+    if let Some(pad) = model.config.get_f64("pad_token_id") {
+        data.pad_id = pad as i64;
+    }
     check_token_ids(&data, model.net.vocab_size(), &dir)?;
     Ok(TaskSetup {
         device,

@@ -5,6 +5,7 @@
 //! modules and key names and exports a `FAMILY`; `families.rs` lists them. Nothing outside
 //! this folder names an architecture.
 pub mod bert;
+pub mod bpe;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;

@@ -46,14 +46,15 @@ pub fn resolve_model_in(spec: &str, cache_dir: &Path, offline: bool) -> Result<P
         Some((id, rev)) => (id, rev),
         None => (spec, "main"),
     };
-    let looks_like_hub_id = id.split('/').count() == 2
+    // ORG/NAME, or a legacy id without organisation (`gpt2`, `bert-base-uncased`).
+    let looks_like_hub_id = id.split('/').count() <= 2
         && id
             .split('/')
             .all(|p| !p.is_empty() && p != "." && p != "..")
         && !spec.starts_with('.')
         && !spec.starts_with('/');
     if !looks_like_hub_id {
-        bail!("--model {spec}: no such folder (and not a hub id of the form ORG/NAME[@REV])");
+        bail!("--model {spec}: no such folder (and not a hub id of the form [ORG/]NAME[@REV])");
     }
     let cache = hf_hub::Cache::new(cache_dir.to_path_buf());
     let repo = cache.repo(hf_hub::Repo::with_revision(
