@@ -18,7 +18,7 @@ bash scripts/setup-python-ref.sh
 bin=$root/target/release/bertology
 py=$root/.venv-ref/bin/python
 model=$root/models/all-MiniLM-L6-v2-mrpc
-[ -f "$model/config.json" ] || "$bin" finetune --task mrpc --quiet
+[ -f "$model/config.json" ] || "$bin" finetune --task mrpc --quiet --overwrite
 # Results accumulate in runs/bench/results.jsonl; a rerun after a failure skips what is
 # recorded there (delete the folder for a fresh measurement).
 out=$root/runs/bench

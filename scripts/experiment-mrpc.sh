@@ -43,7 +43,7 @@ else
   model=$root/models/all-MiniLM-L6-v2-mrpc
   if [ ! -f "$model/config.json" ]; then
     log "building the default model (bertology finetune --task mrpc)"
-    "$bin" finetune --task mrpc --quiet --json >"$out/finetune.json"
+    "$bin" finetune --task mrpc --quiet --json --overwrite >"$out/finetune.json"
   fi
 fi
 

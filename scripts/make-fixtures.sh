@@ -9,6 +9,7 @@ cd "$root/scripts/reference"
 "$py" make_model_fixtures.py
 "$py" make_importance_fixtures.py
 "$py" make_masking_fixtures.py
+"$py" make_family_fixtures.py
 # Language models (issue 14): GPT-2 / GPT / MLM parity, GPT-2 tokenizer ids (the real vocabulary's
 # ids only when scripts/fetch-gpt2-vocab.sh has fetched it), the trained tiny GPT-2 and
 # run_prune_gpt's numbers on it.

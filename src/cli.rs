@@ -1,5 +1,7 @@
 //! Command-line arguments. Raw arguments are validated into settings before any work starts.
+use crate::data::custom::Columns;
 use crate::data::glue::{Split, Task};
+use crate::data::source::SourceRequest;
 use crate::device::DeviceChoice;
 use crate::importance::Estimator;
 use crate::masking::Order;
@@ -44,9 +46,10 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Evaluate a model on a GLUE task: metrics, eval.json and predictions.csv.
+    /// Evaluate a model on a GLUE task or your own data: metrics, eval.json and predictions.csv.
     Eval(EvalArgs),
-    /// Fine-tune a model on a GLUE task's train split; keeps the best dev checkpoint.
+    /// Fine-tune a model on a GLUE task's train split or your own data; keeps the best dev
+    /// checkpoint.
     Finetune(FinetuneArgs),
     /// Head importance and attention entropy of every head (.npy, CSV, JSON, a table).
     Importance(ImportanceArgs),
@@ -71,17 +74,73 @@ pub struct ModelArgs {
     pub seed: i64,
 }
 
+/// Where the data comes from: a GLUE task's folder (TSV or the hub's parquet layout), a
+/// dataset in the Hugging Face cache, or one's own file.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// GLUE task (its config, columns, labels and metrics); not with --data-file, whose labels
+    /// say what the task is.
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "data_file",
+        conflicts_with = "data_file"
+    )]
+    pub task: Option<Task>,
+    /// The task's folder: GLUE TSV files, or parquet in the hub's layout (the config folder or
+    /// the dataset's root) (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    #[arg(long, conflicts_with = "dataset")]
+    pub data_dir: Option<PathBuf>,
+    /// A dataset in the Hugging Face cache, e.g. nyu-mll/glue (the config is --task; REV a
+    /// branch or commit, default main).
+    #[arg(long, value_name = "ORG/NAME[@REV]")]
+    pub dataset: Option<String>,
+    /// Your own labelled text: a .csv, .tsv, .jsonl or .parquet file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "dataset"])]
+    pub data_file: Option<PathBuf>,
+    /// Column of --data-file with the text [default: text].
+    #[arg(long, value_name = "NAME", requires = "data_file")]
+    pub text_column: Option<String>,
+    /// Column of --data-file with the second text of a pair.
+    #[arg(long, value_name = "NAME", requires = "data_file")]
+    pub text_pair_column: Option<String>,
+    /// Column of --data-file with the labels [default: label, when there is one]: integers
+    /// (classes), names (classes) or floats (regression).
+    #[arg(long, value_name = "NAME", requires = "data_file")]
+    pub label_column: Option<String>,
+    /// Metric reported as the score and watched by prune and finetune (default: the GLUE
+    /// task's, e.g. acc for MRPC and mcc for CoLA; for --data-file acc for classes and pearson
+    /// for scores; there: acc, f1, mcc, pearson, spearmanr).
+    #[arg(long)]
+    pub metric: Option<String>,
+}
+
+impl SourceArgs {
+    pub fn request(&self) -> SourceRequest {
+        SourceRequest {
+            task: self.task,
+            data_dir: self.data_dir.clone(),
+            dataset: self.dataset.clone(),
+            data_file: self.data_file.clone(),
+            columns: Some(Columns {
+                text: self.text_column.clone().unwrap_or_else(|| "text".into()),
+                text_pair: self.text_pair_column.clone(),
+                label: self.label_column.clone(),
+            }),
+            dev_file: None,
+            dev_fraction: 0.0,
+            metric: self.metric.clone(),
+        }
+    }
+}
+
 /// Which data, and how it is batched.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// GLUE task.
-    #[arg(long, value_enum)]
-    pub task: Task,
-    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Split to evaluate on.
-    #[arg(long, value_enum, default_value_t = Split::Dev)]
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Split to evaluate on (dev is the hub's validation split); not with --data-file.
+    #[arg(long, value_enum, default_value_t = Split::Dev, conflicts_with = "data_file")]
     pub split: Split,
     /// Use only the first N examples.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -161,19 +220,32 @@ pub struct ImportanceArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct FinetuneArgs {
-    /// GLUE task.
-    #[arg(long, value_enum)]
-    pub task: Task,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// With --data-file: the dev file (same columns) that picks the best epoch.
+    #[arg(long, value_name = "FILE", requires = "data_file")]
+    pub dev_file: Option<PathBuf>,
+    /// With --data-file and no --dev-file: the fraction of its rows held out for dev (every
+    /// k-th row, the same on every run) [default: 0.1].
+    #[arg(
+        long,
+        value_name = "F",
+        requires = "data_file",
+        conflicts_with = "dev_file"
+    )]
+    pub dev_fraction: Option<f64>,
     /// Model folder or hub id to start from (default: the installed all-MiniLM-L6-v2).
     #[arg(long)]
     pub model: Option<String>,
-    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task>, the default
-    /// model of the other commands).
+    /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task> under
+    /// $BERTOLOGY_HOME or the source tree, the default model of the other commands; needed
+    /// with --data-file).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// Replace the task's default model when it exists (without --output-dir only; the other
+    /// commands use that model).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Passes over the training data (the default, with the learning rate and weight decay
     /// below, measured best for MiniLM on MRPC: see BENCHMARKS.md).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -246,9 +318,6 @@ pub struct PruneArgs {
     /// Fraction of all heads masked per step (at least one head).
     #[arg(long, default_value_t = 0.1)]
     pub masking_amount: f64,
-    /// Metric to watch (default: the task's, e.g. acc for MRPC, mcc for CoLA).
-    #[arg(long)]
-    pub metric: Option<String>,
     /// Order in which heads are masked; reverse and random are baselines.
     #[arg(long, value_enum, default_value_t = Order::Importance)]
     pub order: Order,
@@ -266,10 +335,10 @@ pub struct PruneArgs {
     /// Batch sizes at which the original and pruned models are timed (default: --batch-size).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_batch_sizes: Vec<u64>,
-    /// Timed evaluation passes per model and batch size, after a warm-up; the median counts.
-    /// One pass keeps the main job short (each costs a full dev pass per model); use 3 or
-    /// more for benchmark-grade numbers, as scripts/bench.sh does.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Timed evaluation passes per model and batch size, after a warm-up, the two models in
+    /// alternation; the median and the range are reported, and a speed-up is claimed only
+    /// when the ranges do not overlap (with one pass, none is).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub timing_runs: u64,
     /// Folder for head_mask.npy, masking_curve.csv, prune.json and pruned_model/.
     #[arg(long, default_value = "runs/prune")]
@@ -339,6 +408,8 @@ pub fn base_model_dir() -> PathBuf {
 
 /// The default model of a task: the base model fine-tuned on it.
 pub fn task_model_dir(task: Task) -> PathBuf {
+    // AX is scored by the MNLI model.
+    let task = if task == Task::Ax { Task::Mnli } else { task };
     home_dir()
         .join("models")
         .join(format!("all-MiniLM-L6-v2-{}", task.name()))

@@ -1,7 +1,8 @@
 //! Evaluation: a task's examples tokenised once, batched, run with no gradient, and scored.
-use crate::data::batch::{encode_examples, make_batches, Batch, Padding};
+use crate::data::batch::{batches_in_order, encode_examples, make_batches, Batch, Padding};
 use crate::data::glue::{Example, Label, Split, Task};
-use crate::metrics::{self, Metrics};
+use crate::data::spec::TaskSpec;
+use crate::metrics::Metrics;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
 use crate::model::Network;
 use anyhow::Result;
@@ -11,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 /// A split of a task, read and tokenised once per run.
 pub struct Dataset {
-    pub task: Task,
+    pub spec: TaskSpec,
     pub split: Split,
     pub examples: Vec<Example>,
     pub encoded: Vec<Encoded>,
@@ -30,10 +31,20 @@ impl Dataset {
         tokenizer: &TextTokenizer,
     ) -> Result<Dataset> {
         let examples = task.read(dir, split, subset)?;
+        Dataset::new(task.into(), split, examples, tokenizer)
+    }
+
+    /// Tokenises examples of any source.
+    pub fn new(
+        spec: TaskSpec,
+        split: Split,
+        examples: Vec<Example>,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Dataset> {
         let encoded = encode_examples(tokenizer, &examples)?;
         let labels = examples.iter().map(|e| e.label).collect();
         Ok(Dataset {
-            task,
+            spec,
             split,
             examples,
             encoded,
@@ -57,7 +68,7 @@ impl Dataset {
             None => Vec::new(),
         };
         Dataset {
-            task,
+            spec: task.into(),
             split: Split::Dev,
             examples: Vec::new(),
             encoded: blocks
@@ -87,7 +98,7 @@ impl Dataset {
     }
 
     pub fn has_labels(&self) -> bool {
-        self.task.is_language_model() || self.labels.iter().all(Option::is_some)
+        self.spec.is_language_model() || self.labels.iter().all(Option::is_some)
     }
 
     pub fn batches(&self, batch_size: usize, padding: Padding, device: Device) -> Vec<Batch> {
@@ -99,13 +110,43 @@ impl Dataset {
             self.pad_id,
             device,
         );
-        for b in &mut batches {
-            match self.task {
-                Task::Lm => b.labels = Some(crate::data::lm::causal_labels(b)),
-                Task::Mlm => b.labels = Some(crate::data::lm::batch_labels(b, &self.token_labels)),
+        self.add_token_labels(&mut batches);
+        batches
+    }
+
+    /// A language model's labels are per token: the inputs themselves (causal) or the masked
+    /// originals (MLM).
+    fn add_token_labels(&self, batches: &mut [Batch]) {
+        for b in batches {
+            match self.spec.glue {
+                Some(Task::Lm) => b.labels = Some(crate::data::lm::causal_labels(b)),
+                Some(Task::Mlm) => {
+                    b.labels = Some(crate::data::lm::batch_labels(b, &self.token_labels))
+                }
                 _ => {}
             }
         }
+    }
+
+    /// Batches in the file's order whatever the padding: for computations whose result depends
+    /// on the order of batches (the anchor estimator's never-zeroed gradient).
+    pub fn batches_in_file_order(
+        &self,
+        batch_size: usize,
+        padding: Padding,
+        device: Device,
+    ) -> Vec<Batch> {
+        let order: Vec<usize> = (0..self.encoded.len()).collect();
+        let mut batches = batches_in_order(
+            &self.encoded,
+            &self.labels,
+            &order,
+            batch_size,
+            padding,
+            self.pad_id,
+            device,
+        );
+        self.add_token_labels(&mut batches);
         batches
     }
 
@@ -115,6 +156,32 @@ impl Dataset {
             .map(|l| l.map_or(f64::NAN, Label::as_f64))
             .collect()
     }
+}
+
+/// Checks that a batch's token ids index the model's embedding rows and fit its positions:
+/// libtorch would otherwise stop deep inside an embedding lookup.
+pub fn check_inputs(net: &dyn Network, b: &Batch, batch: usize) -> Result<()> {
+    let width = b.input_ids.size().get(1).copied().unwrap_or(0);
+    if width > net.max_positions() {
+        anyhow::bail!(
+            "batch {batch}: {width} tokens per example, but the model's position embeddings hold {}",
+            net.max_positions()
+        );
+    }
+    if b.input_ids.numel() > 0 {
+        let (lo, hi) = (
+            b.input_ids.min().int64_value(&[]),
+            b.input_ids.max().int64_value(&[]),
+        );
+        if lo < 0 || hi >= net.vocab_size() {
+            anyhow::bail!(
+                "batch {batch}: token id {} outside the model's {} embedding rows; the tokenizer does not belong to this checkpoint",
+                if lo < 0 { lo } else { hi },
+                net.vocab_size()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Logits [examples, outputs] on the CPU, in the dataset's original order (for language
@@ -129,8 +196,10 @@ pub fn predict(
     let mut order = Vec::with_capacity(n);
     let mut parts = Vec::with_capacity(batches.len());
     tch::no_grad(|| -> Result<()> {
-        for b in batches {
+        for (i, b) in batches.iter().enumerate() {
+            check_inputs(net, b, i)?;
             let out = net.forward(&b.inputs(), head_mask, Default::default())?;
+            crate::finite::check_logits(&out.logits, i, &b.indices)?;
             parts.push(
                 net.summary(&out.logits, b.labels.as_ref())
                     .to_device(Device::Cpu),
@@ -163,11 +232,11 @@ pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
 
 /// The task's metrics for these logits.
 pub fn score(data: &Dataset, logits: &Tensor) -> Metrics {
-    if data.task.is_language_model() {
+    if data.spec.is_language_model() {
         return lm_metrics(logits);
     }
-    let (preds, scores) = predictions(logits, data.task.is_regression());
-    metrics::compute(data.task, &preds, &scores, &data.label_values())
+    let (preds, scores) = predictions(logits, data.spec.is_regression());
+    data.spec.compute(&preds, &scores, &data.label_values())
 }
 
 /// Mean token loss over the whole pass (Σ losses / Σ tokens, so it does not depend on how the

@@ -84,7 +84,7 @@ pub fn compute(
         output_attentions: settings.entropy,
         output_hidden_states: false,
     };
-    for b in batches {
+    for (i, b) in batches.iter().enumerate() {
         let labels = b
             .labels
             .as_ref()
@@ -98,12 +98,15 @@ pub fn compute(
             Estimator::Anchor => base_mask.copy(),
         }
         .set_requires_grad(true);
+        crate::eval::check_inputs(net, b, i)?;
         let out = net.forward(&b.inputs(), Some(&xi), opts)?;
+        crate::finite::check_logits(&out.logits, i, &b.indices)?;
         let per_example = settings.estimator == Estimator::PerExample;
         let loss = net.loss(&out.logits, labels, per_example);
         let grad = Tensor::run_backward(&[&loss], &[&xi], false, false)
             .remove(0)
             .to_kind(Kind::Double);
+        crate::finite::ensure_finite(&grad, "head-mask gradient", || format!("in batch {i}"))?;
         match settings.estimator {
             Estimator::PerExample => {
                 importance += grad.abs().sum_dim_intlist(0, false, Kind::Double)

@@ -36,7 +36,7 @@ fn anchor_estimator_replicates_run_prune_gpt_importance_and_masking() {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task: Some(Task::Lm),
+            task: Some(Task::Lm.into()),
         },
     )
     .unwrap();

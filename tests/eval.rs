@@ -118,5 +118,8 @@ fn unlabelled_test_split_and_bad_data_dir() {
         "1000",
     ]);
     let e = String::from_utf8_lossy(&run.stderr);
-    assert!(e.contains("--max-seq-length 1000") && e.contains("512 tokens"), "{e}");
+    assert!(
+        e.contains("--max-seq-length 1000") && e.contains("512 tokens"),
+        "{e}"
+    );
 }

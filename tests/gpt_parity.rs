@@ -15,7 +15,7 @@ fn load(name: &str, task: Option<Task>) -> Model {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task,
+            task: task.map(Into::into),
         },
     )
     .unwrap()
@@ -228,7 +228,7 @@ fn a_gpt2_laid_out_like_the_hub_cache_loads_by_its_legacy_id() {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task: Some(Task::Lm),
+            task: Some(Task::Lm.into()),
         },
     )
     .unwrap();

@@ -154,7 +154,9 @@ fn masking_loop_stops_at_threshold_runs_out_honours_minimum_and_budget() {
     let mut model = minilm_with_classifier();
     model.vs.freeze();
     let (data, batches) = mrpc_batches(&model, Some(32), 32, Padding::Longest);
-    let run = |s: MaskingSettings| mask_heads(model.net.as_ref(), &data, &batches, "acc", s, None).unwrap();
+    let run = |s: MaskingSettings| {
+        mask_heads(model.net.as_ref(), &data, &batches, "acc", s, None).unwrap()
+    };
     let count = |m: &Tensor| m.sum(Kind::Float).double_value(&[]) as usize;
 
     // Runs out of heads: every head masked, then nothing left to mask.

@@ -1,7 +1,9 @@
 """Loads a model saved by bertology (fine-tuned or pruned) with transformers 4.57.x and compares
 its logits on MRPC dev with those bertology wrote to predictions.csv (`bertology eval`).
 
-usage: check_saved_model.py MODEL_DIR PREDICTIONS_CSV [--subset N]
+usage: check_saved_model.py MODEL_DIR PREDICTIONS_CSV [--subset N] [--max-length N]
+Any family transformers' AutoModelForSequenceClassification reads (BERT, RoBERTa, DistilBERT,
+ELECTRA, ...).
 Prints the heads per layer transformers sees, the largest logit difference, and how many
 predictions agree; exits 1 when the difference exceeds 1e-4 or a prediction differs.
 """
@@ -10,7 +12,7 @@ import csv
 import sys
 
 import torch
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from common import check_versions, read_mrpc
 
@@ -22,11 +24,15 @@ if __name__ == "__main__":
     ap.add_argument("model_dir")
     ap.add_argument("predictions_csv")
     ap.add_argument("--subset", type=int, default=None)
+    ap.add_argument("--max-length", type=int, default=128)
     a = ap.parse_args()
-    model = BertForSequenceClassification.from_pretrained(a.model_dir, attn_implementation="eager").eval()
+    model = AutoModelForSequenceClassification.from_pretrained(a.model_dir, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(a.model_dir)
-    heads = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
-    print(f"transformers loaded {a.model_dir}: heads per layer {heads}, pruned_heads {model.config.pruned_heads}")
+    # Heads each attention module kept (BERT-like: num_attention_heads; DistilBERT: n_heads).
+    heads = [getattr(m, "num_attention_heads", getattr(m, "n_heads", None)) for _, m in model.named_modules()
+             if type(m).__name__.endswith("SelfAttention")]
+    print(f"transformers loaded {a.model_dir} as {type(model).__name__}: heads per layer {heads}, "
+          f"pruned_heads {model.config.pruned_heads}")
     rows = read_mrpc("dev")[: a.subset]
     with open(a.predictions_csv) as f:
         ours = [list(map(float, r["logits"].split())) for r in csv.DictReader(f)]
@@ -36,7 +42,7 @@ if __name__ == "__main__":
         for i in range(0, len(rows), 32):
             chunk = rows[i:i + 32]
             enc = tok([r[0] for r in chunk], [r[1] for r in chunk], padding="longest", truncation=True,
-                      max_length=128, return_tensors="pt")
+                      max_length=a.max_length, return_tensors="pt")
             logits.append(model(**enc).logits)
     theirs = torch.cat(logits)
     diff = (theirs - ours).abs().max().item()

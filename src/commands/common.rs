@@ -1,13 +1,19 @@
 //! Steps every task command shares: resolve the model and data, load them, batch.
 use crate::cli::{home_dir, task_model_dir, DataArgs, FinetuneArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::resolve_data_dir;
+use crate::data::custom::ModelLabels;
 use crate::data::glue::Task;
+use crate::data::source::{Loaded, Source, SourceRequest};
+use crate::data::spec::TaskSpec;
 use crate::eval::Dataset;
+use crate::importance::Estimator;
+use crate::model::config::ModelConfig;
+use crate::model::families;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{LoadOptions, Model};
+use crate::model::{checkpoint, LoadOptions, Model};
 use anyhow::{bail, Result};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -18,26 +24,113 @@ pub struct TaskSetup {
     /// None for a token-id language-model run on a model folder without tokenizer files.
     pub tokenizer: Option<TextTokenizer>,
     pub data: Dataset,
+    /// The folder or file the data came from.
     pub data_dir: PathBuf,
+    /// What was read (kind, files, revision), for the outputs.
+    pub source: Value,
+    /// The split's name in outputs ("file" for a data file).
+    pub split_name: String,
 }
 
-/// The model folder for a task command: --model, else the task's fine-tuned default.
-pub fn model_dir(args: &ModelArgs, data: &DataArgs) -> Result<PathBuf> {
-    match &args.model {
-        Some(spec) => resolve_model(spec),
-        None => {
-            let dir = task_model_dir(data.task);
+/// The model folder for a task command: --model, else the GLUE task's fine-tuned default.
+pub fn model_dir(args: &ModelArgs, task: Option<Task>, quiet: bool) -> Result<PathBuf> {
+    match (&args.model, task) {
+        (Some(spec), _) => resolve_model(spec, quiet),
+        (None, None) => bail!(
+            "--data-file needs --model: there is no default model for your own data (make one with `bertology finetune --data-file FILE --output-dir DIR`)"
+        ),
+        (None, Some(task)) => {
+            let dir = task_model_dir(task);
             if !dir.join("config.json").is_file() {
                 bail!(
                     "no default model for {}: {} does not exist (run `bertology finetune --task {}` or pass --model)",
-                    data.task.name(),
+                    task.name(),
                     dir.display(),
-                    data.task.name()
+                    task.name()
                 );
             }
             Ok(dir)
         }
     }
+}
+
+/// Loads a model a command will run, refusing weights that hold NaN or infinity (they would
+/// turn every result into NaN).
+pub fn load_model(dir: &std::path::Path, opts: &LoadOptions) -> Result<Model> {
+    let model = Model::load(dir, opts)?;
+    let mut vars: Vec<(String, tch::Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in &vars {
+        if !crate::finite::all_finite(t) {
+            bail!(
+                "{}: weight {name} holds NaN or infinity; the checkpoint is damaged",
+                dir.display()
+            );
+        }
+    }
+    Ok(model)
+}
+
+/// The batches of a pass. The anchor estimator's result depends on the order of batches (its
+/// gradient is never zeroed), so it always gets them in file order, whatever the padding.
+pub fn batches(
+    data: &Dataset,
+    args: &DataArgs,
+    batch_size: usize,
+    estimator: Option<Estimator>,
+    device: Device,
+) -> Vec<crate::data::batch::Batch> {
+    if estimator == Some(Estimator::Anchor) {
+        data.batches_in_file_order(batch_size, padding(args), device)
+    } else {
+        data.batches(batch_size, padding(args), device)
+    }
+}
+
+/// What a model's config and checkpoint say about its labels, before it is loaded (a data
+/// file's labels are read in its terms). A folder that cannot be read says nothing here:
+/// loading it reports why.
+pub fn model_labels(dir: &Path) -> Result<ModelLabels> {
+    let (Ok(config), Ok(files)) = (
+        ModelConfig::from_file(&dir.join("config.json")),
+        checkpoint::weight_files(dir),
+    ) else {
+        return Ok(ModelLabels::default());
+    };
+    let Ok(family) = families::family_of(&config) else {
+        return Ok(ModelLabels::default());
+    };
+    let layout = &family.layout;
+    let has_classifier = checkpoint::checkpoint_keys(&files)?
+        .iter()
+        .any(|k| checkpoint::canonical_key(k, layout.prefix).starts_with(layout.head));
+    let id2label: Vec<(i64, String)> = config
+        .id2label()
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+        .collect();
+    Ok(ModelLabels {
+        outputs: has_classifier.then_some(config.num_labels() as usize),
+        names: ModelLabels::names_from(&id2label),
+        regression: has_classifier && config.is_regression(),
+        source: dir.display().to_string(),
+    })
+}
+
+/// Reads the data a command asked for: `splits` of a GLUE source, or the data file (and for a
+/// second part its dev rows), with labels in the terms of the model in `model_dir`.
+pub fn load_data(
+    req: &SourceRequest,
+    source: &Source,
+    splits: &[crate::data::glue::Split],
+    model_dir: &Path,
+) -> Result<Loaded> {
+    let labels = match source {
+        Source::File { .. } => model_labels(model_dir)?,
+        _ => ModelLabels::default(),
+    };
+    source.load(req, splits, &labels)
 }
 
 pub fn padding(data: &DataArgs) -> Padding {
@@ -60,6 +153,8 @@ fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs)
         }
         return Ok(());
     }
+    // AX has no training data: its default is MNLI's model.
+    let task = if task == Task::Ax { Task::Mnli } else { task };
     if model.is_some() || task_model_dir(task).join("config.json").is_file() {
         return Ok(());
     }
@@ -69,7 +164,10 @@ fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs)
         task_model_dir(task).display(),
         task.name()
     );
-    super::finetune::finetune(&FinetuneArgs::defaults_for(task), global).map(|_| ())
+    // Nothing usable is there (at most an empty folder): replacing it loses nothing.
+    let mut args = FinetuneArgs::defaults_for(task);
+    args.overwrite = true;
+    super::finetune::finetune(&args, global).map(|_| ())
 }
 
 pub fn setup(
@@ -77,25 +175,53 @@ pub fn setup(
     data_args: &DataArgs,
     global: &GlobalArgs,
 ) -> Result<TaskSetup> {
-    ensure_default_model(&model_args.model, data_args.task, global)?;
     check_lm_data_args(data_args)?;
+    if let Some(task) = data_args.source.task.filter(|t| t.is_language_model()) {
+        // Language-model text comes from --text / --token-ids, not a GLUE source.
+        ensure_default_model(&model_args.model, task, global)?;
+        let device = global.device.resolve()?;
+        let dir = model_dir(model_args, Some(task), global.quiet)?;
+        let model = load_model(
+            &dir,
+            &LoadOptions {
+                device,
+                seed: model_args.seed,
+                task: Some(task.into()),
+            },
+        )?;
+        if !global.quiet {
+            if let Some(w) = model.init_warning() {
+                eprintln!("{w}");
+            }
+        }
+        return lm_setup(model, &dir, task, data_args, device, model_args.seed);
+    }
+    let req = data_args.source.request();
+    // Flags checked before anything slow (building a missing default model).
+    if let Some(task) = req.task {
+        task.check_split(data_args.split)?;
+        TaskSpec::glue(task, req.metric.as_deref())?;
+    }
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
+    let task = source.glue_task();
+    if let Some(task) = task {
+        ensure_default_model(&model_args.model, task, global)?;
+    }
     let device = global.device.resolve()?;
-    let dir = model_dir(model_args, data_args)?;
-    let model = Model::load(
+    let dir = model_dir(model_args, task, global.quiet)?;
+    let loaded = load_data(&req, &source, &[data_args.split], &dir)?;
+    let model = load_model(
         &dir,
         &LoadOptions {
             device,
             seed: model_args.seed,
-            task: Some(data_args.task),
+            task: Some(loaded.spec.clone()),
         },
     )?;
     if !global.quiet {
         if let Some(w) = model.init_warning() {
             eprintln!("{w}");
         }
-    }
-    if data_args.task.is_language_model() {
-        return lm_setup(model, &dir, data_args, device, model_args.seed);
     }
     if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
@@ -105,26 +231,29 @@ pub fn setup(
         );
     }
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-    let data_dir = resolve_data_dir(data_args.task, data_args.data_dir.as_deref(), &home_dir())?;
-    let mut data = Dataset::load(
-        data_args.task,
-        &data_dir,
-        data_args.split,
-        data_args.data_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
+    let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
+    if let Some(n) = data_args.data_subset {
+        examples.truncate(n as usize);
+    }
+    let mut data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
     // Pad with the config's pad_token_id when it has one: GPT-2's classifier finds each
     // example's last token by it (and the tokenizer may know no [PAD]).
     if let Some(pad) = model.config.get_f64("pad_token_id") {
         data.pad_id = pad as i64;
     }
     check_token_ids(&data, model.net.vocab_size(), &dir)?;
+    let split_name = match task {
+        Some(_) => format!("{:?}", data_args.split).to_lowercase(),
+        None => "file".into(),
+    };
     Ok(TaskSetup {
         device,
         model,
         tokenizer: Some(tokenizer),
         data,
-        data_dir,
+        data_dir: loaded.location,
+        source: loaded.record,
+        split_name,
     })
 }
 
@@ -149,17 +278,28 @@ pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -
 /// --text / --token-ids go with --task lm (or mlm), and only with it.
 fn check_lm_data_args(data: &DataArgs) -> Result<()> {
     let given = !data.text.is_empty() || data.token_ids.is_some();
-    if data.task.is_language_model() && !given {
-        bail!(
-            "--task {} needs --text FILE... or --token-ids FILE",
-            data.task.name()
-        );
-    }
-    if !data.task.is_language_model() && given {
-        bail!(
+    let src = &data.source;
+    match src.task {
+        Some(task) if task.is_language_model() => {
+            if !given {
+                bail!(
+                    "--task {} needs --text FILE... or --token-ids FILE",
+                    task.name()
+                );
+            }
+            if src.data_dir.is_some() || src.dataset.is_some() {
+                bail!(
+                    "--task {} reads --text or --token-ids, not --data-dir or --dataset",
+                    task.name()
+                );
+            }
+        }
+        Some(task) if given => bail!(
             "--text and --token-ids are for --task lm or mlm, not {}",
-            data.task.name()
-        );
+            task.name()
+        ),
+        None if given => bail!("--text and --token-ids are for --task lm or mlm, not --data-file"),
+        _ => {}
     }
     Ok(())
 }
@@ -169,6 +309,7 @@ fn check_lm_data_args(data: &DataArgs) -> Result<()> {
 fn lm_setup(
     model: Model,
     dir: &Path,
+    task: Task,
     data_args: &DataArgs,
     device: Device,
     seed: i64,
@@ -179,8 +320,12 @@ fn lm_setup(
     let pad_id = config_id("pad_token_id").or(eos).unwrap_or(0);
     let vocab = model.net.vocab_size();
     let max_len = model.net.max_positions() as usize;
-    let (blocks, data_dir) = match &data_args.token_ids {
-        Some(path) => (read_token_ids(path, vocab, max_len)?, path.clone()),
+    let (blocks, data_dir, source) = match &data_args.token_ids {
+        Some(path) => (
+            read_token_ids(path, vocab, max_len)?,
+            path.clone(),
+            serde_json::json!({"kind": "token-ids", "files": [path.display().to_string()]}),
+        ),
         None => {
             let block_size = data_args.block_size as usize;
             if block_size > max_len {
@@ -190,14 +335,21 @@ fn lm_setup(
             }
             let tokenizer = TextTokenizer::from_dir(dir, usize::MAX / 2)?;
             let blocks = text_blocks(&tokenizer, &data_args.text, block_size, eos, vocab)?;
-            (blocks, data_args.text[0].clone())
+            let files: Vec<String> = data_args
+                .text
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let source =
+                serde_json::json!({"kind": "text", "files": files, "block_size": block_size});
+            (blocks, data_args.text[0].clone(), source)
         }
     };
     let blocks = match data_args.data_subset {
         Some(n) => blocks.into_iter().take(n as usize).collect(),
         None => blocks,
     };
-    let mlm = if data_args.task == Task::Mlm {
+    let mlm = if task == Task::Mlm {
         let (mask_id, special) = crate::data::lm::special_tokens(dir)?;
         Some(crate::data::lm::MlmMasking {
             mask_id,
@@ -215,7 +367,9 @@ fn lm_setup(
         device,
         model,
         tokenizer,
-        data: Dataset::language_model(data_args.task, blocks, pad_id, mlm.as_ref()),
+        data: Dataset::language_model(task, blocks, pad_id, mlm.as_ref()),
         data_dir,
+        source,
+        split_name: "file".into(),
     })
 }

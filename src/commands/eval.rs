@@ -2,16 +2,17 @@
 use super::common::{padding, setup};
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::eval::{predict, predictions, score};
-use crate::output::{prepare_dir, write_csv, write_json};
+use crate::output::{check_output_dir, write_csv, write_json, Staging, EVAL_FILES};
 use crate::progress;
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::time::Instant;
 
 pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
+    check_output_dir(&args.output_dir)?;
     let s = setup(&args.model, &args.data, global)?;
     let labelled = s.data.has_labels();
-    let out_dir = prepare_dir(&args.output_dir)?;
+    let out_dir = &args.output_dir;
     let start = Instant::now();
     let batches = s
         .data
@@ -33,14 +34,16 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         );
     }
 
-    let regression = s.data.task.is_regression();
+    let regression = s.data.spec.is_regression();
+    let names = &s.data.spec.labels;
     let (preds, scores) = predictions(&logits, regression);
     let rows: Vec<Vec<f32>> = Vec::try_from(logits.to_kind(tch::Kind::Float))?;
     let labels = s.data.label_values();
-    if s.data.task.is_language_model() {
+    let staging = Staging::new(out_dir, EVAL_FILES)?;
+    if s.data.spec.is_language_model() {
         // Per example (block or token-id line): predicted tokens and mean token loss.
         write_csv(
-            &out_dir.join("predictions.csv"),
+            &staging.dir().join("predictions.csv"),
             &["index", "tokens", "loss"],
             rows.iter().enumerate().map(|(i, r)| {
                 vec![
@@ -52,9 +55,23 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         )?;
     } else {
         write_csv(
-            &out_dir.join("predictions.csv"),
-            &["index", "label", "prediction", "logits"],
+            &staging.dir().join("predictions.csv"),
+            &[
+                "index",
+                "label",
+                "prediction",
+                "logits",
+                "label_name",
+                "prediction_name",
+            ],
             (0..s.data.len()).map(|i| {
+                // Class names beside the indices; empty for a regression.
+                let name = |v: f64| -> String {
+                    if v.is_nan() {
+                        return String::new();
+                    }
+                    names.get(v as usize).cloned().unwrap_or_default()
+                };
                 let label = if labels[i].is_nan() {
                     String::new()
                 } else {
@@ -70,15 +87,24 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
                     .map(|v| v.to_string())
                     .collect::<Vec<_>>()
                     .join(" ");
-                vec![i.to_string(), label, pred, l]
+                let (label_name, pred_name) = if regression {
+                    (String::new(), String::new())
+                } else {
+                    (name(labels[i]), name(preds[i] as f64))
+                };
+                vec![i.to_string(), label, pred, l, label_name, pred_name]
             }),
         )?;
     }
     let summary = json!({
-        "task": s.data.task.name(),
-        "split": format!("{:?}", s.data.split).to_lowercase(),
+        "task": s.data.spec.name(),
+        "split": s.split_name,
         "model": s.model.dir.display().to_string(),
         "data_dir": s.data_dir.display().to_string(),
+        "source": s.source,
+        "labels": s.data.spec.labels,
+        "metric": s.data.spec.default_metric(),
+        "score": metrics.get(s.data.spec.default_metric()),
         "examples": s.data.len(),
         "tokens": s.data.tokens(),
         "metrics": metrics,
@@ -89,15 +115,16 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         "seconds": seconds,
         "examples_per_second": s.data.len() as f64 / seconds,
     });
-    write_json(&out_dir.join("eval.json"), &summary)?;
+    write_json(&staging.dir().join("eval.json"), &summary)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
         let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!(
             "{} {} ({} examples, {:.1} s): {}",
-            s.data.task.name(),
-            format!("{:?}", s.data.split).to_lowercase(),
+            s.data.spec.name(),
+            s.split_name,
             s.data.len(),
             seconds,
             if m.is_empty() {

@@ -1,14 +1,17 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
+use super::common::load_data;
+use super::common::load_model;
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::{resolve_data_dir, Split};
+use crate::data::glue::Split;
+use crate::data::source::{Source, SourceRequest};
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{LoadOptions, Model};
-use crate::output::write_json;
+use crate::model::LoadOptions;
+use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -23,7 +26,7 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
         let best = &summary["best"];
         println!(
             "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
-            args.task.name(),
+            summary["task"].as_str().unwrap_or(""),
             best["epoch"],
             best["metrics"],
             best["train_loss"].as_f64().unwrap_or(f64::NAN),
@@ -39,57 +42,110 @@ type Snapshot = Vec<(String, Tensor)>;
 
 /// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
 pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
-    for (name, v, lo, hi) in [
-        ("--learning-rate", args.learning_rate, 0.0, 1.0),
-        ("--warmup-ratio", args.warmup_ratio, 0.0, 1.0),
-        ("--weight-decay", args.weight_decay, 0.0, 1.0),
+    for (name, v, ok, range) in [
+        (
+            "--learning-rate",
+            args.learning_rate,
+            args.learning_rate > 0.0 && args.learning_rate <= 1.0,
+            "(0, 1]",
+        ),
+        (
+            "--warmup-ratio",
+            args.warmup_ratio,
+            (0.0..=1.0).contains(&args.warmup_ratio),
+            "[0, 1]",
+        ),
+        (
+            "--weight-decay",
+            args.weight_decay,
+            (0.0..=1.0).contains(&args.weight_decay),
+            "[0, 1]",
+        ),
     ] {
-        if !(lo..=hi).contains(&v) || (name == "--learning-rate" && v == 0.0) {
-            bail!("{name} {v}: expected a value in ({lo}, {hi}]");
+        if !ok {
+            bail!("{name} {v}: expected a value in {range}");
         }
     }
-    if args.max_grad_norm <= 0.0 {
+    if !(args.max_grad_norm > 0.0 && args.max_grad_norm.is_finite()) {
         bail!(
             "--max-grad-norm {}: expected a positive value",
             args.max_grad_norm
         );
     }
+    let req = SourceRequest {
+        dev_file: args.dev_file.clone(),
+        dev_fraction: args.dev_fraction.unwrap_or(0.1),
+        ..args.source.request()
+    };
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
+    let task = source.glue_task();
+    if let Some(task) = task {
+        task.check_split(Split::Train)?;
+    }
+    let output_dir = match (&args.output_dir, task) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(task)) => {
+            let dir = task_model_dir(task);
+            if dir.exists() && !args.overwrite {
+                bail!(
+                    "{} already exists: it is the default {} model that eval, importance and prune use; pass --overwrite to replace it, or --output-dir to write elsewhere",
+                    dir.display(),
+                    task.name()
+                );
+            }
+            dir
+        }
+        (None, None) => bail!("--data-file needs --output-dir: where the fine-tuned model goes"),
+    };
     let device = global.device.resolve()?;
     let model_dir = match &args.model {
-        Some(spec) => resolve_model(spec)?,
+        Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| task_model_dir(args.task));
-    let mut model = Model::load(
+    check_output_dir(&output_dir)?;
+    ensure_not_input(&output_dir, MODEL_FILES, "--model", &model_dir)?;
+    if let Some(m) = &args.head_mask {
+        ensure_not_input(&output_dir, MODEL_FILES, "--head-mask", m)?;
+    }
+    // A model without a classifier gets a new head sized from the data's labels.
+    let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &model_dir)?;
+    let spec = loaded.spec;
+    let mut model = load_model(
         &model_dir,
         &LoadOptions {
             device,
             seed: args.seed,
-            task: Some(args.task),
+            task: Some(spec.clone()),
         },
     )?;
+    if args.max_seq_length as i64 > model.net.max_positions() {
+        bail!(
+            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
+            args.max_seq_length,
+            model.net.max_positions()
+        );
+    }
     let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
-    let data_dir = resolve_data_dir(args.task, args.data_dir.as_deref(), &home_dir())?;
-    let train = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Train,
-        args.train_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
-    let dev = Dataset::load(
-        args.task,
-        &data_dir,
-        Split::Dev,
-        args.eval_subset.map(|n| n as usize),
-        &tokenizer,
-    )?;
+    let data_dir = loaded.location;
+    let mut parts = loaded.parts.into_iter();
+    let (mut train_examples, mut dev_examples) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if let Some(n) = args.train_subset {
+        train_examples.truncate(n as usize);
+    }
+    if let Some(n) = args.eval_subset {
+        dev_examples.truncate(n as usize);
+    }
+    let train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
+    let dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
+    for data in [&train, &dev] {
+        super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
+    }
     if !train.has_labels() || !dev.has_labels() {
         bail!(
-            "{}: fine-tuning needs labelled train and dev files",
+            "{}: fine-tuning needs labelled train and dev data",
             data_dir.display()
         );
     }
@@ -116,7 +172,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         total = total.min(m as usize);
     }
     let warmup = warmup_steps(total, hyper.warmup_ratio);
-    let metric = args.task.default_metric();
+    let metric = spec.default_metric();
     let dev_batches = dev.batches(64, Padding::Longest, device);
     let mut opt = AdamW::new(&model.vs, hyper);
     let start = Instant::now();
@@ -150,7 +206,10 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             let labels = batch.labels.as_ref().context("labels")?;
             let step_start = Instant::now();
             opt.zero_grad();
+            crate::eval::check_inputs(model.net.as_ref(), &batch, step)?;
             let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
+            crate::finite::check_logits(&out.logits, step, &batch.indices)
+                .with_context(|| format!("fine-tuning step {}", step + 1))?;
             let loss = model.net.loss(&out.logits, labels, false);
             loss.backward();
             opt.clip_grad_norm(hyper.max_grad_norm);
@@ -209,14 +268,17 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         }
     });
     let seconds = start.elapsed().as_secs_f64();
-    model.config.set_labels_for(args.task);
-    model.save(&output_dir)?;
-    tokenizer.save_files(&output_dir)?;
+    model.config.set_labels_for(&spec);
+    let staging = Staging::new(&output_dir, MODEL_FILES)?;
+    model.save(staging.dir())?;
+    tokenizer.save_files(staging.dir())?;
     let summary = json!({
-        "task": args.task.name(),
+        "task": spec.name(),
         "base_model": model_dir.display().to_string(),
         "output_dir": output_dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
+        "source": loaded.record,
+        "labels": spec.labels,
         "train_examples": train.len(),
         "dev_examples": dev.len(),
         "settings": {
@@ -237,6 +299,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / step.max(1) as f64,
     });
-    write_json(&output_dir.join("finetune.json"), &summary)?;
+    write_json(&staging.dir().join("finetune.json"), &summary)?;
+    staging.commit()?;
     Ok(summary)
 }

@@ -1,9 +1,12 @@
 //! `bertology importance`: head importance and attention entropy in one pass over the data.
-use super::common::{padding, setup, TaskSetup};
+use super::common::{batches, setup, TaskSetup};
 use crate::cli::{GlobalArgs, ImportanceArgs, ImportanceOptions};
 use crate::eval::score;
 use crate::importance::{compute, ranks, Settings};
-use crate::output::{head_table, prepare_dir, write_csv, write_json, write_npy};
+use crate::output::{
+    check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
+    RUN_FILES,
+};
 use crate::progress;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -24,15 +27,10 @@ impl ImportanceOptions {
 
 /// Reads a [layers, heads] mask of 0/1 from a .npy file and checks it against the model.
 pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
-    let t = Tensor::read_npy(path).map_err(|e| {
-        anyhow::anyhow!(
-            "--head-mask {}: not a readable .npy file: {e}",
-            path.display()
-        )
-    })?;
+    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--head-mask {e:#}"))?;
     if t.size() != [layers, heads] {
         bail!(
-            "--head-mask {}: shape {:?}, expected [{layers}, {heads}]",
+            "--head-mask {}: shape {:?}, expected [{layers}, {heads}] (layers, heads of the model)",
             path.display(),
             t.size()
         );
@@ -48,18 +46,36 @@ pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
     Ok(t)
 }
 
+/// Size and hash of each file in `names` that `dir` holds, for the run's summary.
+pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for name in names {
+        let p = dir.join(name);
+        if p.is_file() {
+            map.insert(name.to_string(), crate::output::fingerprint(&p)?);
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
 pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
+    check_output_dir(&args.output_dir)?;
+    if let Some(m) = &args.head_mask {
+        ensure_not_input(&args.output_dir, RUN_FILES, "--head-mask", m)?;
+    }
     let TaskSetup {
         device,
         mut model,
         data,
         data_dir,
+        source,
+        split_name,
         ..
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "--split {:?}: head importance needs labels, and this split has none",
-            data.split
+            "{}: head importance needs labels, and the {split_name} split has none",
+            data_dir.display()
         );
     }
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
@@ -68,11 +84,17 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         .as_deref()
         .map(|p| read_head_mask(p, layers, heads))
         .transpose()?;
-    let out_dir = prepare_dir(&args.output_dir)?;
+    let out_dir = &args.output_dir;
     model.vs.freeze();
     let settings = args.importance.settings(!args.no_entropy);
     let start = Instant::now();
-    let batches = data.batches(args.data.batch_size as usize, padding(&args.data), device);
+    let batches = batches(
+        &data,
+        &args.data,
+        args.data.batch_size as usize,
+        Some(settings.estimator),
+        device,
+    );
     let bar = progress::bar(data.len() as u64, "importance", global.quiet);
     let stats = compute(
         model.net.as_ref(),
@@ -84,11 +106,19 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = score(&data, &stats.logits);
+    crate::finite::ensure_finite(&stats.importance, "head importance", || {
+        "after the last batch".into()
+    })?;
     let head_ranks = ranks(&stats.importance);
 
-    write_npy(&out_dir.join("head_importance.npy"), &stats.importance)?;
-    write_npy(&out_dir.join("attn_entropy.npy"), &stats.entropy)?;
-    write_npy(&out_dir.join("head_ranks.npy"), &head_ranks)?;
+    let staging = Staging::new(out_dir, RUN_FILES)?;
+    let dir = staging.dir();
+    write_npy(&dir.join("head_importance.npy"), &stats.importance)?;
+    // Without entropy there is no entropy file (zeros would read as a result).
+    if settings.entropy {
+        write_npy(&dir.join("attn_entropy.npy"), &stats.entropy)?;
+    }
+    write_npy(&dir.join("head_ranks.npy"), &head_ranks)?;
     let flat = |t: &Tensor| -> Vec<f64> {
         Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default()
     };
@@ -99,7 +129,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     );
     let rk: Vec<i64> = Vec::try_from(head_ranks.flatten(0, -1))?;
     write_csv(
-        &out_dir.join("importance.csv"),
+        &dir.join("importance.csv"),
         &[
             "layer",
             "head",
@@ -124,10 +154,12 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         }),
     )?;
     let summary = json!({
-        "task": data.task.name(),
-        "split": format!("{:?}", data.split).to_lowercase(),
+        "task": data.spec.name(),
+        "split": split_name,
         "model": model.dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
+        "source": source,
+        "labels": data.spec.labels,
         "examples": data.len(),
         "tokens": stats.tokens,
         "layers": layers,
@@ -145,14 +177,16 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             "seed": args.model.seed,
         },
         "metrics": metrics,
-        "score": metrics.get(data.task.default_metric()),
-        "metric": data.task.default_metric(),
+        "score": metrics.get(data.spec.default_metric()),
+        "metric": data.spec.default_metric(),
         "device": format!("{device:?}"),
         "seconds": seconds,
         "command": crate::cli::command_line(),
+        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "importance.csv"])?,
     });
-    write_json(&out_dir.join("importance.json"), &summary)?;
-    crate::report::build(&out_dir)?;
+    write_json(&dir.join("importance.json"), &summary)?;
+    crate::report::build(dir, dir, out_dir)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
@@ -165,15 +199,16 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!(
             "{} {} examples, {} tokens, {:.1} s; unmasked {}",
-            data.task.name(),
+            data.spec.name(),
             data.len(),
             stats.tokens,
             seconds,
             m.join(", ")
         );
         println!(
-            "wrote {}/head_importance.npy, attn_entropy.npy, head_ranks.npy, importance.csv, importance.json, report.md and pictures",
-            out_dir.display()
+            "wrote {}/head_importance.npy, {}head_ranks.npy, importance.csv, importance.json, report.md and pictures",
+            out_dir.display(),
+            if settings.entropy { "attn_entropy.npy, " } else { "" }
         );
     }
     Ok(())

@@ -6,7 +6,7 @@ use serde_json::json;
 
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
     let dir = match &args.model {
-        Some(spec) => resolve_model(spec)?,
+        Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
     let device = global.device.resolve()?;

@@ -1,13 +1,18 @@
 //! `bertology prune`: iterative masking, physical pruning, honest timing, the saved model.
-use super::common::{padding, setup, TaskSetup};
+use super::common::{batches, setup, TaskSetup};
+use super::importance::fingerprints;
 use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{mask_heads, Goal, MaskingSettings};
 use crate::model::Model;
 use crate::model::Network;
-use crate::output::{head_table, prepare_dir, write_csv, write_json, write_npy};
+use crate::output::{
+    check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
+    RUN_FILES,
+};
 use crate::progress;
+use crate::timing::{Spread, Verdict};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::Path;
@@ -32,90 +37,114 @@ fn validate(args: &PruneArgs) -> Result<()> {
             bail!("--target-heads {f}: expected a fraction of heads to keep in [0, 1]");
         }
     }
-    if let Some(m) = &args.metric {
-        args.data.task.check_metric(m)?;
+    Ok(())
+}
+
+/// Seconds of `runs` no-gradient passes over `batches` of each model, the two models in
+/// alternation (masked, pruned, then pruned, masked, ...) so that a machine whose speed drifts
+/// slows both alike; and each model's logits from its first pass.
+///
+/// The warm-up runs the batch with the most tokens (and the first one) of each model before
+/// timing: that starts the thread pool, loads kernels and grows the allocator to the largest
+/// shapes, which is all a warm-up is for.
+fn time_both(
+    masked: &dyn Network,
+    mask: &Tensor,
+    pruned: &dyn Network,
+    batches: &[Batch],
+    runs: u64,
+) -> Result<(Vec<f64>, Vec<f64>, Tensor, Tensor)> {
+    let largest = batches.iter().max_by_key(|b| b.input_ids.numel());
+    for b in largest.into_iter().chain(batches.first()) {
+        tch::no_grad(|| masked.forward(&b.inputs(), Some(mask), Default::default()))?;
+        tch::no_grad(|| pruned.forward(&b.inputs(), None, Default::default()))?;
+    }
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    let (mut masked_logits, mut pruned_logits) = (None, None);
+    for r in 0..runs {
+        for which in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let start = Instant::now();
+            if which == 0 {
+                let logits = predict(masked, batches, Some(mask), None)?;
+                before.push(start.elapsed().as_secs_f64());
+                masked_logits.get_or_insert(logits);
+            } else {
+                let logits = predict(pruned, batches, None, None)?;
+                after.push(start.elapsed().as_secs_f64());
+                pruned_logits.get_or_insert(logits);
+            }
+        }
+    }
+    Ok((
+        before,
+        after,
+        masked_logits.context("--timing-runs must be at least 1")?,
+        pruned_logits.context("--timing-runs must be at least 1")?,
+    ))
+}
+
+/// Refuses a minimum or budget the model's heads cannot meet (they would silently mean "mask
+/// nothing").
+fn validate_heads(args: &PruneArgs, heads_per_layer: &[i64], heads: i64) -> Result<()> {
+    let min = args.min_heads_per_layer as i64;
+    if min > heads {
+        bail!("--min-heads-per-layer {min}: the model has only {heads} heads per layer");
+    }
+    if heads_per_layer.iter().all(|&h| h <= min) {
+        bail!(
+            "--min-heads-per-layer {min} leaves no head to mask: no layer has more than {min} heads (heads per layer {heads_per_layer:?})"
+        );
+    }
+    if let Some(f) = args.target_heads {
+        let total = heads * heads_per_layer.len() as i64;
+        let keep = (f * total as f64).round() as i64;
+        let floor: i64 = heads_per_layer.iter().map(|&h| h.min(min)).sum();
+        if keep < floor {
+            bail!(
+                "--target-heads {f} keeps {keep} of {total} heads, but --min-heads-per-layer {min} keeps at least {floor}"
+            );
+        }
     }
     Ok(())
 }
 
-/// Median seconds of `runs` no-gradient passes over `batches`, and the first pass's logits.
-///
-/// The warm-up runs the batch with the most tokens (and the first one) before timing: that
-/// starts the thread pool, loads kernels and grows the allocator to the largest shapes, which
-/// is all a warm-up is for; a whole extra pass would only add time, not accuracy.
-fn time_passes(
-    net: &dyn Network,
-    batches: &[Batch],
-    mask: Option<&Tensor>,
-    runs: u64,
-) -> Result<(f64, Tensor)> {
-    let largest = batches.iter().max_by_key(|b| b.input_ids.numel());
-    for b in largest.into_iter().chain(batches.first()) {
-        tch::no_grad(|| net.forward(&b.inputs(), mask, Default::default()))?;
-    }
-    let mut times = Vec::new();
-    let mut first_logits = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        let logits = predict(net, batches, mask, None)?;
-        times.push(start.elapsed().as_secs_f64());
-        first_logits.get_or_insert(logits);
-    }
-    times.sort_by(f64::total_cmp);
-    let logits = first_logits.context("--timing-runs must be at least 1")?;
-    Ok((times[times.len() / 2], logits))
-}
-
 fn save_pruned(model: &Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
-    // Written next to its final place, then renamed: never a half-written model folder.
-    let staging = dir.with_extension("partial");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("{}: cannot remove", staging.display()))?;
-    }
-    model.save(&staging)?;
+    model.save(dir)?;
     // A token-id language-model run may use a model folder without tokenizer files.
     if let Ok(tok) = crate::model::tokenizer::TextTokenizer::from_dir(tokenizer_dir, 8) {
-        tok.save_files(&staging)?;
+        tok.save_files(dir)?;
     }
-    // GPT-2's slow-tokenizer files, which TOKENIZER_FILES does not list.
-    for name in ["vocab.json", "merges.txt"] {
-        let src = tokenizer_dir.join(name);
-        if src.is_file() {
-            std::fs::copy(&src, staging.join(name))
-                .with_context(|| format!("{}: cannot copy", src.display()))?;
-        }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("{}: cannot replace", dir.display()))?;
-    }
-    std::fs::rename(&staging, dir)
-        .with_context(|| format!("{}: cannot rename into place", dir.display()))
+    Ok(())
 }
 
 pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
+    check_output_dir(&args.output_dir)?;
+    if let Some(spec) = &args.model.model {
+        let dir = crate::model::source::resolve_model(spec, global.quiet)?;
+        ensure_not_input(&args.output_dir, RUN_FILES, "--model", &dir)?;
+    }
     let start = Instant::now();
     let TaskSetup {
         device,
         mut model,
         data,
         data_dir,
+        source,
+        split_name,
         ..
     } = setup(&args.model, &args.data, global)?;
     if !data.has_labels() {
         bail!(
-            "--split {:?}: masking needs labels, and this split has none",
-            data.split
+            "{}: masking needs labels, and the {split_name} split has none",
+            data_dir.display()
         );
     }
     model.vs.freeze();
-    let out_dir = prepare_dir(&args.output_dir)?;
-    let metric = args
-        .metric
-        .clone()
-        .unwrap_or_else(|| data.task.default_metric().to_string());
+    validate_heads(args, &model.net.heads_per_layer(), model.net.num_heads())?;
+    let out_dir = &args.output_dir;
+    // The spec holds --metric, checked against the labels when the data was read.
+    let metric = data.spec.default_metric().to_string();
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
     let total = (layers * heads) as usize;
     let goal = match args.target_heads {
@@ -131,7 +160,15 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         seed: args.model.seed,
         importance: args.importance.settings(false),
     };
-    let batches = data.batches(args.data.batch_size as usize, padding(&args.data), device);
+    let estimator = Some(settings.importance.estimator);
+    let run_batches = batches(
+        &data,
+        &args.data,
+        args.data.batch_size as usize,
+        estimator,
+        device,
+    );
+    let batches = run_batches;
     // One tick per importance pass; at most one step per masked-amount of heads, plus the first.
     let max_steps =
         (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
@@ -162,27 +199,41 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         let tb = if bs == args.data.batch_size {
             None
         } else {
-            Some(data.batches(bs as usize, padding(&args.data), device))
+            Some(super::common::batches(
+                &data,
+                &args.data,
+                bs as usize,
+                estimator,
+                device,
+            ))
         };
         let tb = tb.as_deref().unwrap_or(&batches);
         // Before: the masked model at its full shapes (what masking alone gives); after: the
-        // pruned model. Both without gradient, after a warm-up.
-        let (before, masked_logits) = time_passes(
+        // pruned model. Both without gradient, after a warm-up, in alternation.
+        let (before, after, masked_logits, pruned_logits) = time_both(
             model.net.as_ref(),
+            &mask_on_device,
+            pruned.net.as_ref(),
             tb,
-            Some(&mask_on_device),
             args.timing_runs,
         )?;
-        let (after, pruned_logits) = time_passes(pruned.net.as_ref(), tb, None, args.timing_runs)?;
         checked.get_or_insert((masked_logits, pruned_logits));
         let n = data.len() as f64;
+        let (b, a) = (Spread::of(&before), Spread::of(&after));
+        let verdict = Verdict::of(&before, &after);
         timings.push(json!({
             "batch_size": bs,
-            "seconds_before": before,
-            "seconds_after": after,
-            "examples_per_second_before": n / before,
-            "examples_per_second_after": n / after,
-            "speedup": before / after,
+            "runs": args.timing_runs,
+            "seconds_before": b.median,
+            "seconds_after": a.median,
+            "seconds_before_spread": b,
+            "seconds_after_spread": a,
+            "examples_per_second_before": n / b.median,
+            "examples_per_second_after": n / a.median,
+            "examples_per_second_before_range": [n / b.max, n / b.min],
+            "examples_per_second_after_range": [n / a.max, n / a.min],
+            "speedup": b.median / a.median,
+            "verdict": verdict,
         }));
     }
     let (masked_logits, pruned_logits) = checked.context("no timing pass ran")?;
@@ -193,18 +244,17 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         .max()
         .double_value(&[]);
 
-    save_pruned(&pruned, &model.dir, &out_dir.join("pruned_model"))?;
-    write_npy(&out_dir.join("head_mask.npy"), &result.mask)?;
+    let staging = Staging::new(out_dir, RUN_FILES)?;
+    let dir = staging.dir();
+    save_pruned(&pruned, &model.dir, &dir.join("pruned_model"))?;
+    write_npy(&dir.join("head_mask.npy"), &result.mask)?;
+    write_npy(&dir.join("head_importance.npy"), &result.initial_importance)?;
     write_npy(
-        &out_dir.join("head_importance.npy"),
-        &result.initial_importance,
-    )?;
-    write_npy(
-        &out_dir.join("head_ranks.npy"),
+        &dir.join("head_ranks.npy"),
         &crate::importance::ranks(&result.initial_importance),
     )?;
     write_csv(
-        &out_dir.join("masking_curve.csv"),
+        &dir.join("masking_curve.csv"),
         &[
             "step",
             "heads_kept",
@@ -235,8 +285,8 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         .map(|(l, _)| l)
         .collect();
     let summary = json!({
-        "task": data.task.name(),
-        "split": format!("{:?}", data.split).to_lowercase(),
+        "task": data.spec.name(),
+        "split": split_name,
         "model": model.dir.display().to_string(),
         "data_dir": data_dir.display().to_string(),
         "examples": data.len(),
@@ -281,9 +331,15 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "seconds": start.elapsed().as_secs_f64(),
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
         "command": crate::cli::command_line(),
+        "outputs": fingerprints(dir, &["head_mask.npy", "head_importance.npy", "head_ranks.npy", "masking_curve.csv"])?,
     });
-    write_json(&out_dir.join("prune.json"), &summary)?;
-    crate::report::build(&out_dir)?;
+    // Outside json!, whose macro recursion this long object already nearly exhausts.
+    let mut summary = summary;
+    summary["source"] = source;
+    summary["labels"] = json!(data.spec.labels);
+    write_json(&dir.join("prune.json"), &summary)?;
+    crate::report::build(dir, dir, out_dir)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
@@ -296,19 +352,31 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         print!("{}", head_table(&result.mask.to_kind(Kind::Float), 0));
         println!(
             "{}: kept {kept} of {total} heads ({:.0}%); {metric} {:.4} -> masked {:.4}, pruned {:.4}; parameters {params_before} -> {params_after}",
-            data.task.name(),
+            data.spec.name(),
             100.0 * kept as f64 / total as f64,
             result.original_score,
             result.final_score,
             pruned_score,
         );
         for t in &timings {
+            let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+            let range = |k: &str| {
+                format!(
+                    "{:.1}-{:.1}",
+                    t[k][0].as_f64().unwrap_or(f64::NAN),
+                    t[k][1].as_f64().unwrap_or(f64::NAN)
+                )
+            };
+            let verdict: Verdict = serde_json::from_value(t["verdict"].clone())?;
             println!(
-                "batch {}: {:.1} -> {:.1} examples/s (x{:.2})",
+                "batch {}, {} timed passes each: masked {:.1} examples/s (range {}), pruned {:.1} (range {}): {}",
                 t["batch_size"],
-                t["examples_per_second_before"].as_f64().unwrap_or(0.0),
-                t["examples_per_second_after"].as_f64().unwrap_or(0.0),
-                t["speedup"].as_f64().unwrap_or(0.0)
+                args.timing_runs,
+                f("examples_per_second_before"),
+                range("examples_per_second_before_range"),
+                f("examples_per_second_after"),
+                range("examples_per_second_after_range"),
+                verdict.describe(f("speedup"))
             );
         }
         println!(

@@ -1,7 +1,7 @@
 //! `bertology report`: pictures and report.md from a finished run's files.
 use crate::cli::{GlobalArgs, ReportArgs};
-use crate::output::prepare_dir;
-use crate::report::{self, plots, read_curve, read_json};
+use crate::output::{check_output_dir, Staging, COMPARE_FILES, REPORT_FILES};
+use crate::report::{self, plots, read_curve, read_summary};
 use anyhow::{bail, Result};
 
 pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
@@ -9,8 +9,12 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
         let mut runs = Vec::new();
         let mut metric = String::from("score");
         let mut threshold = None;
+        check_output_dir(&args.output_dir)?;
         for dir in &args.compare {
-            let summary = read_json(&dir.join("prune.json"))?;
+            if !dir.is_dir() {
+                bail!("--compare {}: no such folder", dir.display());
+            }
+            let summary = read_summary(&dir.join("prune.json"))?;
             let label = format!(
                 "{} ({})",
                 summary["settings"]["order"]
@@ -26,8 +30,18 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
             }
             runs.push((label, read_curve(&dir.join("masking_curve.csv"))?));
         }
-        let out = prepare_dir(&args.output_dir)?;
-        let pictures = plots::pruning_curve(&out.join("pruning_curve"), &runs, &metric, threshold)?;
+        let staging = Staging::new(&args.output_dir, COMPARE_FILES)?;
+        plots::pruning_curve(
+            &staging.dir().join("pruning_curve"),
+            &runs,
+            &metric,
+            threshold,
+        )?;
+        staging.commit()?;
+        let pictures: Vec<_> = ["svg", "png"]
+            .iter()
+            .map(|e| args.output_dir.join("pruning_curve").with_extension(e))
+            .collect();
         if args.json {
             println!("{}", serde_json::json!({ "pictures": pictures }));
         } else if !global.quiet {
@@ -46,7 +60,9 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
         bail!("give a RUN_DIR or --compare RUN_DIR...")
     };
     report::run_kind(dir)?;
-    let pictures = report::build(dir)?;
+    let staging = Staging::new(dir, REPORT_FILES)?;
+    let pictures = report::build(dir, staging.dir(), dir)?;
+    staging.commit()?;
     if args.json {
         println!(
             "{}",

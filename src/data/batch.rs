@@ -130,7 +130,28 @@ pub fn make_batches(
     pad_id: i64,
     device: Device,
 ) -> Vec<Batch> {
-    batch_order(encoded, padding)
+    batches_in_order(
+        encoded,
+        labels,
+        &batch_order(encoded, padding),
+        batch_size,
+        padding,
+        pad_id,
+        device,
+    )
+}
+
+/// All batches of a pass, taking the examples in the order given.
+pub fn batches_in_order(
+    encoded: &[Encoded],
+    labels: &[Option<Label>],
+    order: &[usize],
+    batch_size: usize,
+    padding: Padding,
+    pad_id: i64,
+    device: Device,
+) -> Vec<Batch> {
+    order
         .chunks(batch_size.max(1))
         .map(|chunk| make_batch(encoded, labels, chunk, padding, pad_id, device))
         .collect()

@@ -1,4 +1,5 @@
-//! The ten GLUE tasks in their original TSV layouts, as transformers' GLUE processors read them.
+//! The GLUE tasks in their original TSV layouts, as transformers' GLUE processors read them, and
+//! their names and columns in the Hugging Face hub's parquet layout (`nyu-mll/glue`).
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,8 @@ pub enum Task {
     Qnli,
     Rte,
     Wnli,
+    /// The diagnostic set (test only; scored with an MNLI model).
+    Ax,
     /// Causal language modelling on --text or --token-ids (GPT, GPT-2).
     Lm,
     /// Masked language modelling on --text or --token-ids (encoders with an MLM head).
@@ -28,6 +31,17 @@ pub enum Split {
     Train,
     Dev,
     Test,
+}
+
+impl Split {
+    /// The name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
 }
 
 /// A label as the file gives it: a class index into the task's label list, or a score.
@@ -67,7 +81,7 @@ struct Layout {
 const LAST: usize = usize::MAX;
 
 impl Task {
-    pub const ALL: [Task; 10] = [
+    pub const ALL: [Task; 11] = [
         Task::Cola,
         Task::Sst2,
         Task::Mrpc,
@@ -78,6 +92,7 @@ impl Task {
         Task::Qnli,
         Task::Rte,
         Task::Wnli,
+        Task::Ax,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +109,7 @@ impl Task {
             Task::Wnli => "wnli",
             Task::Lm => "lm",
             Task::Mlm => "mlm",
+            Task::Ax => "ax",
         }
     }
 
@@ -110,6 +126,7 @@ impl Task {
             Task::Rte => "RTE",
             Task::Wnli => "WNLI",
             Task::Lm | Task::Mlm => "",
+            Task::Ax => "diagnostic",
         }
     }
 
@@ -117,7 +134,7 @@ impl Task {
     pub fn labels(self) -> Vec<String> {
         let names: &[&str] = match self {
             Task::Stsb | Task::Lm | Task::Mlm => &[],
-            Task::Mnli | Task::MnliMm => &["contradiction", "entailment", "neutral"],
+            Task::Mnli | Task::MnliMm | Task::Ax => &["contradiction", "entailment", "neutral"],
             Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
             _ => &["0", "1"],
         };
@@ -144,6 +161,7 @@ impl Task {
 
     pub fn file_name(self, split: Split) -> &'static str {
         match (self, split) {
+            (Task::Ax, _) => "diagnostic.tsv",
             (_, Split::Train) => "train.tsv",
             (Task::Mnli, Split::Dev) => "dev_matched.tsv",
             (Task::Mnli, Split::Test) => "test_matched.tsv",
@@ -200,6 +218,7 @@ impl Task {
             Task::Qnli | Task::Rte | Task::Wnli => pair(1, 2, (!test).then_some(LAST)),
             // Never read through a layout (`read` refuses language-model tasks first).
             Task::Lm | Task::Mlm => pair(0, 0, None),
+            Task::Ax => pair(1, 2, None),
         }
     }
 
@@ -211,13 +230,25 @@ impl Task {
                 self.name()
             );
         }
+        self.check_split(split)?;
         let path = dir.join(self.file_name(split));
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let bytes = std::fs::read(&path).with_context(|| {
             format!(
-                "{}: cannot read the {} {:?} file",
+                "{}: cannot read the {} {} file",
                 path.display(),
                 self.name(),
-                split
+                split.name()
+            )
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bad = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..bad];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = bad - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            anyhow!(
+                "{}: line {line}, column {column}: not UTF-8 text (byte 0x{:02x}); GLUE files are UTF-8",
+                path.display(),
+                e.as_bytes()[bad]
             )
         })?;
         let examples = self
@@ -239,11 +270,27 @@ impl Task {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty());
         let mut expected = layout.fields;
+        // The columns this layout reads: a file of another task has too few of them.
+        let needed = [Some(layout.text_a), layout.text_b, layout.label]
+            .into_iter()
+            .flatten()
+            .filter(|&c| c != LAST)
+            .max()
+            .map_or(1, |c| c + 1);
         if layout.header {
             let (_, header) = lines
                 .next()
                 .ok_or_else(|| anyhow!("empty file (expected a header line)"))?;
-            expected.get_or_insert(header.split('\t').count());
+            let columns = header.split('\t').count();
+            if columns < needed {
+                bail!(
+                    "line 1: the header has {columns} tab-separated columns but a {} {} file has at least {needed} (is this the {} file?)",
+                    self.name(),
+                    split.name(),
+                    self.folder()
+                );
+            }
+            expected.get_or_insert(columns);
         }
         let mut out = Vec::new();
         for (i, line) in lines {
@@ -301,12 +348,95 @@ impl Task {
     }
 }
 
+impl Task {
+    /// AX is only a test set.
+    pub fn check_split(self, split: Split) -> Result<()> {
+        if self == Task::Ax && split != Split::Test {
+            bail!("--task ax has only a test split (pass --split test)");
+        }
+        Ok(())
+    }
+
+    /// The config name in the hub's `nyu-mll/glue`.
+    pub fn hub_config(self) -> &'static str {
+        match self {
+            Task::Sst2 => "sst2",
+            Task::Stsb => "stsb",
+            Task::MnliMm => "mnli",
+            t => t.name(),
+        }
+    }
+
+    /// The split name in the hub's layout (`--split dev` is `validation`).
+    pub fn hub_split(self, split: Split) -> &'static str {
+        match (self, split) {
+            (_, Split::Train) => "train",
+            (Task::Mnli, Split::Dev) => "validation_matched",
+            (Task::MnliMm, Split::Dev) => "validation_mismatched",
+            (Task::Mnli, Split::Test) => "test_matched",
+            (Task::MnliMm, Split::Test) => "test_mismatched",
+            (_, Split::Dev) => "validation",
+            (_, Split::Test) => "test",
+        }
+    }
+
+    /// The hub's text columns: the sentence, and the second of a pair.
+    pub fn hub_text_columns(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Task::Cola | Task::Sst2 => ("sentence", None),
+            Task::Mrpc | Task::Stsb | Task::Rte | Task::Wnli => ("sentence1", Some("sentence2")),
+            Task::Qqp => ("question1", Some("question2")),
+            Task::Mnli | Task::MnliMm | Task::Ax => ("premise", Some("hypothesis")),
+            Task::Qnli => ("question", Some("sentence")),
+            // Never read from the hub (setup reads --text or --token-ids for them).
+            Task::Lm | Task::Mlm => ("text", None),
+        }
+    }
+
+    /// The hub's ClassLabel names, in the order of its integer labels (which for MNLI and AX
+    /// differs from transformers' order: the hub's 0 is entailment, transformers' 0 is
+    /// contradiction).
+    pub fn hub_label_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Cola => &["unacceptable", "acceptable"],
+            Task::Sst2 => &["negative", "positive"],
+            Task::Mrpc => &["not_equivalent", "equivalent"],
+            Task::Qqp => &["not_duplicate", "duplicate"],
+            Task::Stsb => &[],
+            Task::Mnli | Task::MnliMm | Task::Ax => &["entailment", "neutral", "contradiction"],
+            Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
+            Task::Wnli => &["not_entailment", "entailment"],
+            Task::Lm | Task::Mlm => &[],
+        }
+    }
+
+    /// Our class index for the hub's integer label: by name where the names are ours, else
+    /// the same index (binary tasks whose TSV labels are 0 and 1).
+    pub fn class_from_hub(self, hub: i64) -> Option<i64> {
+        let names = self.hub_label_names();
+        let name = names.get(usize::try_from(hub).ok()?)?;
+        let ours = self.labels();
+        Some(match ours.iter().position(|l| l == name) {
+            Some(i) => i as i64,
+            None => hub,
+        })
+    }
+}
+
 /// Finds the task's folder: `--data-dir`, else `$GLUE_DIR/<folder>`, else `data/glue/<folder>`
 /// in the current directory, then in the tool's home. The error lists every place tried.
 pub fn resolve_data_dir(task: Task, explicit: Option<&Path>, home: &Path) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         if dir.is_dir() {
             return Ok(dir.to_path_buf());
+        }
+        if dir.exists() {
+            bail!(
+                "--data-dir {}: is a file; expected the {} folder holding {}",
+                dir.display(),
+                task.name(),
+                task.file_name(Split::Dev)
+            );
         }
         bail!("--data-dir {}: no such folder", dir.display());
     }

@@ -8,9 +8,7 @@ use super::families::Family;
 use super::layers::{
     embed, embedding_weight, Encoder, EncoderDims, EncoderLayerNames, LayerNorm, Linear,
 };
-use super::network::{
-    check_head_mask, padding_mask, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
-};
+use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
@@ -160,17 +158,12 @@ impl Network for BertForSequenceClassification {
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (b, _) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.num_layers(), self.num_heads())?;
-        }
         let x = self
             .embeddings
             .forward(inputs.input_ids, inputs.token_type_ids, opts.train);
-        let additive_mask = padding_mask(inputs.attention_mask, x.kind());
         let out = self
             .encoder
-            .forward(x, &additive_mask, head_mask, opts, true);
+            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
         let pooled = self.pooler.forward(&out.last.select(1, 0)).tanh();
         let logits = self
             .classifier
@@ -182,28 +175,18 @@ impl Network for BertForSequenceClassification {
         })
     }
 
-    fn num_layers(&self) -> i64 {
-        self.config.num_hidden_layers
-    }
-
-    fn num_heads(&self) -> i64 {
-        self.config.num_attention_heads
+    fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            layers: self.config.num_hidden_layers,
+            heads: self.config.num_attention_heads,
+            vocab_size: self.config.vocab_size,
+            max_positions: self.config.max_position_embeddings,
+            regression: self.regression,
+        }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
-    }
-
-    fn is_regression(&self) -> bool {
-        self.regression
-    }
-
-    fn vocab_size(&self) -> i64 {
-        self.config.vocab_size
-    }
-
-    fn max_positions(&self) -> i64 {
-        self.config.max_position_embeddings
     }
 
     fn hf_class(&self) -> &'static str {

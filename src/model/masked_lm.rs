@@ -9,8 +9,7 @@ use super::config::{Activation, BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{activate, Encoder, LayerNorm, Linear};
 use super::network::{
-    check_head_mask, padding_mask, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
-    Objective,
+    ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape, Objective,
 };
 use anyhow::Result;
 use serde_json::json;
@@ -129,10 +128,7 @@ impl Network for MaskedLm {
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (b, _) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.num_layers(), self.num_heads())?;
-        }
+        // The encoder checks the head mask and builds the additive padding mask.
         let x = match self.roberta_pad {
             // transformers' create_position_ids_from_input_ids; RoBERTa has no token types.
             Some(pad) => {
@@ -150,10 +146,9 @@ impl Network for MaskedLm {
                 .embeddings
                 .forward(inputs.input_ids, inputs.token_type_ids, opts.train),
         };
-        let additive_mask = padding_mask(inputs.attention_mask, x.kind());
         let out = self
             .encoder
-            .forward(x, &additive_mask, head_mask, opts, false);
+            .forward(x, inputs.attention_mask, head_mask, opts, false)?;
         let h = self.head.norm.forward(&activate(
             self.head.act,
             &self.head.dense.forward(&out.last),
@@ -166,35 +161,25 @@ impl Network for MaskedLm {
         })
     }
 
-    fn num_layers(&self) -> i64 {
-        self.config.num_hidden_layers
-    }
-
-    fn num_heads(&self) -> i64 {
-        self.config.num_attention_heads
+    fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            layers: self.config.num_hidden_layers,
+            heads: self.config.num_attention_heads,
+            vocab_size: self.config.vocab_size,
+            max_positions: match self.roberta_pad {
+                Some(pad) => self.config.max_position_embeddings - pad - 1,
+                None => self.config.max_position_embeddings,
+            },
+            regression: false,
+        }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
     }
 
-    fn is_regression(&self) -> bool {
-        false
-    }
-
     fn objective(&self) -> Objective {
         Objective::MaskedLm
-    }
-
-    fn vocab_size(&self) -> i64 {
-        self.config.vocab_size
-    }
-
-    fn max_positions(&self) -> i64 {
-        match self.roberta_pad {
-            Some(pad) => self.config.max_position_embeddings - pad - 1,
-            None => self.config.max_position_embeddings,
-        }
     }
 
     fn hf_class(&self) -> &'static str {

@@ -16,13 +16,17 @@ pub mod layers;
 pub mod masked_lm;
 pub mod network;
 pub mod openai_gpt;
+pub mod preflight;
 pub mod roberta;
 pub mod source;
 pub mod tokenizer;
 
-pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, Objective};
+pub use network::{
+    ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape, Objective,
+};
 
 use crate::data::glue::Task;
+use crate::data::spec::TaskSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use config::ModelConfig;
 use families::Family;
@@ -46,7 +50,7 @@ pub struct LoadOptions {
     /// Seed for the weights a checkpoint lacks (task head, pooler).
     pub seed: i64,
     /// The task; sets the classifier's size and labels when the checkpoint has none.
-    pub task: Option<Task>,
+    pub task: Option<TaskSpec>,
 }
 
 impl Model {
@@ -65,6 +69,7 @@ impl Model {
         let mut family =
             families::family_of(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let files = checkpoint::weight_files(dir)?;
+        preflight::check(&config_path, &config, family, &files)?;
         let keys = checkpoint::checkpoint_keys(&files)?;
         let head = family.layout.head;
         let has_head = keys
@@ -78,7 +83,7 @@ impl Model {
             keys.iter()
                 .any(|k| checkpoint::canonical_key(k, lm.layout.prefix).starts_with(lm.layout.head))
         });
-        match (opts.task, lm) {
+        match (opts.task.as_ref(), lm) {
             (Some(task), None) if task.is_language_model() => bail!(
                 "{}: --task {}: model_type {:?} has no language-model head here (language models: {})",
                 config_path.display(),
@@ -104,7 +109,7 @@ impl Model {
             (None, Some(lm)) if !has_head && has_lm_head => family = lm,
             _ => {}
         }
-        if let Some(task) = opts.task.filter(|t| !t.is_language_model()) {
+        if let Some(task) = opts.task.as_ref().filter(|t| !t.is_language_model()) {
             let want = task.num_outputs() as i64;
             if !has_head {
                 config.set_labels_for(task);
@@ -131,10 +136,10 @@ impl Model {
                 None => e,
             }
         })?;
-        if let Some(task) = opts.task {
-            let want = match task {
-                Task::Lm => Objective::CausalLm,
-                Task::Mlm => Objective::MaskedLm,
+        if let Some(task) = &opts.task {
+            let want = match task.glue {
+                Some(Task::Lm) => Objective::CausalLm,
+                Some(Task::Mlm) => Objective::MaskedLm,
                 _ => Objective::Classification,
             };
             if model.net.objective() != want {

@@ -44,6 +44,20 @@ pub struct HeadAxis {
     pub blocks: i64,
 }
 
+/// The sizes the pipeline asks every network about.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkShape {
+    /// Layers, and heads per layer before any pruning.
+    pub layers: i64,
+    pub heads: i64,
+    /// Rows of the word embedding: token ids must stay below this.
+    pub vocab_size: i64,
+    /// The longest input the position embeddings allow.
+    pub max_positions: i64,
+    /// One output and a mean-squared-error loss (else classes and cross-entropy).
+    pub regression: bool,
+}
+
 /// What a network's head predicts, and so what its loss is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Objective {
@@ -75,21 +89,10 @@ pub trait Network {
         opts: ForwardOptions,
     ) -> Result<ModelOutput>;
 
-    /// Layers, and heads per layer before any pruning.
-    fn num_layers(&self) -> i64;
-    fn num_heads(&self) -> i64;
+    fn shape(&self) -> NetworkShape;
 
     /// Original indices of the heads each layer still has.
     fn kept_heads(&self) -> Vec<Vec<i64>>;
-
-    /// One output and a mean-squared-error loss (else classes and cross-entropy).
-    fn is_regression(&self) -> bool;
-
-    /// Rows of the word embedding: token ids must stay below this.
-    fn vocab_size(&self) -> i64;
-
-    /// The longest input the position embeddings allow.
-    fn max_positions(&self) -> i64;
 
     /// The transformers class this network mirrors (written to `architectures`).
     fn hf_class(&self) -> &'static str;
@@ -152,6 +155,26 @@ pub trait Network {
             }
             _ => logits.shallow_clone(),
         }
+    }
+
+    fn num_layers(&self) -> i64 {
+        self.shape().layers
+    }
+
+    fn num_heads(&self) -> i64 {
+        self.shape().heads
+    }
+
+    fn is_regression(&self) -> bool {
+        self.shape().regression
+    }
+
+    fn vocab_size(&self) -> i64 {
+        self.shape().vocab_size
+    }
+
+    fn max_positions(&self) -> i64 {
+        self.shape().max_positions
     }
 
     /// Number of heads each layer still has.

@@ -7,9 +7,7 @@ use super::checkpoint::KeyLayout;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{Encoder, Linear};
-use super::network::{
-    check_head_mask, padding_mask, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
-};
+use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 use anyhow::Result;
 use serde_json::json;
 use tch::{nn, Kind, Tensor};
@@ -115,10 +113,6 @@ impl Network for RobertaForSequenceClassification {
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (b, _) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.num_layers(), self.num_heads())?;
-        }
         // RoBERTa tokenizers return no token types: transformers then uses zeros.
         let types = inputs.input_ids.zeros_like();
         let positions = self.position_ids(inputs.input_ids);
@@ -128,10 +122,9 @@ impl Network for RobertaForSequenceClassification {
             &positions,
             opts.train,
         );
-        let additive_mask = padding_mask(inputs.attention_mask, x.kind());
         let out = self
             .encoder
-            .forward(x, &additive_mask, head_mask, opts, true);
+            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
         let logits = self.classifier.forward(&out.last.select(1, 0), opts.train);
         Ok(ModelOutput {
             logits,
@@ -140,29 +133,19 @@ impl Network for RobertaForSequenceClassification {
         })
     }
 
-    fn num_layers(&self) -> i64 {
-        self.config.num_hidden_layers
-    }
-
-    fn num_heads(&self) -> i64 {
-        self.config.num_attention_heads
+    fn shape(&self) -> NetworkShape {
+        // Positions start after the padding index: 514 embeddings hold 512 tokens.
+        NetworkShape {
+            layers: self.config.num_hidden_layers,
+            heads: self.config.num_attention_heads,
+            vocab_size: self.config.vocab_size,
+            max_positions: self.config.max_position_embeddings - self.pad - 1,
+            regression: self.regression,
+        }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
-    }
-
-    fn is_regression(&self) -> bool {
-        self.regression
-    }
-
-    fn vocab_size(&self) -> i64 {
-        self.config.vocab_size
-    }
-
-    /// Positions start after the padding index: 514 embeddings hold 512 tokens.
-    fn max_positions(&self) -> i64 {
-        self.config.max_position_embeddings - self.pad - 1
     }
 
     fn hf_class(&self) -> &'static str {

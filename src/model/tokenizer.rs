@@ -1,19 +1,27 @@
-//! WordPiece tokenisation through the tokenizers crate, with padding off (batches pad
-//! themselves) and truncation set explicitly: a checkpoint's `tokenizer.json` may carry its own
+//! Tokenisation through the tokenizers crate, with padding off (batches pad themselves) and
+//! truncation set explicitly: a checkpoint's `tokenizer.json` may carry its own
 //! (all-MiniLM-L6-v2's pads everything to 128), which must never leak into our batches.
+//! Without a `tokenizer.json`, the family's vocabulary files are read as transformers' slow
+//! tokenizers would: `vocab.txt` (WordPiece: BERT, DistilBERT, ELECTRA) or `vocab.json` +
+//! `merges.txt` (byte-level BPE: RoBERTa's `<s> A </s></s> B </s>`, GPT-2's bare tokens).
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::processors::roberta::RobertaProcessing;
+use tokenizers::{
+    AddedToken, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// Files that make up a tokenizer; copied next to a saved model.
 pub const TOKENIZER_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
     "special_tokens_map.json",
 ];
 
@@ -30,15 +38,23 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json`, else builds a BERT WordPiece tokenizer from `vocab.txt` and
-    /// `tokenizer_config.json` (`do_lower_case`, default true).
+    /// Loads `tokenizer.json`, else builds a WordPiece tokenizer from `vocab.txt` and
+    /// `tokenizer_config.json` (`do_lower_case`, default true), else a byte-level BPE from
+    /// `vocab.json` and `merges.txt`.
     pub fn from_dir(dir: &Path, max_length: usize) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let mut inner = if json.is_file() {
             Tokenizer::from_file(&json)
                 .map_err(|e| anyhow!("{}: cannot load tokenizer: {e}", json.display()))?
-        } else {
+        } else if dir.join("vocab.txt").is_file() {
             from_vocab(dir)?
+        } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+            from_bpe_files(dir)?
+        } else {
+            anyhow::bail!(
+                "{}: no tokenizer files (tokenizer.json, vocab.txt, or vocab.json with merges.txt)",
+                dir.display()
+            );
         };
         inner.with_padding(None);
         inner
@@ -82,10 +98,11 @@ impl TextTokenizer {
         Ok(all.remove(0))
     }
 
-    /// Id used for padding ([PAD], else 0).
+    /// Id used for padding ([PAD], else <pad>, else 0). RoBERTa's position ids depend on it.
     pub fn pad_id(&self) -> i64 {
-        self.inner
-            .token_to_id("[PAD]")
+        ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
             .map(|i| i as i64)
             .unwrap_or(0)
     }
@@ -142,6 +159,40 @@ fn from_vocab(dir: &Path) -> Result<Tokenizer> {
             ("[CLS]".into(), cls),
         )));
     Ok(tokenizer)
+}
+
+/// Byte-level BPE from `vocab.json` + `merges.txt` (GPT-2's tokenizer, `bpe::byte_level_bpe`),
+/// as RobertaTokenizer / GPT2Tokenizer read them: RoBERTa's special tokens and pair template
+/// when the vocabulary has `<s>` and `</s>` and the folder's config is not a GPT one; GPT-2's
+/// bare tokens (with `<|endoftext|>` special) otherwise.
+fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
+    let mut tokenizer =
+        super::bpe::byte_level_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))?;
+    let id = |t: &str| tokenizer.token_to_id(t);
+    let roberta_like =
+        !model_type_of(dir).is_some_and(|t| t.starts_with("gpt") || t == "openai-gpt");
+    let specials = (id("<s>"), id("</s>"));
+    let special: Vec<AddedToken> = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        .iter()
+        .filter(|t| id(t).is_some())
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
+    if let (true, (Some(cls), Some(sep))) = (roberta_like, specials) {
+        tokenizer.with_post_processor(Some(
+            RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
+                .trim_offsets(true)
+                .add_prefix_space(false),
+        ));
+        tokenizer.add_special_tokens(&special);
+    }
+    Ok(tokenizer)
+}
+
+/// `model_type` of the config.json next to the tokenizer files, if any.
+fn model_type_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("model_type")?.as_str().map(str::to_string)
 }
 
 fn model_token_id(model: &WordPiece, token: &str) -> Option<u32> {

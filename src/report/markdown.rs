@@ -1,7 +1,7 @@
 //! report.md: settings, model, data, every number of the run's JSON, the pictures, and the
 //! command line that reproduces the run.
-use super::read_json;
-use crate::model::write_atomically;
+use super::read_summary;
+use crate::output::write_bytes;
 use anyhow::Result;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -45,18 +45,19 @@ fn number(v: &Value) -> String {
     }
 }
 
-pub fn write_report(dir: &Path, pictures: &[PathBuf]) -> Result<()> {
+/// Writes `out`/report.md from the summary in `dir`; `shown` names the run's folder.
+pub fn write_report(dir: &Path, out: &Path, shown: &Path, pictures: &[PathBuf]) -> Result<()> {
     let (kind, json_name) = if dir.join("prune.json").is_file() {
         ("prune", "prune.json")
     } else {
         ("importance", "importance.json")
     };
-    let summary = read_json(&dir.join(json_name))?;
+    let summary = read_summary(&dir.join(json_name))?;
     let mut md = format!(
         "# bertology {kind}: {} on {} ({})\n\n",
         summary["task"].as_str().unwrap_or("?"),
         summary["split"].as_str().unwrap_or("?"),
-        dir.display()
+        shown.display()
     );
     md += &format!("- model: `{}`\n", summary["model"].as_str().unwrap_or("?"));
     md += &format!(
@@ -83,14 +84,21 @@ pub fn write_report(dir: &Path, pictures: &[PathBuf]) -> Result<()> {
             summary["parameters_after"],
         );
         if let Some(timing) = summary["timing"].as_array() {
-            md += "| batch size | masked, full shapes (examples/s) | pruned (examples/s) | speed-up |\n| --- | --- | --- | --- |\n";
+            md += "| batch size | masked, full shapes (examples/s) | pruned (examples/s) | median ratio | verdict |\n| --- | --- | --- | --- | --- |\n";
+            let range = |v: &Value| match (v[0].as_f64(), v[1].as_f64()) {
+                (Some(lo), Some(hi)) => format!(" ({lo:.1} to {hi:.1})"),
+                _ => String::new(),
+            };
             for t in timing {
                 md += &format!(
-                    "| {} | {:.1} | {:.1} | {:.2}x |\n",
+                    "| {} | {:.1}{} | {:.1}{} | {:.2}x | {} |\n",
                     t["batch_size"],
                     t["examples_per_second_before"].as_f64().unwrap_or(0.0),
+                    range(&t["examples_per_second_before_range"]),
                     t["examples_per_second_after"].as_f64().unwrap_or(0.0),
-                    t["speedup"].as_f64().unwrap_or(0.0)
+                    range(&t["examples_per_second_after_range"]),
+                    t["speedup"].as_f64().unwrap_or(0.0),
+                    t["verdict"].as_str().unwrap_or("—").replace('_', " ")
                 );
             }
             md.push('\n');
@@ -117,5 +125,5 @@ pub fn write_report(dir: &Path, pictures: &[PathBuf]) -> Result<()> {
     flatten("", &summary, &mut rows);
     md += &format!("## Every number in {json_name}\n\n");
     md += &table(&rows);
-    write_atomically(&dir.join("report.md"), md.as_bytes())
+    write_bytes(&out.join("report.md"), md.as_bytes())
 }

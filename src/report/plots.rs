@@ -20,8 +20,14 @@ fn ensure_font() {
     });
 }
 
-fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
-    move |e| anyhow!("{}: cannot draw: {e:?}", path.display())
+fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+    move |e| {
+        anyhow!(
+            "{}: cannot draw: {}",
+            path.display(),
+            e.to_string().replace('\n', " ")
+        )
+    }
 }
 
 /// Draws the same picture to `stem.svg` and `stem.png` (through temp files and a rename).
@@ -36,6 +42,12 @@ fn render(
     let png = stem.with_extension("png");
     let svg_tmp = stem.with_extension("svg.tmp");
     let png_tmp = stem.with_extension("tmp.png");
+    // Create both files first: a folder that cannot take them fails here with the system's
+    // message, not inside plotters with a dump of its error types.
+    for (tmp, fin) in [(&svg_tmp, &svg), (&png_tmp, &png)] {
+        crate::output::fail_if_injected(fin)?;
+        std::fs::File::create(tmp).map_err(|e| anyhow!("{}: cannot write: {e}", fin.display()))?;
+    }
     svg_draw(SVGBackend::new(&svg_tmp, size).into_drawing_area())?;
     png_draw(BitMapBackend::new(&png_tmp, size).into_drawing_area())?;
     std::fs::rename(&svg_tmp, &svg).map_err(|e| anyhow!("{}: {e}", svg.display()))?;
@@ -44,6 +56,9 @@ fn render(
 }
 
 fn colour(v: f64, min: f64, max: f64) -> RGBColor {
+    if !v.is_finite() {
+        return RGBColor(128, 128, 128);
+    }
     let t = if max > min {
         ((v - min) / (max - min)).clamp(0.0, 1.0)
     } else {
@@ -63,6 +78,12 @@ pub fn heatmap(
     legend: &str,
 ) -> Result<Vec<PathBuf>> {
     let (layers, heads) = (values.len(), values.first().map_or(0, Vec::len));
+    if layers > 1024 || heads > 1024 {
+        anyhow::bail!(
+            "{}: a [{layers}, {heads}] matrix is too large to draw as a heatmap",
+            stem.display()
+        );
+    }
     let cell = 56u32;
     let size = (110 + cell * heads as u32 + 150, 110 + cell * layers as u32);
     let finite: Vec<f64> = values

@@ -80,7 +80,7 @@ pub fn minilm_with_classifier() -> Model {
         &LoadOptions {
             device: Device::Cpu,
             seed: 0,
-            task: Some(Task::Mrpc),
+            task: Some(Task::Mrpc.into()),
         },
     )
     .unwrap();
@@ -155,4 +155,116 @@ pub fn mrpc_batches(
     let data = bertology::eval::Dataset::load(Task::Mrpc, &dir, Split::Dev, n, &tok).unwrap();
     let batches = data.batches(batch_size, padding, Device::Cpu);
     (data, batches)
+}
+
+/// Every file and folder under `dir` with its size, modification time and mode: two equal
+/// snapshots mean nothing was created, removed or rewritten.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            out.insert(
+                rel,
+                format!(
+                    "{} {} bytes, mtime {:?}, mode {:o}",
+                    if m.is_dir() { "dir" } else { "file" },
+                    m.len(),
+                    mtime,
+                    m.mode()
+                ),
+            );
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// What differs between two snapshots, for an assertion message.
+pub fn snapshot_diff(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut diff = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => diff.push(format!("removed {k}")),
+            Some(w) if w != v => diff.push(format!("changed {k}: {v} -> {w}")),
+            _ => {}
+        }
+    }
+    for k in after.keys().filter(|k| !before.contains_key(*k)) {
+        diff.push(format!("created {k}"));
+    }
+    diff
+}
+
+/// The MRPC folder (scripts/setup.sh links it).
+pub fn mrpc_dir() -> PathBuf {
+    resolve_data_dir(Task::Mrpc, None, &root())
+        .expect("MRPC data (scripts/setup.sh links it)")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `T`: the tiny BERT fixture as a 2-label classifier for MRPC (its 3-way classifier cut to
+/// two rows), with its tokenizer files.
+pub fn tiny_classifier(into: &Path) -> PathBuf {
+    let dir = into.join("T");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["vocab.txt", "tokenizer_config.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), dir.join(f)).unwrap();
+    }
+    let tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(fixture("tiny-bert").join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| {
+                let t = if k.starts_with("classifier.") {
+                    t.narrow(0, 0, 2).contiguous()
+                } else {
+                    t
+                };
+                (k, t)
+            })
+            .collect();
+    Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("tiny-bert").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    config["id2label"] = serde_json::json!({"0": "0", "1": "1"});
+    config["label2id"] = serde_json::json!({"0": 0, "1": 1});
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// Rewrites a model folder's weights through `edit`.
+pub fn edit_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
+    let path = dir.join("model.safetensors");
+    let mut tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&path).unwrap();
+    edit(&mut tensors);
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+}
+
+/// Rewrites a JSON file through `edit`.
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }

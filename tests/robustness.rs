@@ -1,0 +1,922 @@
+//! Bad inputs through the binary (issue 18): each case must end with the expected exit code,
+//! one line on stderr naming the file or flag, nothing on stdout, and every file of the case's
+//! folder — the inputs and an earlier run's output folder — exactly as it was before.
+//!
+//! The cases also make the table of docs/troubleshooting.md: run with
+//! `BERTOLOGY_WRITE_TROUBLESHOOTING=1` to rewrite it; otherwise the test fails when the table
+//! no longer matches what the binary says.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tch::{Kind, Tensor};
+
+/// The folders of one case: `root` holds `T` (the tiny 2-label classifier) and `out` (an
+/// earlier importance run), and whatever the case adds.
+struct Ctx {
+    root: PathBuf,
+    t: PathBuf,
+    out: PathBuf,
+}
+
+type Prep = Box<dyn Fn(&Ctx) + Send + Sync>;
+/// A table row (input, message, exit code), or what went wrong.
+type Outcome = Result<(String, String, i32), String>;
+
+struct Case {
+    /// The input, as the troubleshooting table shows it.
+    input: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    prep: Prep,
+    code: i32,
+    /// Substrings stderr must contain ({T}, {OUT}, {TMP} replaced).
+    needles: Vec<&'static str>,
+}
+
+const MRPC_ARGS: &str =
+    "--task mrpc --data-dir {MRPC} --data-subset 16 --max-seq-length 32 --device cpu";
+
+fn case(
+    input: &'static str,
+    cmd: &str,
+    code: i32,
+    needles: &[&'static str],
+    prep: impl Fn(&Ctx) + Send + Sync + 'static,
+) -> Case {
+    let cmd = cmd.replace("{D}", MRPC_ARGS);
+    Case {
+        input,
+        args: cmd.split_whitespace().map(str::to_string).collect(),
+        env: Vec::new(),
+        prep: Box::new(prep),
+        code,
+        needles: needles.to_vec(),
+    }
+}
+
+fn with_env(mut c: Case, key: &'static str, value: &str) -> Case {
+    c.env.push((key, value.to_string()));
+    c
+}
+
+fn nothing(_: &Ctx) {}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn replace_bytes(b: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let i = b.windows(from.len()).position(|w| w == from).unwrap();
+    [&b[..i], to, &b[i + from.len()..]].concat()
+}
+
+fn npy(t: &Tensor) -> Vec<u8> {
+    bertology::npy::to_bytes(t).unwrap()
+}
+
+fn ones(l: i64, h: i64) -> Tensor {
+    Tensor::ones([l, h], (Kind::Float, tch::Device::Cpu))
+}
+
+/// A folder of MRPC's dev file edited by `f`.
+fn bad_dev(c: &Ctx, edit: impl Fn(&str) -> Vec<u8>) {
+    let text = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
+    let head: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
+    write(&c.root.join("data/dev.tsv"), edit(&head));
+}
+
+/// An importance run's files as an older bertology wrote them (no fingerprints), edited.
+fn old_style_run(c: &Ctx, importance: &Tensor, ranks: Option<&Tensor>) {
+    let _ = std::fs::remove_dir_all(&c.out);
+    write(&c.out.join("head_importance.npy"), npy(importance));
+    if let Some(r) = ranks {
+        write(&c.out.join("head_ranks.npy"), npy(r));
+    }
+    write(
+        &c.out.join("importance.json"),
+        r#"{"task":"mrpc","split":"dev","model":"m","data_dir":"d","examples":16,"tokens":512,"metric":"acc","score":0.6}"#,
+    );
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = vec![
+        // Models.
+        case("--model: a folder that does not exist", "eval --model {TMP}/nope {D} --output-dir {OUT}", 1, &["--model", "nope", "no such folder"], nothing),
+        case("--model: a weights file instead of its folder", "eval --model {T}/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "is a file"], nothing),
+        case("--model: a missing .safetensors path (not a hub id)", "eval --model {TMP}/x/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "no such file or folder"], nothing),
+        case("--model: a hub id not in the cache", "eval --model org/absent {D} --output-dir {OUT}", 1, &["--model org/absent", "not in the hub cache"], nothing),
+        case("config.json missing", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "missing"], |c| std::fs::remove_file(c.t.join("config.json")).unwrap()),
+        case("config.json empty", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "malformed config"], |c| write(&c.t.join("config.json"), "")),
+        case("config.json not JSON", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "malformed config"], |c| write(&c.t.join("config.json"), "{hidden_size: 32")),
+        case("config.json: hidden_size not a multiple of the heads", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "num_attention_heads"], |c| edit_json(&c.t.join("config.json"), |v| v["num_attention_heads"] = 5.into())),
+        case("config.json: vocab_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "vocab_size"], |c| edit_json(&c.t.join("config.json"), |v| v["vocab_size"] = 6464.into())),
+        case("config.json: a huge num_hidden_layers", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "num_hidden_layers"], |c| edit_json(&c.t.join("config.json"), |v| v["num_hidden_layers"] = 30000000.into())),
+        case("config.json: a huge num_labels (inspect)", "inspect --device cpu --model {T}", 1, &["config.json", "num_labels"], |c| edit_json(&c.t.join("config.json"), |v| { v.as_object_mut().unwrap().remove("id2label"); v["num_labels"] = 90000000.into(); })),
+        case("config.json: model_type of another architecture", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "model_type"], |c| edit_json(&c.t.join("config.json"), |v| v["model_type"] = "gpt2".into())),
+        case("config.json: dropout probability above 1", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "hidden_dropout_prob"], |c| edit_json(&c.t.join("config.json"), |v| v["hidden_dropout_prob"] = 1.5.into())),
+        case("config.json: 3 labels for a 2-label task", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "mrpc needs 2"], |c| edit_json(&c.t.join("config.json"), |v| v["num_labels"] = 3.into())),
+        case("model.safetensors missing", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors"], |c| std::fs::remove_file(c.t.join("model.safetensors")).unwrap()),
+        case("model.safetensors empty", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors", "not a safetensors file"], |c| write(&c.t.join("model.safetensors"), "")),
+        case("model.safetensors cut in half", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors", "not a safetensors file"], |c| { let b = std::fs::read(c.t.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors"), &b[..b.len() / 2]); }),
+        case("model.safetensors: header length beyond the file", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors", "not a safetensors file"], |c| { let mut b = std::fs::read(c.t.join("model.safetensors")).unwrap(); b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes()); write(&c.t.join("model.safetensors"), b); }),
+        case("model.safetensors: a NaN weight", "eval --model {T} {D} --output-dir {OUT}", 1, &["weight", "NaN"], |c| edit_weights(&c.t, |w| { for (k, t) in w.iter_mut() { if k.contains("layer.1.output.dense.weight") { let _ = t.fill_diagonal_(f64::NAN, false); } } })),
+        case("model.safetensors: an infinite weight (importance)", "importance --model {T} {D} --output-dir {OUT}", 1, &["weight", "infinity"], |c| edit_weights(&c.t, |w| { for (k, t) in w.iter_mut() { if k.ends_with("classifier.bias") { let _ = t.fill_(f64::INFINITY); } } })),
+        case("model.safetensors: a NaN weight (prune)", "prune --model {T} {D} --output-dir {OUT}", 1, &["weight", "NaN"], |c| edit_weights(&c.t, |w| { for (k, t) in w.iter_mut() { if k.ends_with("embeddings.LayerNorm.weight") { let _ = t.fill_(f64::NAN); } } })),
+        case("model.safetensors: a NaN weight (finetune)", "finetune --model {T} --task mrpc --data-dir {MRPC} --train-subset 8 --eval-subset 8 --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["weight", "NaN"], |c| edit_weights(&c.t, |w| { for (k, t) in w.iter_mut() { if k.ends_with("pooler.dense.bias") { let _ = t.fill_(f64::NAN); } } })),
+        case("model.safetensors: a weight of the wrong shape", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors", "shape"], |c| edit_weights(&c.t, |w| { for (k, t) in w.iter_mut() { if k.ends_with("layer.0.attention.self.query.weight") { *t = t.narrow(0, 0, 16).contiguous(); } } })),
+        case("model.safetensors: a weight missing", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors", "missing weight"], |c| edit_weights(&c.t, |w| w.retain(|(k, _)| !k.ends_with("layer.1.attention.self.key.bias")))),
+        case("only pytorch_model.bin", "eval --model {T} {D} --output-dir {OUT}", 1, &["pytorch_model.bin", "Convert"], |c| { std::fs::rename(c.t.join("model.safetensors"), c.t.join("pytorch_model.bin")).unwrap(); }),
+        case("a sharded index naming a missing shard", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors.index.json", "does not exist"], |c| { std::fs::remove_file(c.t.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"model-00001-of-00002.safetensors"}}"#); }),
+        case("a sharded index that is not JSON", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors.index.json", "malformed"], |c| { std::fs::remove_file(c.t.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors.index.json"), "{"); }),
+        case("no vocab.txt or tokenizer.json", "eval --model {T} {D} --output-dir {OUT}", 1, &["T", "no tokenizer files"], |c| std::fs::remove_file(c.t.join("vocab.txt")).unwrap()),
+        case("vocab.txt without [CLS]", "eval --model {T} {D} --output-dir {OUT}", 1, &["vocab.txt", "[CLS]"], |c| { let v = std::fs::read_to_string(c.t.join("vocab.txt")).unwrap().replace("[CLS]\n", "[XLS]\n"); write(&c.t.join("vocab.txt"), v); }),
+        case("tokenizer_config.json not JSON", "eval --model {T} {D} --output-dir {OUT}", 1, &["tokenizer_config.json", "malformed JSON"], |c| write(&c.t.join("tokenizer_config.json"), "{")),
+        case("tokenizer.json not a tokenizer", "eval --model {T} {D} --output-dir {OUT}", 1, &["tokenizer.json", "cannot load tokenizer"], |c| write(&c.t.join("tokenizer.json"), "{\"model\": 3}")),
+        case("--max-seq-length beyond the model's positions", "eval --model {T} --task mrpc --data-dir {MRPC} --max-seq-length 64 --device cpu --output-dir {OUT}", 1, &["--max-seq-length 64", "position embeddings"], nothing),
+        // Data.
+        case("--data-dir: a folder that does not exist", "eval --model {T} --task mrpc --data-dir {TMP}/nodata --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["--data-dir", "no such folder"], nothing),
+        case("--data-dir: a file", "eval --model {T} --task mrpc --data-dir {MRPC}/dev.tsv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["--data-dir", "is a file"], nothing),
+        case("--data-dir without dev.tsv", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "cannot read"], |c| std::fs::create_dir_all(c.root.join("data")).unwrap()),
+        case("dev.tsv empty", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "empty file"], |c| bad_dev(c, |_| Vec::new())),
+        case("dev.tsv: a header and no rows", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "no examples"], |c| bad_dev(c, |t| format!("{}\n", t.lines().next().unwrap()).into_bytes())),
+        case("dev.tsv of RTE read as MRPC", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "line 1", "is this the MRPC file"], |c| write(&c.root.join("data/dev.tsv"), "index\tsentence1\tsentence2\tlabel\n0\tA man.\tA person.\tentailment\n")),
+        case("dev.tsv: bytes that are not UTF-8", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "line 3", "not UTF-8"], |c| bad_dev(c, |t| { let mut b = t.as_bytes().to_vec(); let third = t.lines().take(2).map(|l| l.len() + 1).sum::<usize>(); b[third + 4] = 0xff; b })),
+        case("dev.tsv: an unknown label", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "line 2", "unknown label"], |c| bad_dev(c, |t| { let mut lines: Vec<String> = t.lines().map(str::to_string).collect(); lines[1] = format!("7{}", &lines[1][1..]); lines.join("\n").into_bytes() })),
+        case("dev.tsv: a row with a missing field", "eval --model {T} --task mrpc --data-dir {TMP}/data --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["dev.tsv", "line 4", "fields"], |c| bad_dev(c, |t| { let mut lines: Vec<String> = t.lines().map(str::to_string).collect(); lines[3] = lines[3].rsplit_once('\t').unwrap().0.to_string(); lines.join("\n").into_bytes() })),
+        case("--split test (no labels) for importance", "importance --model {T} --task mrpc --data-dir {MRPC} --split test --data-subset 8 --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["--split test", "labels"], nothing),
+        case("--split Test (capitalised)", "eval --model {T} --task mrpc --split Test", 2, &["--split", "Test"], nothing),
+        case("--task unknown", "eval --task mrx", 2, &["--task", "mrx"], nothing),
+        case("--data-subset 0", "eval --model {T} --task mrpc --data-subset 0", 2, &["--data-subset"], nothing),
+        case("--batch-size 0", "eval --model {T} --task mrpc --batch-size 0", 2, &["--batch-size"], nothing),
+        case("--max-seq-length 4", "eval --model {T} --task mrpc --max-seq-length 4", 2, &["--max-seq-length"], nothing),
+        case("--threads 0", "eval --threads 0 --task mrpc", 2, &["--threads"], nothing),
+        case("an unknown flag", "eval --task mrpc --modle x", 2, &["--modle"], nothing),
+        // Head masks (.npy).
+        case("--head-mask: a file that does not exist", "importance --model {T} {D} --head-mask {TMP}/none.npy --output-dir {OUT}", 1, &["--head-mask", "none.npy"], nothing),
+        case("--head-mask: an empty file", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "0 bytes"], |c| write(&c.root.join("m.npy"), "")),
+        case("--head-mask: shorter than its header says", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "truncated"], |c| { let b = npy(&ones(3, 4)); write(&c.root.join("m.npy"), &b[..b.len() - 40]); }),
+        case("--head-mask: a header and no data", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "truncated"], |c| { let b = npy(&ones(3, 4)); write(&c.root.join("m.npy"), &b[..b.len() - 48]); }),
+        case("--head-mask: a header longer than the file", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "truncated"], |c| { let mut b = npy(&ones(3, 4)); b[8] = 0xff; b[9] = 0x7f; write(&c.root.join("m.npy"), b); }),
+        case("--head-mask: big-endian", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "big-endian"], |c| { let b = npy(&ones(3, 4)); write(&c.root.join("m.npy"), replace_bytes(&b, b"<f4", b">f4")); }),
+        case("--head-mask: not a .npy file", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "not a .npy file"], |c| write(&c.root.join("m.npy"), "1 1 1 1\n")),
+        case("--head-mask: complex numbers", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "unsupported"], |c| { let b = npy(&ones(3, 4)); write(&c.root.join("m.npy"), replace_bytes(&b, b"<f4", b"<c4")); }),
+        case("--head-mask: the wrong shape", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "expected [3, 4]"], |c| write(&c.root.join("m.npy"), npy(&ones(2, 4)))),
+        case("--head-mask: values other than 0 and 1", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "0 (masked) or 1"], |c| write(&c.root.join("m.npy"), npy(&(ones(3, 4) * 0.5)))),
+        case("--head-mask: NaN", "importance --model {T} {D} --head-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--head-mask", "m.npy", "0 (masked) or 1"], |c| write(&c.root.join("m.npy"), npy(&(ones(3, 4) * f64::NAN)))),
+        case("--head-mask of finetune: shorter than its header says", "finetune --model {T} --task mrpc --data-dir {MRPC} --train-subset 8 --eval-subset 8 --max-seq-length 32 --device cpu --head-mask {TMP}/m.npy --output-dir {TMP}/ft", 1, &["--head-mask", "m.npy", "truncated"], |c| { let b = npy(&ones(3, 4)); write(&c.root.join("m.npy"), &b[..b.len() - 4]); }),
+        case("--head-mask: a file the run would replace", "importance --model {T} {D} --head-mask {OUT}/head_ranks.npy --output-dir {OUT}", 1, &["--head-mask", "head_ranks.npy", "--output-dir"], nothing),
+        // Output folders.
+        case("--output-dir: a file", "eval --model {T} {D} --output-dir {TMP}/file", 1, &["--output-dir", "not a folder"], |c| write(&c.root.join("file"), "x")),
+        case("--output-dir: inside a file", "importance --model {T} {D} --output-dir {TMP}/file/run", 1, &["--output-dir", "not a folder"], |c| write(&c.root.join("file"), "x")),
+        case("finetune --output-dir: the model folder it reads", "finetune --model {T} --task mrpc --data-dir {MRPC} --train-subset 8 --eval-subset 8 --max-seq-length 32 --device cpu --output-dir {T}", 1, &["--output-dir", "--model", "its own input"], nothing),
+        case("finetune --output-dir: a link to the model folder", "finetune --model {T} --task mrpc --data-dir {MRPC} --train-subset 8 --eval-subset 8 --max-seq-length 32 --device cpu --output-dir {TMP}/link", 1, &["--output-dir", "its own input"], |c| std::os::unix::fs::symlink(&c.t, c.root.join("link")).unwrap()),
+        with_env(case("finetune without --output-dir: the default model exists", "finetune --task mrpc --data-dir {MRPC} --train-subset 8 --device cpu", 1, &["all-MiniLM-L6-v2-mrpc", "--overwrite"], |c| { std::fs::create_dir_all(c.root.join("home/models")).unwrap(); copy_dir(&c.t, &c.root.join("home/models/all-MiniLM-L6-v2-mrpc")); }), "BERTOLOGY_HOME", "{TMP}/home"),
+        case("prune --model: the pruned model the run would replace", "prune --model {OUT}/pruned_model {D} --output-dir {OUT}", 1, &["--model", "pruned_model", "--output-dir"], |c| copy_dir(&c.t, &c.out.join("pruned_model"))),
+        with_env(case("disk full while writing prune.json", "prune --model {T} {D} --output-dir {OUT} --timing-runs 1 --quiet", 1, &["prune.json", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "prune.json"),
+        with_env(case("disk full while drawing a picture", "importance --model {T} {D} --output-dir {OUT}", 1, &["importance.png", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "importance.png"),
+        with_env(case("disk full while writing the model (finetune)", "finetune --model {T} --task mrpc --data-dir {MRPC} --train-subset 8 --eval-subset 8 --max-seq-length 32 --device cpu --quiet --output-dir {OUT}", 1, &["model.safetensors", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "model.safetensors"),
+        with_env(case("failure while moving outputs into place (eval)", "eval --model {T} {D} --output-dir {OUT}", 1, &["(commit)", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "(commit)"),
+        // Prune settings.
+        case("--min-heads-per-layer above the heads per layer", "prune --model {T} {D} --min-heads-per-layer 5 --output-dir {OUT}", 1, &["--min-heads-per-layer 5", "only 4 heads"], nothing),
+        case("--min-heads-per-layer equal to the heads per layer", "prune --model {T} {D} --min-heads-per-layer 4 --output-dir {OUT}", 1, &["--min-heads-per-layer 4", "no head to mask"], nothing),
+        case("--target-heads below what --min-heads-per-layer keeps", "prune --model {T} {D} --target-heads 0.1 --min-heads-per-layer 1 --output-dir {OUT}", 1, &["--target-heads 0.1", "--min-heads-per-layer 1"], nothing),
+        case("--masking-threshold 1.5", "prune --model {T} {D} --masking-threshold 1.5 --output-dir {OUT}", 1, &["--masking-threshold"], nothing),
+        case("--target-heads 2", "prune --model {T} {D} --target-heads 2 --output-dir {OUT}", 1, &["--target-heads"], nothing),
+        case("--metric unknown for the task", "prune --model {T} {D} --metric pearson --output-dir {OUT}", 1, &["pearson"], nothing),
+        case("--timing-batch-sizes 0", "prune --model {T} {D} --timing-batch-sizes 0", 2, &["--timing-batch-sizes"], nothing),
+        // Fine-tuning settings.
+        case("--learning-rate 0", "finetune --model {T} --task mrpc --learning-rate 0 --output-dir {OUT}", 1, &["--learning-rate 0"], nothing),
+        case("--warmup-ratio 1.5", "finetune --model {T} --task mrpc --warmup-ratio 1.5 --output-dir {OUT}", 1, &["--warmup-ratio 1.5", "[0, 1]"], nothing),
+        case("--max-grad-norm -1", "finetune --model {T} --task mrpc --max-grad-norm=-1 --output-dir {OUT}", 1, &["--max-grad-norm"], nothing),
+        // Reports.
+        case("report: a folder that does not exist", "report {TMP}/norun", 1, &["norun", "no such folder"], nothing),
+        case("report: a folder without a run", "report {TMP}/empty", 1, &["empty", "no prune.json or importance.json"], |c| std::fs::create_dir_all(c.root.join("empty")).unwrap()),
+        case("report: an array shorter than its header says", "report {OUT}", 1, &["head_importance.npy", "truncated"], |c| { old_style_run(c, &ones(3, 4), None); let p = c.out.join("head_importance.npy"); let b = std::fs::read(&p).unwrap(); write(&p, &b[..b.len() - 8]); }),
+        case("report: an array with its header only", "report {OUT}", 1, &["head_importance.npy", "truncated"], |c| { old_style_run(c, &ones(3, 4), None); let p = c.out.join("head_importance.npy"); let b = std::fs::read(&p).unwrap(); write(&p, &b[..b.len() - 48]); }),
+        case("report: NaN importance", "report {OUT}", 1, &["head_importance.npy", "non-finite"], |c| old_style_run(c, &(ones(3, 4) * f64::NAN), None)),
+        case("report: arrays of different runs (shapes differ)", "report {OUT}", 1, &["head_ranks.npy", "different runs"], |c| old_style_run(c, &ones(3, 4), Some(&Tensor::zeros([2, 4], (Kind::Int64, tch::Device::Cpu))))),
+        case("report: an array changed since the run", "report {OUT}", 1, &["head_importance.npy", "not the file this run wrote"], |c| write(&c.out.join("head_importance.npy"), npy(&ones(3, 4)))),
+        case("report: an array another run left", "report {OUT}", 1, &["attn_entropy.npy", "another run"], |c| write(&c.out.join("attn_entropy.npy"), npy(&ones(3, 4)))),
+        case("report: a summary field of the wrong type", "report {OUT}", 1, &["importance.json", "\"examples\"", "a string"], |c| edit_json(&c.out.join("importance.json"), |v| v["examples"] = "16".into())),
+        case("report: prune.json with a timing field of the wrong type", "report {OUT}", 1, &["prune.json", "timing[0].speedup"], |c| write(&c.out.join("prune.json"), r#"{"task":"mrpc","timing":[{"examples_per_second_before":1,"examples_per_second_after":2,"speedup":"fast"}]}"#)),
+        case("report: a summary that is not JSON", "report {OUT}", 1, &["importance.json", "malformed JSON"], |c| write(&c.out.join("importance.json"), "{")),
+        case("report: a masking curve with a word for a score", "report {OUT}", 1, &["masking_curve.csv", "line 2", "score"], |c| { write(&c.out.join("prune.json"), r#"{"task":"mrpc","metric":"acc","threshold":0.9,"target_heads":null}"#); for f in ["head_importance.npy", "head_ranks.npy", "importance.json"] { let _ = std::fs::remove_file(c.out.join(f)); } write(&c.out.join("masking_curve.csv"), "step,heads_kept,fraction_kept,score,importance_reestimated,accepted\n0,12,1,abc,true,true\n"); }),
+        case("report --compare: a folder that does not exist", "report --compare {TMP}/norun {OUT} --output-dir {TMP}/cmp", 1, &["--compare", "norun"], nothing),
+        // A panic that slipped through.
+        with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
+    ];
+    // The hub cache is the case's own and offline, so "not in the cache" never depends on the
+    // machine or the network.
+    for c in &mut v {
+        c.env.push(("HF_HUB_CACHE", "{TMP}/hub".into()));
+        c.env.push(("HF_HUB_OFFLINE", "1".into()));
+    }
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// An earlier importance run (without entropy) of T: the output folder every case starts from.
+fn golden_run(tmp: &Path) -> (PathBuf, PathBuf) {
+    let t = tiny_classifier(tmp);
+    let golden = tmp.join("golden");
+    let args = format!(
+        "importance --model {} {} --no-entropy --output-dir {} --quiet",
+        t.display(),
+        MRPC_ARGS.replace("{MRPC}", &mrpc_dir().display().to_string()),
+        golden.display()
+    );
+    let out = bertology(&args.split_whitespace().collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (t, golden)
+}
+
+/// Runs one case; returns the table row (input, message, exit code) or what went wrong.
+fn run_case(
+    c: &Case,
+    dir: &Path,
+    t: &Path,
+    golden: &Path,
+) -> Result<(String, String, i32), String> {
+    let ctx = Ctx {
+        root: dir.to_path_buf(),
+        t: dir.join("T"),
+        out: dir.join("out"),
+    };
+    copy_dir(t, &ctx.t);
+    copy_dir(golden, &ctx.out);
+    (c.prep)(&ctx);
+    let fill = |s: &str| {
+        s.replace("{T}", &ctx.t.display().to_string())
+            .replace("{OUT}", &ctx.out.display().to_string())
+            .replace("{TMP}", &dir.display().to_string())
+            .replace("{MRPC}", &mrpc_dir().display().to_string())
+    };
+    let args: Vec<String> = c.args.iter().map(|a| fill(a)).collect();
+    let before = snapshot(dir);
+    let mut cmd = bertology_command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.current_dir(dir)
+        .env_remove("BERTOLOGY_HOME")
+        .env_remove("GLUE_DIR");
+    for (k, v) in &c.env {
+        cmd.env(k, fill(v));
+    }
+    let out = cmd.output().unwrap();
+    let after = snapshot(dir);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let mut problems = Vec::new();
+    let code = out.status.code().unwrap_or(-1);
+    if code != c.code {
+        problems.push(format!("exit code {code}, expected {}", c.code));
+    }
+    if stderr.trim_end().lines().count() != 1 {
+        problems.push("stderr is not one line".to_string());
+    }
+    for n in &c.needles {
+        if !stderr.contains(&fill(n)) {
+            problems.push(format!("stderr lacks {:?}", fill(n)));
+        }
+    }
+    if !out.stdout.is_empty() {
+        problems.push(format!(
+            "stdout not empty: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let diff = snapshot_diff(&before, &after);
+    if !diff.is_empty() {
+        problems.push(format!("the folder changed: {diff:?}"));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{}: {}\n  stderr: {stderr}",
+            c.input,
+            problems.join("; ")
+        ));
+    }
+    // The message as a user would see it: the case's folder as the current one.
+    let mut msg = stderr
+        .trim_end()
+        .replace(&format!("{}/", dir.display()), "");
+    msg = msg.replace(&mrpc_dir().display().to_string(), "data/glue/MRPC");
+    if let Some(i) = msg.find("bertology-staging-") {
+        let digits = msg[i + 18..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+        msg.replace_range(i + 18..i + 18 + digits, "PID");
+    }
+    // A panic names its source line; the table keeps only the file.
+    if let Some(end) = msg.find(", please report") {
+        if let Some(colon) = msg[..end].rfind(':') {
+            if msg[colon + 1..end].chars().all(|c| c.is_ascii_digit()) {
+                msg.replace_range(colon + 1..end, "LINE");
+            }
+        }
+    }
+    Ok((c.input.to_string(), msg, code))
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (t, golden) = golden_run(tmp.path());
+    let mut cases = cases();
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    // BERTOLOGY_CASES=WORD runs only the cases whose input contains WORD (while debugging).
+    let only = std::env::var("BERTOLOGY_CASES").ok();
+    if let Some(w) = &only {
+        cases.retain(|c| c.input.contains(w.as_str()));
+    }
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Outcome>>> =
+        cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= cases.len() {
+                    break;
+                }
+                let dir = tmp.path().join(format!("case{i:03}"));
+                std::fs::create_dir(&dir).unwrap();
+                *results[i].lock().unwrap() = Some(run_case(&cases[i], &dir, &t, &golden));
+            });
+        }
+    });
+    let results: Vec<_> = results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().unwrap())
+        .collect();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        results.len(),
+        failures
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let rows: Vec<(String, String, i32)> = results.into_iter().map(Result::unwrap).collect();
+    if only.is_none() {
+        check_troubleshooting(&rows);
+    }
+}
+
+/// docs/troubleshooting.md's table, generated from the cases.
+fn check_troubleshooting(rows: &[(String, String, i32)]) {
+    let mut md = String::from(
+        "# Troubleshooting\n\n\
+         What bertology says about bad input, generated from the robustness suite \
+         (`tests/robustness.rs`; rewrite with `BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test robustness`). \
+         Every case exits with the code shown, prints one line on stderr and nothing on stdout, \
+         and leaves its input and output folders exactly as they were.\n\n\
+         Exit codes: 1 bad input or a failed run, 2 a bad command line, 70 an internal error \
+         (a bug: please report it with the command line).\n\n\
+         | input | message | exit code |\n| --- | --- | --- |\n",
+    );
+    for (input, msg, code) in rows {
+        let cell = |s: &str| s.replace('|', "\\|").replace('`', "'");
+        md += &format!("| {} | `{}` | {code} |\n", cell(input), cell(msg));
+    }
+    let path = root().join("docs/troubleshooting.md");
+    if std::env::var_os("BERTOLOGY_WRITE_TROUBLESHOOTING").is_some() {
+        std::fs::write(&path, md).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == md,
+        "docs/troubleshooting.md does not match what the binary says; regenerate it with BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test robustness"
+    );
+}
+
+// ---- The defects of issue 18 whose fix is a result, not an error ----
+
+fn mrpc_args(model: &Path, out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = MRPC_ARGS
+        .replace("{MRPC}", &mrpc_dir().display().to_string())
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    v.extend([
+        "--model".into(),
+        model.display().to_string(),
+        "--output-dir".into(),
+        out.display().to_string(),
+    ]);
+    v
+}
+
+fn run(cmd: &str, base: &[String], extra: &[&str]) -> std::process::Output {
+    let mut args = vec![cmd.to_string()];
+    args.extend(base.iter().cloned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    bertology(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn read_npy(p: &Path) -> Tensor {
+    bertology::npy::read(p).unwrap()
+}
+
+/// Item 13: the anchor estimator's batches are in file order whatever the padding, so at batch
+/// size 1 padding to the maximum length or not gives the same importance.
+#[test]
+fn anchor_importance_does_not_depend_on_padding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    // MRPC pairs cut to 1 to 5 words: lengths differ, so sorting by length reorders them.
+    let dev = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
+    let mut rows = vec![dev.lines().next().unwrap().to_string()];
+    for (i, line) in dev.lines().skip(1).take(16).enumerate() {
+        let mut f: Vec<String> = line.split('\t').map(str::to_string).collect();
+        let cut = |s: &str, n: usize| s.split_whitespace().take(n).collect::<Vec<_>>().join(" ");
+        f[3] = cut(&f[3], i % 5 + 1);
+        f[4] = cut(&f[4], (i * 3) % 4 + 1);
+        rows.push(f.join("\t"));
+    }
+    let data = tmp.path().join("short");
+    write(&data.join("dev.tsv"), rows.join("\n") + "\n");
+    let importance = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "importance",
+            "--model",
+            t.to_str().unwrap(),
+            "--task",
+            "mrpc",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--max-seq-length",
+            "40",
+            "--device",
+            "cpu",
+            "--estimator",
+            "anchor",
+            "--batch-size",
+            "1",
+            "--no-global-norm",
+            "--quiet",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        ok_run(&bertology(&args));
+        read_npy(&out.join("head_importance.npy"))
+    };
+    let x = importance(&tmp.path().join("a"), &[]);
+    let y = importance(&tmp.path().join("b"), &["--pad-to-max-length"]);
+    // (Sorted by length, the difference was 0.19 on a scale of 0.75.)
+    let diff = max_abs_diff(&x, &y);
+    let scale = x.abs().max().double_value(&[]);
+    assert!(
+        diff <= 1e-5 * scale,
+        "anchor importance differs by {diff} (scale {scale})"
+    );
+}
+
+fn ok_run(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Item 14: masked and pruned passes alternate, prune.json has each model's spread, and the
+/// summary line claims a speed-up only when the ranges do not overlap.
+#[test]
+fn timing_reports_the_spread_and_claims_nothing_within_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("p");
+    let o = run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "3"],
+    );
+    ok_run(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("prune.json")).unwrap()).unwrap();
+    let t0 = &summary["timing"][0];
+    assert_eq!(t0["runs"], 3);
+    for side in ["seconds_before_spread", "seconds_after_spread"] {
+        let (min, med, max) = (
+            t0[side]["min"].as_f64().unwrap(),
+            t0[side]["median"].as_f64().unwrap(),
+            t0[side]["max"].as_f64().unwrap(),
+        );
+        assert!(min > 0.0 && min <= med && med <= max, "{side}: {t0}");
+    }
+    let verdict = t0["verdict"].as_str().unwrap();
+    let line = stdout.lines().find(|l| l.starts_with("batch 32")).unwrap();
+    assert!(
+        line.contains("3 timed passes") && line.contains("range"),
+        "{line}"
+    );
+    match verdict {
+        "within_noise" => assert!(
+            line.contains("within noise") && !line.contains(" x"),
+            "{line}"
+        ),
+        "faster" => assert!(line.contains("faster"), "{line}"),
+        "slower" => assert!(line.contains("slower"), "{line}"),
+        other => panic!("verdict {other}"),
+    }
+    // The verdict follows from the ranges.
+    let b = &t0["seconds_before_spread"];
+    let a = &t0["seconds_after_spread"];
+    let overlap = a["max"].as_f64() >= b["min"].as_f64() && a["min"].as_f64() <= b["max"].as_f64();
+    assert_eq!(overlap, verdict == "within_noise", "{t0}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("verdict"), "{report}");
+    // One pass each: no claim at all.
+    let one = tmp.path().join("one");
+    let o = run(
+        "prune",
+        &mrpc_args(&t, &one),
+        &["--target-heads", "0.5", "--timing-runs", "1"],
+    );
+    ok_run(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("too few to tell"), "{stdout}");
+}
+
+/// Item 10: without entropy there is no entropy file, picture or link.
+#[test]
+fn no_entropy_writes_no_entropy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("i");
+    ok_run(&run(
+        "importance",
+        &mrpc_args(&t, &out),
+        &["--no-entropy", "--quiet"],
+    ));
+    assert!(out.join("head_importance.npy").is_file());
+    for f in ["attn_entropy.npy", "entropy.png", "entropy.svg"] {
+        assert!(!out.join(f).exists(), "{f} written");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!report.contains("entropy.png"), "{report}");
+    let with = tmp.path().join("e");
+    ok_run(&run("importance", &mrpc_args(&t, &with), &["--quiet"]));
+    let e = read_npy(&with.join("attn_entropy.npy"));
+    assert!(e.abs().sum(Kind::Double).double_value(&[]) > 0.0);
+}
+
+/// Item 12: saved weights have the mode of the other files of the folder (the umask's).
+#[test]
+fn saved_weights_have_the_folders_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("p");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "1", "--quiet"],
+    ));
+    let ft = tmp.path().join("ft");
+    ok_run(&bertology(&[
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc_dir().to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        ft.to_str().unwrap(),
+    ]));
+    for dir in [out.join("pruned_model"), ft] {
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode("model.safetensors"),
+            mode("config.json"),
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+/// Item 6: a run into the folder of an earlier run replaces it as a whole: no file of the
+/// earlier run is left to mix with the new one, and nothing stray is left next to it.
+#[test]
+fn a_run_into_an_earlier_runs_folder_replaces_it_without_mixing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let out = tmp.path().join("run");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &out),
+        &["--target-heads", "0.5", "--timing-runs", "1", "--quiet"],
+    ));
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert!(out.join("pruned_model").is_dir() && !out.join("attn_entropy.npy").exists());
+    ok_run(&run("importance", &mrpc_args(&t, &out), &["--quiet"]));
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    for gone in [
+        "prune.json",
+        "masking_curve.csv",
+        "head_mask.npy",
+        "pruned_model",
+        "pruning_curve.png",
+    ] {
+        assert!(
+            !names.contains(gone),
+            "{gone} of the earlier run left: {names:?}"
+        );
+    }
+    for kept in [
+        "importance.json",
+        "attn_entropy.npy",
+        "report.md",
+        "notes.txt",
+    ] {
+        assert!(names.contains(kept), "{kept} missing: {names:?}");
+    }
+    let siblings: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        siblings.iter().all(|n| !n.contains("bertology-")),
+        "{siblings:?}"
+    );
+    let o = bertology(&["report", out.to_str().unwrap()]);
+    ok_run(&o);
+}
+
+/// Item 7: finetune without --output-dir writes the default model only when there is none, or
+/// with --overwrite; `prune --task mrpc` then uses it. (Building a missing default with
+/// finetune's full defaults is the set-up's first step and takes minutes; it calls the same
+/// code with --overwrite, since nothing usable is there.)
+#[test]
+fn default_model_is_not_replaced_without_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    // The base model: T's encoder.
+    let t = tiny_classifier(tmp.path());
+    let base = home.join("models/all-MiniLM-L6-v2");
+    copy_dir(&t, &base);
+    edit_weights(&base, |w| w.retain(|(k, _)| !k.starts_with("classifier.")));
+    edit_json(&base.join("config.json"), |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("id2label");
+        o.remove("label2id");
+    });
+    let glue = mrpc_dir().parent().unwrap().to_path_buf();
+    let cmd = |args: &[&str]| {
+        bertology_command(args)
+            .current_dir(tmp.path())
+            .env("BERTOLOGY_HOME", &home)
+            .env("GLUE_DIR", &glue)
+            .output()
+            .unwrap()
+    };
+    let quick = [
+        "finetune",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--max-seq-length",
+        "32",
+        "--train-subset",
+        "16",
+        "--eval-subset",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let default = home.join("models/all-MiniLM-L6-v2-mrpc");
+    // No default yet: it is written there.
+    ok_run(&cmd(&quick));
+    assert!(default.join("model.safetensors").is_file());
+    let before = snapshot(&default);
+    let o = cmd(&quick);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("all-MiniLM-L6-v2-mrpc") && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert!(snapshot_diff(&before, &snapshot(&default)).is_empty());
+    // The other commands use it.
+    let out = tmp.path().join("p");
+    let o = cmd(&[
+        "prune",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--data-subset",
+        "16",
+        "--max-seq-length",
+        "32",
+        "--target-heads",
+        "0.5",
+        "--timing-runs",
+        "1",
+        "--quiet",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    ok_run(&o);
+    let summary = std::fs::read_to_string(out.join("prune.json")).unwrap();
+    assert!(summary.contains("all-MiniLM-L6-v2-mrpc"), "{summary}");
+    let mut again = quick.to_vec();
+    again.push("--overwrite");
+    ok_run(&cmd(&again));
+    assert!(!snapshot_diff(&before, &snapshot(&default)).is_empty());
+}
+
+/// Item 15: inputs that used to be refused or misread.
+#[test]
+fn hub_ref_with_newline_warmup_zero_and_interrupts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    // A hub cache whose refs/main ends in a newline.
+    let hub = tmp.path().join("hub");
+    let repo = hub.join("models--org--tiny");
+    copy_dir(&t, &repo.join("snapshots/0123abcd"));
+    write(&repo.join("refs/main"), "0123abcd\n");
+    let o = bertology_command(&[
+        "inspect", "--device", "cpu", "--model", "org/tiny", "--json",
+    ])
+    .env("HF_HUB_CACHE", &hub)
+    .output()
+    .unwrap();
+    ok_run(&o);
+    // --warmup-ratio 0 is a valid schedule.
+    let ft = tmp.path().join("ft");
+    let mrpc = mrpc_dir();
+    let base = [
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        ft.to_str().unwrap(),
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--warmup-ratio", "0"]);
+    ok_run(&bertology(&args));
+    // An interrupted run leaves nothing: no output folder, no staging folder.
+    let late = tmp.path().join("late");
+    let late_s = late.display().to_string();
+    let args = [
+        "finetune",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "3000",
+        "--epochs",
+        "50",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        &late_s,
+    ];
+    let before = snapshot(tmp.path());
+    let mut child = bertology_command(&args).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it was interrupted"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(snapshot_diff(&before, &snapshot(tmp.path())).is_empty());
+}
+
+// ---- Defects the model refactor fixed (items 3, 4, 8), through the binary ----
+
+/// Item 3: a model with a layer whose heads are all pruned can be analysed and pruned again.
+#[test]
+fn a_layer_without_heads_can_be_analysed_and_pruned_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let first = tmp.path().join("first");
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&t, &first),
+        &["--target-heads", "0.25", "--timing-runs", "1", "--quiet"],
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("prune.json")).unwrap()).unwrap();
+    assert!(
+        summary["heads_kept_per_layer"]
+            .as_array()
+            .unwrap()
+            .contains(&0.into()),
+        "no empty layer to test: {}",
+        summary["heads_kept_per_layer"]
+    );
+    let pruned = first.join("pruned_model");
+    ok_run(&run(
+        "importance",
+        &mrpc_args(&pruned, &tmp.path().join("imp")),
+        &["--quiet"],
+    ));
+    ok_run(&run(
+        "prune",
+        &mrpc_args(&pruned, &tmp.path().join("again")),
+        &["--target-heads", "0.1", "--timing-runs", "1", "--quiet"],
+    ));
+}
+
+/// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.
+#[test]
+fn a_vocabulary_larger_than_the_embeddings_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let mut vocab = std::fs::read_to_string(t.join("vocab.txt")).unwrap();
+    for w in ["the", "of", "and", "to", "in", "said", "he", "a"] {
+        vocab.push_str(w);
+        vocab.push('\n');
+    }
+    std::fs::write(t.join("vocab.txt"), vocab).unwrap();
+    let out = tmp.path().join("o");
+    for cmd in ["eval", "importance"] {
+        let o = run(cmd, &mrpc_args(&t, &out), &[]);
+        let e = one_line_error(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("vocab") || e.contains("token id"), "{e}");
+        assert!(!out.exists());
+    }
+}
+
+/// Item 8: a weight stored as integers is an error naming it, never "missing" or a random
+/// initialisation.
+#[test]
+fn an_integer_weight_is_an_error_naming_it() {
+    for name in [
+        "classifier.weight",
+        "encoder.layer.0.attention.self.query.weight",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tiny_classifier(tmp.path());
+        edit_weights(&t, |w| {
+            for (k, v) in w.iter_mut() {
+                if k.ends_with(name) {
+                    *v = v.to_kind(Kind::Int64);
+                }
+            }
+        });
+        let o = run("eval", &mrpc_args(&t, &tmp.path().join("o")), &[]);
+        let e = one_line_error(&o);
+        assert!(e.contains(name) && !e.contains("missing"), "{e}");
+    }
+}
