@@ -161,6 +161,16 @@ pub struct DataArgs {
     /// (default: sort by length and pad each batch to its longest example).
     #[arg(long)]
     pub pad_to_max_length: bool,
+    /// --task lm: UTF-8 text files (one document each), tokenised with the model's tokenizer,
+    /// joined with its end-of-text token and cut into blocks of --block-size tokens.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub text: Vec<PathBuf>,
+    /// --task lm: token ids, one sequence per line (run_prune_gpt's np.loadtxt format).
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    pub token_ids: Option<PathBuf>,
+    /// --task lm: tokens per block of --text.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
+    pub block_size: u64,
 }
 
 #[derive(Args, Debug)]

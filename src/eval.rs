@@ -18,6 +18,8 @@ pub struct Dataset {
     pub encoded: Vec<Encoded>,
     pub labels: Vec<Option<Label>>,
     pub pad_id: i64,
+    /// Per-example token labels of a masked-LM dataset (-100 where not predicted).
+    pub token_labels: Vec<Vec<i64>>,
 }
 
 impl Dataset {
@@ -48,15 +50,46 @@ impl Dataset {
             encoded,
             labels,
             pad_id: tokenizer.pad_id(),
+            token_labels: Vec::new(),
         })
     }
 
+    /// A language-model dataset: each block (or token-id line) is one example; a causal
+    /// model's labels are its own ids, a masked model's come from `mlm` masking the blocks.
+    pub fn language_model(
+        task: Task,
+        mut blocks: Vec<Vec<i64>>,
+        pad_id: i64,
+        mlm: Option<&crate::data::lm::MlmMasking>,
+    ) -> Dataset {
+        let n = blocks.len();
+        let token_labels = match mlm {
+            Some(m) => crate::data::lm::mask_examples(&mut blocks, m),
+            None => Vec::new(),
+        };
+        Dataset {
+            spec: task.into(),
+            split: Split::Dev,
+            examples: Vec::new(),
+            encoded: blocks
+                .into_iter()
+                .map(|ids| Encoded {
+                    type_ids: vec![0; ids.len()],
+                    ids,
+                })
+                .collect(),
+            labels: vec![None; n],
+            pad_id,
+            token_labels,
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.examples.len()
+        self.encoded.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.examples.is_empty()
+        self.encoded.is_empty()
     }
 
     /// Non-padding tokens over the whole split.
@@ -65,18 +98,34 @@ impl Dataset {
     }
 
     pub fn has_labels(&self) -> bool {
-        self.labels.iter().all(Option::is_some)
+        self.spec.is_language_model() || self.labels.iter().all(Option::is_some)
     }
 
     pub fn batches(&self, batch_size: usize, padding: Padding, device: Device) -> Vec<Batch> {
-        make_batches(
+        let mut batches = make_batches(
             &self.encoded,
             &self.labels,
             batch_size,
             padding,
             self.pad_id,
             device,
-        )
+        );
+        self.add_token_labels(&mut batches);
+        batches
+    }
+
+    /// A language model's labels are per token: the inputs themselves (causal) or the masked
+    /// originals (MLM).
+    fn add_token_labels(&self, batches: &mut [Batch]) {
+        for b in batches {
+            match self.spec.glue {
+                Some(Task::Lm) => b.labels = Some(crate::data::lm::causal_labels(b)),
+                Some(Task::Mlm) => {
+                    b.labels = Some(crate::data::lm::batch_labels(b, &self.token_labels))
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Batches in the file's order whatever the padding: for computations whose result depends
@@ -88,7 +137,7 @@ impl Dataset {
         device: Device,
     ) -> Vec<Batch> {
         let order: Vec<usize> = (0..self.encoded.len()).collect();
-        batches_in_order(
+        let mut batches = batches_in_order(
             &self.encoded,
             &self.labels,
             &order,
@@ -96,7 +145,9 @@ impl Dataset {
             padding,
             self.pad_id,
             device,
-        )
+        );
+        self.add_token_labels(&mut batches);
+        batches
     }
 
     pub fn label_values(&self) -> Vec<f64> {
@@ -133,7 +184,8 @@ pub fn check_inputs(net: &dyn Network, b: &Batch, batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// Logits [examples, outputs] on the CPU, in the dataset's original order.
+/// Logits [examples, outputs] on the CPU, in the dataset's original order (for language
+/// models, each example's [loss sum, tokens]: `Network::summary`).
 pub fn predict(
     net: &dyn Network,
     batches: &[Batch],
@@ -148,7 +200,10 @@ pub fn predict(
             check_inputs(net, b, i)?;
             let out = net.forward(&b.inputs(), head_mask, Default::default())?;
             crate::finite::check_logits(&out.logits, i, &b.indices)?;
-            parts.push(out.logits.to_device(Device::Cpu));
+            parts.push(
+                net.summary(&out.logits, b.labels.as_ref())
+                    .to_device(Device::Cpu),
+            );
             order.extend(b.indices.iter().map(|&i| i as i64));
             if let Some(p) = progress {
                 p.inc(b.len() as u64);
@@ -177,6 +232,26 @@ pub fn predictions(logits: &Tensor, regression: bool) -> (Vec<i64>, Vec<f64>) {
 
 /// The task's metrics for these logits.
 pub fn score(data: &Dataset, logits: &Tensor) -> Metrics {
+    if data.spec.is_language_model() {
+        return lm_metrics(logits);
+    }
     let (preds, scores) = predictions(logits, data.spec.is_regression());
     data.spec.compute(&preds, &scores, &data.label_values())
+}
+
+/// Mean token loss over the whole pass (Σ losses / Σ tokens, so it does not depend on how the
+/// examples are batched), its perplexity and inverse (the score masking watches), and the
+/// number of predicted tokens, from per-example [loss sum, tokens] rows.
+pub fn lm_metrics(summary: &Tensor) -> Metrics {
+    let sums = summary
+        .to_kind(Kind::Double)
+        .sum_dim_intlist(0, false, Kind::Double);
+    let (loss_sum, tokens) = (sums.double_value(&[0]), sums.double_value(&[1]));
+    let loss = loss_sum / tokens.max(1.0);
+    let mut m = Metrics::new();
+    m.insert("loss".into(), loss);
+    m.insert("perplexity".into(), loss.exp());
+    m.insert("inverse_loss".into(), 1.0 / loss);
+    m.insert("tokens".into(), tokens);
+    m
 }

@@ -40,7 +40,8 @@ pub struct HeadStats {
     pub importance: Tensor,
     /// [layers, heads] mean entropy per non-padding query token (zeros when not computed).
     pub entropy: Tensor,
-    /// Logits of every example, in the data's original order (for the score under this mask).
+    /// Logits of every example (language models: [loss sum, tokens]), in the data's original
+    /// order (for the score under this mask).
     pub logits: Tensor,
     /// Non-padding tokens seen.
     pub tokens: i64,
@@ -131,7 +132,11 @@ pub fn compute(
                 let _ = row.shallow_clone().index_copy_(0, &kept, &updated);
             }
         }
-        parts.push(out.logits.detach().to_device(Device::Cpu));
+        parts.push(
+            net.summary(&out.logits, Some(labels))
+                .detach()
+                .to_device(Device::Cpu),
+        );
         order.extend(b.indices.iter().map(|&i| i as i64));
         tokens += b.tokens;
         examples += bsz;

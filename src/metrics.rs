@@ -107,6 +107,8 @@ impl Task {
             Task::Stsb => "corr",
             Task::Mnli => "mnli/acc",
             Task::MnliMm => "mnli-mm/acc",
+            // 1 / mean token loss: higher is better, as every metric masking watches.
+            Task::Lm | Task::Mlm => "inverse_loss",
             _ => "acc",
         }
     }
@@ -118,6 +120,7 @@ impl Task {
             Task::Stsb => &["pearson", "spearmanr", "corr"],
             Task::Mnli => &["mnli/acc"],
             Task::MnliMm => &["mnli-mm/acc"],
+            Task::Lm | Task::Mlm => &["inverse_loss"],
             _ => &["acc"],
         }
     }

@@ -96,10 +96,10 @@ fn malformed_config() {
 fn unsupported_model_type() {
     let d = tempfile::tempdir().unwrap();
     copy_tiny(d.path());
-    edit_config(d.path(), |v| v["model_type"] = "gpt2".into());
+    edit_config(d.path(), |v| v["model_type"] = "t5".into());
     let e = inspect_error(d.path());
     assert!(
-        e.contains("config.json") && e.contains("unsupported model_type \"gpt2\""),
+        e.contains("config.json") && e.contains("unsupported model_type \"t5\""),
         "{e}"
     );
 }

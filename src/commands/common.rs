@@ -21,7 +21,8 @@ use tch::Device;
 pub struct TaskSetup {
     pub device: Device,
     pub model: Model,
-    pub tokenizer: TextTokenizer,
+    /// None for a token-id language-model run on a model folder without tokenizer files.
+    pub tokenizer: Option<TextTokenizer>,
     pub data: Dataset,
     /// The folder or file the data came from.
     pub data_dir: PathBuf,
@@ -143,6 +144,15 @@ pub fn padding(data: &DataArgs) -> Padding {
 /// Builds the task's default model with `finetune` defaults when it is missing, so eval,
 /// importance and prune work on a fresh set-up with no other step.
 fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs) -> Result<()> {
+    if task.is_language_model() {
+        if model.is_none() {
+            bail!(
+                "--task {} needs --model (there is no default language model)",
+                task.name()
+            );
+        }
+        return Ok(());
+    }
     // AX has no training data: its default is MNLI's model.
     let task = if task == Task::Ax { Task::Mnli } else { task };
     if model.is_some() || task_model_dir(task).join("config.json").is_file() {
@@ -165,6 +175,27 @@ pub fn setup(
     data_args: &DataArgs,
     global: &GlobalArgs,
 ) -> Result<TaskSetup> {
+    check_lm_data_args(data_args)?;
+    if let Some(task) = data_args.source.task.filter(|t| t.is_language_model()) {
+        // Language-model text comes from --text / --token-ids, not a GLUE source.
+        ensure_default_model(&model_args.model, task, global)?;
+        let device = global.device.resolve()?;
+        let dir = model_dir(model_args, Some(task), global.quiet)?;
+        let model = load_model(
+            &dir,
+            &LoadOptions {
+                device,
+                seed: model_args.seed,
+                task: Some(task.into()),
+            },
+        )?;
+        if !global.quiet {
+            if let Some(w) = model.init_warning() {
+                eprintln!("{w}");
+            }
+        }
+        return lm_setup(model, &dir, task, data_args, device, model_args.seed);
+    }
     let req = data_args.source.request();
     // Flags checked before anything slow (building a missing default model).
     if let Some(task) = req.task {
@@ -204,7 +235,12 @@ pub fn setup(
     if let Some(n) = data_args.data_subset {
         examples.truncate(n as usize);
     }
-    let data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
+    let mut data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
+    // Pad with the config's pad_token_id when it has one: GPT-2's classifier finds each
+    // example's last token by it (and the tokenizer may know no [PAD]).
+    if let Some(pad) = model.config.get_f64("pad_token_id") {
+        data.pad_id = pad as i64;
+    }
     check_token_ids(&data, model.net.vocab_size(), &dir)?;
     let split_name = match task {
         Some(_) => format!("{:?}", data_args.split).to_lowercase(),
@@ -213,7 +249,7 @@ pub fn setup(
     Ok(TaskSetup {
         device,
         model,
-        tokenizer,
+        tokenizer: Some(tokenizer),
         data,
         data_dir: loaded.location,
         source: loaded.record,
@@ -237,4 +273,103 @@ pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -
         );
     }
     Ok(())
+}
+
+/// --text / --token-ids go with --task lm (or mlm), and only with it.
+fn check_lm_data_args(data: &DataArgs) -> Result<()> {
+    let given = !data.text.is_empty() || data.token_ids.is_some();
+    let src = &data.source;
+    match src.task {
+        Some(task) if task.is_language_model() => {
+            if !given {
+                bail!(
+                    "--task {} needs --text FILE... or --token-ids FILE",
+                    task.name()
+                );
+            }
+            if src.data_dir.is_some() || src.dataset.is_some() {
+                bail!(
+                    "--task {} reads --text or --token-ids, not --data-dir or --dataset",
+                    task.name()
+                );
+            }
+        }
+        Some(task) if given => bail!(
+            "--text and --token-ids are for --task lm or mlm, not {}",
+            task.name()
+        ),
+        None if given => bail!("--text and --token-ids are for --task lm or mlm, not --data-file"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Language-model data for a loaded model: text blocks or token-id lines, padded with the
+/// config's pad_token_id (else its eos_token_id, else 0; padding is never attended to).
+fn lm_setup(
+    model: Model,
+    dir: &Path,
+    task: Task,
+    data_args: &DataArgs,
+    device: Device,
+    seed: i64,
+) -> Result<TaskSetup> {
+    use crate::data::lm::{read_token_ids, text_blocks};
+    let config_id = |k: &str| model.config.get_f64(k).map(|v| v as i64);
+    let eos = config_id("eos_token_id");
+    let pad_id = config_id("pad_token_id").or(eos).unwrap_or(0);
+    let vocab = model.net.vocab_size();
+    let max_len = model.net.max_positions() as usize;
+    let (blocks, data_dir, source) = match &data_args.token_ids {
+        Some(path) => (
+            read_token_ids(path, vocab, max_len)?,
+            path.clone(),
+            serde_json::json!({"kind": "token-ids", "files": [path.display().to_string()]}),
+        ),
+        None => {
+            let block_size = data_args.block_size as usize;
+            if block_size > max_len {
+                bail!(
+                    "--block-size {block_size} exceeds the {max_len} tokens the model's position embeddings hold"
+                );
+            }
+            let tokenizer = TextTokenizer::from_dir(dir, usize::MAX / 2)?;
+            let blocks = text_blocks(&tokenizer, &data_args.text, block_size, eos, vocab)?;
+            let files: Vec<String> = data_args
+                .text
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let source =
+                serde_json::json!({"kind": "text", "files": files, "block_size": block_size});
+            (blocks, data_args.text[0].clone(), source)
+        }
+    };
+    let blocks = match data_args.data_subset {
+        Some(n) => blocks.into_iter().take(n as usize).collect(),
+        None => blocks,
+    };
+    let mlm = if task == Task::Mlm {
+        let (mask_id, special) = crate::data::lm::special_tokens(dir)?;
+        Some(crate::data::lm::MlmMasking {
+            mask_id,
+            special,
+            vocab_size: vocab,
+            seed: seed as u64,
+            probability: 0.15,
+        })
+    } else {
+        None
+    };
+    // A tokenizer for the saved model's files; a token-id run needs none.
+    let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
+    Ok(TaskSetup {
+        device,
+        model,
+        tokenizer,
+        data: Dataset::language_model(task, blocks, pad_id, mlm.as_ref()),
+        data_dir,
+        source,
+        split_name: "file".into(),
+    })
 }

@@ -40,47 +40,62 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     let rows: Vec<Vec<f32>> = Vec::try_from(logits.to_kind(tch::Kind::Float))?;
     let labels = s.data.label_values();
     let staging = Staging::new(out_dir, EVAL_FILES)?;
-    write_csv(
-        &staging.dir().join("predictions.csv"),
-        &[
-            "index",
-            "label",
-            "prediction",
-            "logits",
-            "label_name",
-            "prediction_name",
-        ],
-        (0..s.data.len()).map(|i| {
-            // Class names beside the indices; empty for a regression.
-            let name = |v: f64| -> String {
-                if v.is_nan() {
-                    return String::new();
-                }
-                names.get(v as usize).cloned().unwrap_or_default()
-            };
-            let label = if labels[i].is_nan() {
-                String::new()
-            } else {
-                labels[i].to_string()
-            };
-            let pred = if regression {
-                scores[i].to_string()
-            } else {
-                preds[i].to_string()
-            };
-            let l = rows[i]
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let (label_name, pred_name) = if regression {
-                (String::new(), String::new())
-            } else {
-                (name(labels[i]), name(preds[i] as f64))
-            };
-            vec![i.to_string(), label, pred, l, label_name, pred_name]
-        }),
-    )?;
+    if s.data.spec.is_language_model() {
+        // Per example (block or token-id line): predicted tokens and mean token loss.
+        write_csv(
+            &staging.dir().join("predictions.csv"),
+            &["index", "tokens", "loss"],
+            rows.iter().enumerate().map(|(i, r)| {
+                vec![
+                    i.to_string(),
+                    r[1].to_string(),
+                    (r[0] / r[1].max(1.0)).to_string(),
+                ]
+            }),
+        )?;
+    } else {
+        write_csv(
+            &staging.dir().join("predictions.csv"),
+            &[
+                "index",
+                "label",
+                "prediction",
+                "logits",
+                "label_name",
+                "prediction_name",
+            ],
+            (0..s.data.len()).map(|i| {
+                // Class names beside the indices; empty for a regression.
+                let name = |v: f64| -> String {
+                    if v.is_nan() {
+                        return String::new();
+                    }
+                    names.get(v as usize).cloned().unwrap_or_default()
+                };
+                let label = if labels[i].is_nan() {
+                    String::new()
+                } else {
+                    labels[i].to_string()
+                };
+                let pred = if regression {
+                    scores[i].to_string()
+                } else {
+                    preds[i].to_string()
+                };
+                let l = rows[i]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let (label_name, pred_name) = if regression {
+                    (String::new(), String::new())
+                } else {
+                    (name(labels[i]), name(preds[i] as f64))
+                };
+                vec![i.to_string(), label, pred, l, label_name, pred_name]
+            }),
+        )?;
+    }
     let summary = json!({
         "task": s.data.spec.name(),
         "split": s.split_name,

@@ -114,6 +114,9 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         batch_size: args.batch_size,
         max_seq_length: args.max_seq_length.unwrap_or(128),
         pad_to_max_length: false,
+        text: Vec::new(),
+        token_ids: None,
+        block_size: 128,
     };
     // Without --model the task's fine-tuned default is used (built first if missing, as the
     // other task commands do). With --model no task head is needed: reading attentions and
@@ -127,6 +130,12 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
             data_dir,
             ..
         } = setup(&args.model, &data_args, global)?;
+        let tokenizer = tokenizer.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no tokenizer files in the model folder",
+                model.dir.display()
+            )
+        })?;
         (device, model, tokenizer, data, data_dir)
     } else {
         let device = global.device.resolve()?;

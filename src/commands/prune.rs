@@ -110,8 +110,11 @@ fn validate_heads(args: &PruneArgs, heads_per_layer: &[i64], heads: i64) -> Resu
 
 fn save_pruned(model: &Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
     model.save(dir)?;
-    let tok = crate::model::tokenizer::TextTokenizer::from_dir(tokenizer_dir, 8)?;
-    tok.save_files(dir)
+    // A token-id language-model run may use a model folder without tokenizer files.
+    if let Ok(tok) = crate::model::tokenizer::TextTokenizer::from_dir(tokenizer_dir, 8) {
+        tok.save_files(dir)?;
+    }
+    Ok(())
 }
 
 pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {

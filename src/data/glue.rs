@@ -20,6 +20,10 @@ pub enum Task {
     Wnli,
     /// The diagnostic set (test only; scored with an MNLI model).
     Ax,
+    /// Causal language modelling on --text or --token-ids (GPT, GPT-2).
+    Lm,
+    /// Masked language modelling on --text or --token-ids (encoders with an MLM head).
+    Mlm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -103,6 +107,8 @@ impl Task {
             Task::Qnli => "qnli",
             Task::Rte => "rte",
             Task::Wnli => "wnli",
+            Task::Lm => "lm",
+            Task::Mlm => "mlm",
             Task::Ax => "ax",
         }
     }
@@ -119,6 +125,7 @@ impl Task {
             Task::Qnli => "QNLI",
             Task::Rte => "RTE",
             Task::Wnli => "WNLI",
+            Task::Lm | Task::Mlm => "",
             Task::Ax => "diagnostic",
         }
     }
@@ -126,7 +133,7 @@ impl Task {
     /// Label names in transformers' order; empty for the regression task STS-B.
     pub fn labels(self) -> Vec<String> {
         let names: &[&str] = match self {
-            Task::Stsb => &[],
+            Task::Stsb | Task::Lm | Task::Mlm => &[],
             Task::Mnli | Task::MnliMm | Task::Ax => &["contradiction", "entailment", "neutral"],
             Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
             _ => &["0", "1"],
@@ -136,6 +143,11 @@ impl Task {
 
     pub fn is_regression(self) -> bool {
         self == Task::Stsb
+    }
+
+    /// A language-modelling task: raw text instead of a GLUE folder, a loss instead of labels.
+    pub fn is_language_model(self) -> bool {
+        matches!(self, Task::Lm | Task::Mlm)
     }
 
     /// Outputs of the classifier: 1 for regression, else the number of labels.
@@ -204,12 +216,20 @@ impl Task {
             Task::Qqp => pair(3, 4, Some(5)),
             Task::Mnli | Task::MnliMm => pair(8, 9, (!test).then_some(LAST)),
             Task::Qnli | Task::Rte | Task::Wnli => pair(1, 2, (!test).then_some(LAST)),
+            // Never read through a layout (`read` refuses language-model tasks first).
+            Task::Lm | Task::Mlm => pair(0, 0, None),
             Task::Ax => pair(1, 2, None),
         }
     }
 
     /// Reads one split from `dir`; `subset` keeps the first N examples.
     pub fn read(self, dir: &Path, split: Split, subset: Option<usize>) -> Result<Vec<Example>> {
+        if self.is_language_model() {
+            bail!(
+                "--task {} reads --text or --token-ids, not a GLUE folder",
+                self.name()
+            );
+        }
         self.check_split(split)?;
         let path = dir.join(self.file_name(split));
         let bytes = std::fs::read(&path).with_context(|| {
@@ -368,6 +388,8 @@ impl Task {
             Task::Qqp => ("question1", Some("question2")),
             Task::Mnli | Task::MnliMm | Task::Ax => ("premise", Some("hypothesis")),
             Task::Qnli => ("question", Some("sentence")),
+            // Never read from the hub (setup reads --text or --token-ids for them).
+            Task::Lm | Task::Mlm => ("text", None),
         }
     }
 
@@ -384,6 +406,7 @@ impl Task {
             Task::Mnli | Task::MnliMm | Task::Ax => &["entailment", "neutral", "contradiction"],
             Task::Qnli | Task::Rte => &["entailment", "not_entailment"],
             Task::Wnli => &["not_entailment", "entailment"],
+            Task::Lm | Task::Mlm => &[],
         }
     }
 

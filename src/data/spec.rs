@@ -101,6 +101,11 @@ impl TaskSpec {
         self.regression
     }
 
+    /// A causal or masked language-model task (--task lm / mlm).
+    pub fn is_language_model(&self) -> bool {
+        self.glue.is_some_and(|t| t.is_language_model())
+    }
+
     /// Outputs of the classifier: 1 for regression, else the number of classes.
     pub fn num_outputs(&self) -> usize {
         if self.regression {

@@ -102,28 +102,81 @@ pub fn activate(act: Activation, x: &Tensor) -> Tensor {
     }
 }
 
-/// Multi-head self-attention with separate query, key and value projections and `heads` heads
-/// left (fewer than the config's after pruning).
+/// transformers' Conv1D (GPT, GPT-2): y = x W + b with W stored [in, out], the transpose of
+/// nn.Linear's.
+pub struct Conv1D {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Conv1D {
+    pub fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
+        Conv1D {
+            weight: p.zeros("weight", &[inputs, outputs]),
+            bias: p.zeros("bias", &[outputs]),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight) + &self.bias
+    }
+}
+
+/// Where queries, keys and values come from: three nn.Linear (BERT and its kin), or one fused
+/// Conv1D whose output columns are q | k | v side by side (GPT, GPT-2's `c_attn`).
+pub enum Projection {
+    Separate {
+        query: Linear,
+        key: Linear,
+        value: Linear,
+    },
+    Fused(Conv1D),
+}
+
+/// Multi-head self-attention with `heads` heads left (fewer than the config's after pruning).
+/// One implementation for both projection layouts, so head masks, the fused fast path and the
+/// masked-head shortcut behave identically in every family.
 pub struct MultiHeadAttention {
-    pub query: Linear,
-    pub key: Linear,
-    pub value: Linear,
+    pub projection: Projection,
     pub heads: i64,
     pub head_dim: i64,
     pub dropout: f64,
+    /// Scores are divided by this: √head_dim, or GPT-2's variants (no scaling, or also by the
+    /// layer's index + 1).
+    pub score_divisor: f64,
 }
 
 impl MultiHeadAttention {
     pub fn new(p: &nn::Path, names: [&str; 3], hidden: i64, heads: i64, head_dim: i64) -> Self {
         let inner = heads * head_dim;
         MultiHeadAttention {
-            query: Linear::new(at(p, names[0]), hidden, inner),
-            key: Linear::new(at(p, names[1]), hidden, inner),
-            value: Linear::new(at(p, names[2]), hidden, inner),
+            projection: Projection::Separate {
+                query: Linear::new(at(p, names[0]), hidden, inner),
+                key: Linear::new(at(p, names[1]), hidden, inner),
+                value: Linear::new(at(p, names[2]), hidden, inner),
+            },
             heads,
             head_dim,
             dropout: 0.0,
+            score_divisor: (head_dim as f64).sqrt(),
         }
+    }
+
+    /// Attention over one fused Conv1D `c_attn` [hidden, 3 · heads · head_dim] under `p`.
+    pub fn fused(p: &nn::Path, hidden: i64, heads: i64, head_dim: i64) -> Self {
+        MultiHeadAttention {
+            projection: Projection::Fused(Conv1D::new(p / "c_attn", hidden, 3 * heads * head_dim)),
+            heads,
+            head_dim,
+            dropout: 0.0,
+            score_divisor: (head_dim as f64).sqrt(),
+        }
+    }
+
+    /// The scale SDPA needs: None for the default 1/√head_dim (bit-identical to before).
+    fn sdpa_scale(&self) -> Option<f64> {
+        let default = (self.head_dim as f64).sqrt();
+        (self.score_divisor != default).then(|| 1.0 / self.score_divisor)
     }
 
     /// Returns the context [batch, queries, heads·head_dim] and, when asked, the probabilities.
@@ -150,8 +203,7 @@ impl MultiHeadAttention {
         let (context, probs) = if want_probs {
             let all: Vec<i64> = (0..self.heads).collect();
             let (q, k, v) = self.project(queries, x, &all);
-            let scores =
-                q.matmul(&k.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + additive_mask;
+            let scores = q.matmul(&k.transpose(-1, -2)) / self.score_divisor + additive_mask;
             let mut probs = scores
                 .softmax(-1, scores.kind())
                 .dropout(self.dropout, train);
@@ -223,7 +275,7 @@ impl MultiHeadAttention {
             Some(additive_mask),
             dropout,
             false,
-            None,
+            self.sdpa_scale(),
             false,
         )
     }
@@ -239,22 +291,46 @@ impl MultiHeadAttention {
                 .collect();
             Tensor::from_slice(&rows).to_device(x.device())
         });
-        let split = |l: &Linear, input: &Tensor| {
-            let y = match &rows {
-                None => l.forward(input),
-                Some(r) => input.linear(
-                    &l.weight.index_select(0, r),
-                    Some(&l.bias.index_select(0, r)),
-                ),
-            };
+        let heads_view = |y: Tensor, input: &Tensor| {
             let (b, len) = (input.size()[0], input.size()[1]);
             y.view([b, len, n, self.head_dim]).transpose(1, 2)
         };
-        (
-            split(&self.query, queries),
-            split(&self.key, x),
-            split(&self.value, x),
-        )
+        match &self.projection {
+            Projection::Separate { query, key, value } => {
+                let split = |l: &Linear, input: &Tensor| {
+                    let y = match &rows {
+                        None => l.forward(input),
+                        Some(r) => input.linear(
+                            &l.weight.index_select(0, r),
+                            Some(&l.bias.index_select(0, r)),
+                        ),
+                    };
+                    heads_view(y, input)
+                };
+                (split(query, queries), split(key, x), split(value, x))
+            }
+            Projection::Fused(c) => {
+                // Block `i` (0 q, 1 k, 2 v) holds this layer's heads at columns i · width + ….
+                let width = self.heads * self.head_dim;
+                let block = |i: i64, input: &Tensor| {
+                    let (w, bias) = match &rows {
+                        None => (
+                            c.weight.narrow(1, i * width, width),
+                            c.bias.narrow(0, i * width, width),
+                        ),
+                        Some(r) => {
+                            let cols = r + i * width;
+                            (
+                                c.weight.index_select(1, &cols),
+                                c.bias.index_select(0, &cols),
+                            )
+                        }
+                    };
+                    heads_view(input.matmul(&w) + bias, input)
+                };
+                (block(0, queries), block(1, x), block(2, x))
+            }
+        }
     }
 }
 

@@ -5,20 +5,27 @@
 //! modules and key names and exports a `FAMILY`; `families.rs` lists them. Nothing outside
 //! this folder names an architecture.
 pub mod bert;
+pub mod bpe;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
 pub mod electra;
 pub mod families;
+pub mod gpt2;
 pub mod layers;
+pub mod masked_lm;
 pub mod network;
+pub mod openai_gpt;
 pub mod preflight;
 pub mod roberta;
 pub mod source;
 pub mod tokenizer;
 
-pub use network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+pub use network::{
+    ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape, Objective,
+};
 
+use crate::data::glue::Task;
 use crate::data::spec::TaskSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use config::ModelConfig;
@@ -59,7 +66,7 @@ impl Model {
             );
         }
         let mut config = ModelConfig::from_file(&config_path)?;
-        let family =
+        let mut family =
             families::family_of(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let files = checkpoint::weight_files(dir)?;
         preflight::check(&config_path, &config, family, &files)?;
@@ -68,7 +75,41 @@ impl Model {
         let has_head = keys
             .iter()
             .any(|k| checkpoint::canonical_key(k, family.layout.prefix).starts_with(head));
-        if let Some(task) = &opts.task {
+        // The head: a language-model task wants the family's LM head; with no task, a
+        // checkpoint without a classifier whose family has an LM head (GPT-2) is a language
+        // model.
+        let lm = families::language_model_of(&config);
+        let has_lm_head = lm.is_some_and(|lm| {
+            keys.iter()
+                .any(|k| checkpoint::canonical_key(k, lm.layout.prefix).starts_with(lm.layout.head))
+        });
+        match (opts.task.as_ref(), lm) {
+            (Some(task), None) if task.is_language_model() => bail!(
+                "{}: --task {}: model_type {:?} has no language-model head here (language models: {})",
+                config_path.display(),
+                task.name(),
+                config.model_type(),
+                families::language_models()
+                    .iter()
+                    .flat_map(|f| f.model_types.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (Some(task), Some(lm)) if task.is_language_model() => {
+                if !has_lm_head {
+                    bail!(
+                        "{}: --task {}: the checkpoint has no language-model head ({}* weights)",
+                        files[0].display(),
+                        task.name(),
+                        lm.layout.head
+                    );
+                }
+                family = lm
+            }
+            (None, Some(lm)) if !has_head && has_lm_head => family = lm,
+            _ => {}
+        }
+        if let Some(task) = opts.task.as_ref().filter(|t| !t.is_language_model()) {
             let want = task.num_outputs() as i64;
             if !has_head {
                 config.set_labels_for(task);
@@ -82,7 +123,7 @@ impl Model {
             }
         }
         let model_type = config.model_type().to_string();
-        Self::build(config, family, &files, dir, opts.device, opts.seed).map_err(|e| {
+        let model = Self::build(config, family, &files, dir, opts.device, opts.seed).map_err(|e| {
             // Weights of another family fail on their first missing key; name the real cause.
             match families::foreign_family(&keys, family) {
                 Some(other) => anyhow!(
@@ -94,7 +135,28 @@ impl Model {
                 ),
                 None => e,
             }
-        })
+        })?;
+        if let Some(task) = &opts.task {
+            let want = match task.glue {
+                Some(Task::Lm) => Objective::CausalLm,
+                Some(Task::Mlm) => Objective::MaskedLm,
+                _ => Objective::Classification,
+            };
+            if model.net.objective() != want {
+                let is = match model.net.objective() {
+                    Objective::CausalLm => "a causal language model (use --task lm)",
+                    Objective::MaskedLm => "a masked language model (use --task mlm)",
+                    Objective::Classification => "a classifier",
+                };
+                bail!(
+                    "{}: --task {}: {} is {is}",
+                    config_path.display(),
+                    task.name(),
+                    model.net.hf_class(),
+                );
+            }
+        }
+        Ok(model)
     }
 
     /// Builds the family's network over a fresh VarStore and loads the weights of `files`.

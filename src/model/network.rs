@@ -27,7 +27,7 @@ pub struct ForwardOptions {
 }
 
 pub struct ModelOutput {
-    /// [batch, num_labels]
+    /// [batch, num_labels] for classification; [batch, seq, vocab] for language models.
     pub logits: Tensor,
     pub attentions: Option<Vec<Tensor>>,
     pub hidden_states: Option<Vec<Tensor>>,
@@ -58,6 +58,25 @@ pub struct NetworkShape {
     pub regression: bool,
 }
 
+/// What a network's head predicts, and so what its loss is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    /// One label (or score) per example.
+    Classification,
+    /// The next token at every position (GPT, GPT-2): labels [batch, seq] are the input ids,
+    /// shifted inside the loss as transformers does; -100 is ignored.
+    CausalLm,
+    /// The original token at masked positions (BERT-style MLM): labels [batch, seq], -100
+    /// everywhere but the masked positions.
+    MaskedLm,
+}
+
+impl Objective {
+    pub fn is_language_model(self) -> bool {
+        self != Objective::Classification
+    }
+}
+
 /// A transformer with a task head whose attention heads can be masked, measured and pruned.
 pub trait Network {
     /// Logits, and attentions / hidden states when asked. `head_mask` is [layers, heads] or
@@ -82,20 +101,59 @@ pub trait Network {
     /// weights that do not depend on the number of heads.
     fn head_axis(&self, name: &str) -> Option<HeadAxis>;
 
+    /// What the head predicts (classification unless a family says otherwise).
+    fn objective(&self) -> Objective {
+        Objective::Classification
+    }
+
     /// The task head's loss as transformers computes it: cross-entropy for classification, MSE
-    /// for regression. `sum` adds the examples' losses instead of averaging them.
+    /// for regression, the mean token cross-entropy for language models. `sum` adds the
+    /// examples' losses instead of averaging them (a language-model example's loss is the mean
+    /// over its own tokens).
     fn loss(&self, logits: &Tensor, labels: &Tensor, sum: bool) -> Tensor {
         let reduction = if sum {
             tch::Reduction::Sum
         } else {
             tch::Reduction::Mean
         };
+        if self.objective().is_language_model() {
+            let (losses, counted) = token_losses(logits, labels, self.objective());
+            return if sum {
+                (losses.sum_dim_intlist(-1, false, losses.kind())
+                    / counted
+                        .sum_dim_intlist(-1, false, losses.kind())
+                        .clamp_min(1.0))
+                .sum(losses.kind())
+            } else {
+                losses.sum(losses.kind()) / counted.sum(losses.kind()).clamp_min(1.0)
+            };
+        }
         if self.is_regression() {
             logits
                 .squeeze_dim(-1)
                 .mse_loss(&labels.to_kind(logits.kind()), reduction)
         } else {
             logits.cross_entropy_loss::<Tensor>(labels, None, reduction, -100, 0.0)
+        }
+    }
+
+    /// What the pipeline keeps of a batch's logits to score the pass later: classification
+    /// logits as they are; for language models each example's summed token loss and its
+    /// number of predicted tokens, [batch, 2] (whole-split [batch, seq, vocab] logits would
+    /// not fit in memory).
+    fn summary(&self, logits: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        match labels {
+            Some(labels) if self.objective().is_language_model() => {
+                let (losses, counted) = token_losses(logits, labels, self.objective());
+                Tensor::stack(
+                    &[
+                        losses.sum_dim_intlist(-1, false, Kind::Float),
+                        counted.sum_dim_intlist(-1, false, Kind::Float),
+                    ],
+                    1,
+                )
+            }
+            _ => logits.shallow_clone(),
         }
     }
 
@@ -128,6 +186,39 @@ pub trait Network {
     fn kept_head_indices(&self, layer: usize, device: tch::Device) -> Tensor {
         Tensor::from_slice(&self.kept_heads()[layer]).to_device(device)
     }
+}
+
+/// Per-token cross-entropy [batch, positions] (0 where ignored) and which tokens count (1/0),
+/// for logits [batch, seq, vocab] and labels [batch, seq] with -100 ignored. Causal language
+/// models predict token t+1 at position t, so logits drop the last position and labels the
+/// first, as transformers' ForCausalLMLoss.
+pub fn token_losses(logits: &Tensor, labels: &Tensor, objective: Objective) -> (Tensor, Tensor) {
+    let (logits, labels) = match objective {
+        Objective::CausalLm => {
+            let t = logits.size()[1];
+            (
+                logits.narrow(1, 0, (t - 1).max(0)),
+                labels.narrow(1, 1, (t - 1).max(0)),
+            )
+        }
+        _ => (logits.shallow_clone(), labels.shallow_clone()),
+    };
+    let (b, t) = (labels.size()[0], labels.size()[1]);
+    let v = logits.size()[2];
+    // Upcast as transformers' loss does (logits.float()).
+    let losses = logits
+        .reshape([b * t, v])
+        .to_kind(Kind::Float)
+        .cross_entropy_loss::<Tensor>(
+            &labels.reshape([b * t]),
+            None,
+            tch::Reduction::None,
+            -100,
+            0.0,
+        )
+        .view([b, t]);
+    let counted = labels.ne(-100).to_kind(Kind::Float);
+    (losses, counted)
 }
 
 /// Checks a head mask's shape against the model: [layers, heads] or [batch, layers, heads].

@@ -58,7 +58,8 @@ fn resolve_model_with(spec: &str, settings: Settings, quiet: bool) -> Result<Pat
         Some((id, rev)) => (id, rev),
         None => (spec, "main"),
     };
-    let looks_like_hub_id = id.split('/').count() == 2
+    // ORG/NAME, or a legacy id without organisation (`gpt2`, `bert-base-uncased`).
+    let looks_like_hub_id = id.split('/').count() <= 2
         && id
             .split('/')
             .all(|p| !p.is_empty() && p != "." && p != "..")
@@ -69,7 +70,7 @@ fn resolve_model_with(spec: &str, settings: Settings, quiet: bool) -> Result<Pat
         && !spec.starts_with('.')
         && !spec.starts_with('/');
     if !looks_like_hub_id {
-        bail!("--model {spec}: no such folder (and not a hub id of the form ORG/NAME[@REV])");
+        bail!("--model {spec}: no such folder (and not a hub id of the form [ORG/]NAME[@REV])");
     }
     let cache_dir = settings.cache_dir.clone();
     // Complete in the cache: no request at all, as with huggingface_hub offline.

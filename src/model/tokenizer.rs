@@ -6,11 +6,9 @@
 //! `merges.txt` (byte-level BPE: RoBERTa's `<s> A </s></s> B </s>`, GPT-2's bare tokens).
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
-use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{
@@ -195,18 +193,14 @@ fn from_vocab(dir: &Path) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// Byte-level BPE from `vocab.json` + `merges.txt`, as RobertaTokenizer / GPT2Tokenizer read
-/// them: RoBERTa's special tokens and pair template when the vocabulary has `<s>` and `</s>`
-/// and the folder's config is not a GPT-2 one; bare tokens otherwise.
+/// Byte-level BPE from `vocab.json` + `merges.txt` (GPT-2's tokenizer, `bpe::byte_level_bpe`),
+/// as RobertaTokenizer / GPT2Tokenizer read them: RoBERTa's special tokens and pair template
+/// when the vocabulary has `<s>` and `</s>` and the folder's config is not a GPT one; GPT-2's
+/// bare tokens (with `<|endoftext|>` special) otherwise.
 fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
-    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-    let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
-        .build()
-        .map_err(|e| anyhow!("{}: cannot read the BPE vocabulary: {e}", vocab.display()))?;
-    let id = |t: &str| {
-        use tokenizers::Model;
-        model.token_to_id(t)
-    };
+    let mut tokenizer =
+        super::bpe::byte_level_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))?;
+    let id = |t: &str| tokenizer.token_to_id(t);
     let roberta_like =
         !model_type_of(dir).is_some_and(|t| t.starts_with("gpt") || t == "openai-gpt");
     let specials = (id("<s>"), id("</s>"));
@@ -215,10 +209,6 @@ fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
         .filter(|t| id(t).is_some())
         .map(|t| AddedToken::from(t.to_string(), true))
         .collect();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer
-        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
-        .with_decoder(Some(ByteLevel::default()));
     if let (true, (Some(cls), Some(sep))) = (roberta_like, specials) {
         tokenizer.with_post_processor(Some(
             RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
