@@ -91,7 +91,11 @@ def mask_heads(model, make_batches, masking_threshold=0.9, masking_amount=0.1):
                                                                head_mask=new_head_mask)
         current_score = 1 / loss
         curve.append((int(new_head_mask.sum().item()), current_score))
-        if new_head_mask.sum() == 0:  # the anchor would loop forever here; stop the reference
+        if new_head_mask.sum() == 0:
+            # The anchor would loop forever here (nothing left to mask, the score unchanged):
+            # stop, with the mask its next iteration would have kept if the score still passes.
+            if current_score >= original_score * masking_threshold:
+                head_mask = new_head_mask.clone().detach()
             break
     return head_mask, curve, original_score
 

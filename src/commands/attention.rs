@@ -192,9 +192,8 @@ fn statistics(
     let classes = token_classes(&input.tokenizer, &input.encoded)?;
     let batches = input.batches(args.input.batch_size as usize);
     let bar = progress::bar(input.len() as u64, "attention", global.quiet);
-    // Encoders see every token; a decoder family would pass true here so that "next token"
-    // is reported as not applicable.
-    let causal = false;
+    // A decoder's query cannot see the next token: that statistic is reported as not measured.
+    let causal = net.is_causal();
     let analysis = analyse(
         net,
         &batches,

@@ -563,6 +563,10 @@ impl Network for DecoderModel {
         self.head.objective()
     }
 
+    fn is_causal(&self) -> bool {
+        true
+    }
+
     fn hf_class(&self) -> &'static str {
         self.class
     }

@@ -106,6 +106,11 @@ pub trait Network {
         Objective::Classification
     }
 
+    /// Whether a query can only see itself and earlier tokens (decoders), whatever the task head.
+    fn is_causal(&self) -> bool {
+        false
+    }
+
     /// The task head's loss as transformers computes it: cross-entropy for classification, MSE
     /// for regression, the mean token cross-entropy for language models. `sum` adds the
     /// examples' losses instead of averaging them (a language-model example's loss is the mean
