@@ -47,11 +47,10 @@ pub struct HeadStats {
     pub tokens: i64,
 }
 
-/// Entropy of attention rows, −Σ_k p log p with 0·log 0 = 0: [batch, heads, queries].
+/// Entropy of attention rows, −Σ_k p log p with 0·log 0 = 0: [batch, heads, queries]. The
+/// log of a clamped p is vectorised (xlogy is not) and exact, as 0 times a finite log is 0.
 fn entropy_of(probs: &Tensor) -> Tensor {
-    -probs
-        .special_xlogy(probs)
-        .sum_dim_intlist(-1, false, Kind::Float)
+    -(probs * probs.clamp_min(1e-30).log()).sum_dim_intlist(-1, false, Kind::Float)
 }
 
 /// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
@@ -79,10 +78,12 @@ pub fn compute(
     let n: usize = batches.iter().map(Batch::len).sum();
     let mut order = Vec::with_capacity(n);
     let mut parts = Vec::with_capacity(batches.len());
+    // Entropy only reads the probabilities: the gradient takes the fused path.
     let opts = ForwardOptions {
         train: false,
         output_attentions: settings.entropy,
         output_hidden_states: false,
+        detached_attentions: true,
     };
     for (i, b) in batches.iter().enumerate() {
         let labels = b

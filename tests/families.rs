@@ -43,6 +43,7 @@ const ALL_OUTPUTS: ForwardOptions = ForwardOptions {
     train: false,
     output_attentions: true,
     output_hidden_states: true,
+    detached_attentions: false,
 };
 
 fn close(a: &Tensor, b: &Tensor, what: &str) {
@@ -109,21 +110,37 @@ fn mask_gradients_match_transformers_on_both_attention_paths() {
         let model = load(&family_dir(family));
         let f = parity(family);
         let x = inputs(&f);
+        // Explicit probabilities in the graph, the fused path, and the fused path with the
+        // probabilities computed beside it (importance with entropy).
+        let detached = ForwardOptions {
+            output_attentions: true,
+            detached_attentions: true,
+            ..Default::default()
+        };
         for case in ["2d", "3d"] {
-            for opts in [ALL_OUTPUTS, ForwardOptions::default()] {
+            for opts in [ALL_OUTPUTS, ForwardOptions::default(), detached] {
                 let xi = f[&format!("head_mask_{case}")]
                     .copy()
                     .set_requires_grad(true);
                 let out = model.net.forward(&x, Some(&xi), opts).unwrap();
+                let what = format!("{family} {case} ({opts:?})");
+                if let Some(attentions) = &out.attentions {
+                    assert_eq!(attentions.len(), 3, "{what}");
+                    for (i, a) in attentions.iter().enumerate() {
+                        assert_eq!(a.requires_grad(), !opts.detached_attentions, "{what}");
+                        close(
+                            a,
+                            &f[&format!("{case}.attentions.{i}")],
+                            &format!("{what} attention {i}"),
+                        );
+                    }
+                }
                 let loss = model.net.loss(&out.logits, &f["labels"], false);
                 let grad = Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0);
                 close(
                     &grad,
                     &f[&format!("{case}.mask_grad")],
-                    &format!(
-                        "{family} {case} mask gradient (attentions {})",
-                        opts.output_attentions
-                    ),
+                    &format!("{what} mask gradient"),
                 );
             }
         }

@@ -25,6 +25,7 @@ const ALL_OUTPUTS: ForwardOptions = ForwardOptions {
     train: false,
     output_attentions: true,
     output_hidden_states: true,
+    detached_attentions: false,
 };
 
 fn check_close(what: &str, ours: &Tensor, theirs: &Tensor) {

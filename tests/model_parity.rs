@@ -23,6 +23,7 @@ const ALL_OUTPUTS: ForwardOptions = ForwardOptions {
     train: false,
     output_attentions: true,
     output_hidden_states: true,
+    detached_attentions: false,
 };
 
 #[test]

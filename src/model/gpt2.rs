@@ -199,7 +199,7 @@ impl DecoderBlock {
     ) -> (Tensor, Option<Tensor>) {
         let (context, probs) =
             self.attention
-                .forward(x, x, mask, layer_mask, opts.train, opts.output_attentions);
+                .forward(x, x, mask, layer_mask, opts.train, opts.probabilities());
         let out = self
             .attn_proj
             .forward(&context)

@@ -6,7 +6,7 @@
 //! softmax and dropout, and always index the *original* heads of the config; a pruned layer
 //! picks the columns of its surviving heads.
 use super::config::Activation;
-use super::network::{check_head_mask, padding_mask, ForwardOptions, HeadAxis};
+use super::network::{check_head_mask, padding_mask, ForwardOptions, HeadAxis, Probabilities};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
@@ -192,15 +192,16 @@ impl MultiHeadAttention {
         additive_mask: &Tensor,
         layer_mask: Option<&Tensor>,
         train: bool,
-        want_probs: bool,
+        probabilities: Probabilities,
     ) -> (Tensor, Option<Tensor>) {
         let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
         if self.heads == 0 {
             let empty = x.new_zeros([b, tq, 0], (x.kind(), x.device()));
-            let probs = want_probs.then(|| x.new_zeros([b, 0, tq, t], (x.kind(), x.device())));
+            let probs = (probabilities != Probabilities::None)
+                .then(|| x.new_zeros([b, 0, tq, t], (x.kind(), x.device())));
             return (empty, probs);
         }
-        let (context, probs) = if want_probs {
+        let (context, probs) = if probabilities == Probabilities::InGraph {
             let all: Vec<i64> = (0..self.heads).collect();
             let (q, k, v) = self.project(queries, x, &all);
             let scores = q.matmul(&k.transpose(-1, -2)) / self.score_divisor + additive_mask;
@@ -219,6 +220,9 @@ impl MultiHeadAttention {
                 .filter(|m| m.requires_grad() && !train)
                 .map(silent_heads)
                 .unwrap_or_default();
+            let detached = probabilities == Probabilities::Detached;
+            let all: Vec<i64> = (0..self.heads).collect();
+            let mut probs = None;
             let mut ctx = if silent.iter().any(|&z| z) {
                 // A head masked to 0 for every example passes no gradient into its attention,
                 // only into its mask (∂L/∂ξ = Σ ∂L/∂(ξ·ctx) · ctx). Its attention is computed
@@ -228,11 +232,17 @@ impl MultiHeadAttention {
                 let dead: Vec<i64> = (0..self.heads).filter(|&h| silent[h as usize]).collect();
                 let mut parts = Vec::new();
                 if !live.is_empty() {
-                    parts.push(self.attend(queries, x, additive_mask, &live, p));
+                    let (q, k, v) = self.project(queries, x, &live);
+                    parts.push(self.attend(&q, &k, &v, additive_mask, p));
                 }
                 parts.push(tch::no_grad(|| {
-                    self.attend(queries, x, additive_mask, &dead, p)
+                    let (q, k, v) = self.project(queries, x, &dead);
+                    self.attend(&q, &k, &v, additive_mask, p)
                 }));
+                if detached {
+                    let (q, k, _) = tch::no_grad(|| self.project(x, x, &all));
+                    probs = Some(self.detached_probabilities(&q, &k, additive_mask, layer_mask));
+                }
                 // Back to the original head order.
                 let mut back = vec![0i64; self.heads as usize];
                 for (i, &h) in live.iter().chain(&dead).enumerate() {
@@ -241,13 +251,23 @@ impl MultiHeadAttention {
                 let back = Tensor::from_slice(&back).to_device(x.device());
                 Tensor::cat(&parts, 1).index_select(1, &back)
             } else {
-                let all: Vec<i64> = (0..self.heads).collect();
-                self.attend(queries, x, additive_mask, &all, p)
+                let (q, k, v) = self.project(queries, x, &all);
+                if detached {
+                    // Every query's row, also when only the first token's output is needed.
+                    let q_all = if tq == t {
+                        q.shallow_clone()
+                    } else {
+                        tch::no_grad(|| self.project(x, x, &all).0)
+                    };
+                    probs =
+                        Some(self.detached_probabilities(&q_all, &k, additive_mask, layer_mask));
+                }
+                self.attend(&q, &k, &v, additive_mask, p)
             };
             if let Some(m) = layer_mask {
                 ctx = ctx * m;
             }
-            (ctx, None)
+            (ctx, probs)
         };
         let context =
             context
@@ -257,27 +277,45 @@ impl MultiHeadAttention {
         (context, probs)
     }
 
-    /// Fused attention of the heads `heads` (indices into this layer's heads):
-    /// [batch, heads.len(), queries, head_dim].
+    /// Fused attention of projected heads: [batch, heads, queries, head_dim].
     fn attend(
         &self,
-        queries: &Tensor,
-        x: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
         additive_mask: &Tensor,
-        heads: &[i64],
         dropout: f64,
     ) -> Tensor {
-        let (q, k, v) = self.project(queries, x, heads);
         Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
+            q,
+            k,
+            v,
             Some(additive_mask),
             dropout,
             false,
             self.sdpa_scale(),
             false,
         )
+    }
+
+    /// The probabilities the explicit path would return (after the head mask), outside the
+    /// graph: values for statistics, no backward cost. `q` covers every query position.
+    fn detached_probabilities(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        additive_mask: &Tensor,
+        layer_mask: Option<&Tensor>,
+    ) -> Tensor {
+        tch::no_grad(|| {
+            let scores = q.detach().matmul(&k.detach().transpose(-1, -2)) / self.score_divisor
+                + additive_mask;
+            let probs = scores.softmax(-1, scores.kind());
+            match layer_mask {
+                Some(m) => probs * m.detach(),
+                None => probs,
+            }
+        })
     }
 
     /// Queries (from `queries`), keys and values (from `x`) of the heads `heads`, each
@@ -447,7 +485,7 @@ impl EncoderLayer {
             additive_mask,
             layer_mask.as_ref(),
             opts.train,
-            opts.output_attentions,
+            opts.probabilities(),
         );
         let attended = self.attention_norm.forward(
             &(self
@@ -558,8 +596,10 @@ impl Encoder {
         let mut x = embeddings;
         let mut hidden_states = opts.output_hidden_states.then(|| vec![x.shallow_clone()]);
         let mut attentions = opts.output_attentions.then(Vec::new);
-        let first_only_last =
-            first_only_last && !opts.output_hidden_states && !opts.output_attentions;
+        // Detached probabilities cover every query anyway (computed beside the graph).
+        let first_only_last = first_only_last
+            && !opts.output_hidden_states
+            && opts.probabilities() != Probabilities::InGraph;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let first_only = first_only_last && i == last;

@@ -24,6 +24,34 @@ pub struct ForwardOptions {
     pub output_attentions: bool,
     /// Return the embeddings output and every layer's output [batch, seq, hidden].
     pub output_hidden_states: bool,
+    /// With `output_attentions` (and not training): the probabilities are returned outside the
+    /// autograd graph and the logits take the fused attention path, for callers that only read
+    /// them (attention entropy beside head importance): same values, a cheaper backward pass.
+    pub detached_attentions: bool,
+}
+
+impl ForwardOptions {
+    /// What the attention layers return besides their context.
+    pub fn probabilities(&self) -> Probabilities {
+        match (
+            self.output_attentions,
+            self.detached_attentions && !self.train,
+        ) {
+            (false, _) => Probabilities::None,
+            (true, false) => Probabilities::InGraph,
+            (true, true) => Probabilities::Detached,
+        }
+    }
+}
+
+/// Whether (and how) an attention layer returns its probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probabilities {
+    None,
+    /// Part of the graph: gradients flow through them (the explicit, unfused path).
+    InGraph,
+    /// Values only, computed beside the fused path.
+    Detached,
 }
 
 pub struct ModelOutput {
