@@ -83,5 +83,12 @@ cp runs/experiment-mrpc/pruning_curve.png docs/experiment-mrpc-orders.png
 for f in importance.png entropy.png; do cp "runs/experiment-mrpc/importance/$f" "docs/mrpc-$f"; done
 
 python3 scripts/bench_report.py "$res" "$runs" >"$root/BENCHMARKS.md.tmp"
+# Sections after "Reproduce:" come from other scripts (each names its own): keep them.
+python3 - "$root/BENCHMARKS.md" >>"$root/BENCHMARKS.md.tmp" <<'PY'
+import sys
+text = open(sys.argv[1]).read() if __import__("os").path.exists(sys.argv[1]) else ""
+at = text.find("\n## ", max(text.find("Reproduce: `scripts/bench.sh`"), 0))
+print(text[at:] if "Reproduce: `scripts/bench.sh`" in text and at >= 0 else "", end="")
+PY
 mv "$root/BENCHMARKS.md.tmp" "$root/BENCHMARKS.md"
 echo "bench.sh: wrote BENCHMARKS.md" >&2

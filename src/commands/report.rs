@@ -15,15 +15,19 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
                 bail!("--compare {}: no such folder", dir.display());
             }
             let summary = read_summary(&dir.join("prune.json"))?;
-            let label = format!(
-                "{} ({})",
-                summary["settings"]["order"]
-                    .as_str()
-                    .unwrap_or("importance"),
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default()
-            );
+            let order = summary["settings"]["order"]
+                .as_str()
+                .unwrap_or("importance");
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            // The folder's name only when it says more than the order.
+            let label = if name == order {
+                name
+            } else {
+                format!("{order} ({name})")
+            };
             metric = summary["metric"].as_str().unwrap_or("score").to_string();
             if summary["target_heads"].is_null() {
                 threshold = summary["threshold"].as_f64();

@@ -311,6 +311,34 @@ pub fn pruning_curve(
     threshold: Option<f64>,
 ) -> Result<Vec<PathBuf>> {
     let size = (900u32, 560u32);
+    // A language model's score is 1 / loss; people read perplexity (exp of the loss).
+    let perplexity = metric == "inverse_loss";
+    let shown = |score: f64| {
+        if perplexity {
+            (1.0 / score).exp()
+        } else {
+            score
+        }
+    };
+    let runs: Vec<(String, Vec<CurvePoint>)> = runs
+        .iter()
+        .map(|(label, c)| {
+            let points = c
+                .iter()
+                .map(|p| CurvePoint {
+                    score: shown(p.score),
+                    ..p.clone()
+                })
+                .collect();
+            (label.clone(), points)
+        })
+        .collect();
+    let runs = runs.as_slice();
+    let metric = if perplexity {
+        "perplexity (lower is better)"
+    } else {
+        metric
+    };
     let scores: Vec<f64> = runs
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.score))
@@ -319,7 +347,14 @@ pub fn pruning_curve(
         .first()
         .and_then(|(_, c)| c.first())
         .map_or(1.0, |p| p.score);
-    let line = threshold.map(|t| t * original);
+    let line = threshold.map(|t| {
+        if perplexity {
+            // 1/loss ≥ t / original loss  ⇔  perplexity ≤ original^(1/t).
+            original.powf(1.0 / t)
+        } else {
+            t * original
+        }
+    });
     let lo = scores
         .iter()
         .copied()
@@ -393,7 +428,13 @@ where
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 16))
             .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
-            .y_label_formatter(&|v| format!("{v:.3}"))
+            .y_label_formatter(&|v| {
+                if hi - lo >= 5.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.3}")
+                }
+            })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(&e)?;
@@ -406,10 +447,14 @@ where
                     ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(2),
                 ))
                 .map_err(&e)?
-                .label(format!(
-                    "threshold {:.2} x original",
-                    threshold.unwrap_or(0.0)
-                ))
+                .label(if metric.starts_with("perplexity") {
+                    format!(
+                        "threshold: 1/loss {:.2} x original",
+                        threshold.unwrap_or(0.0)
+                    )
+                } else {
+                    format!("threshold {:.2} x original", threshold.unwrap_or(0.0))
+                })
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(120, 120, 120))
                 });
