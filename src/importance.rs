@@ -53,6 +53,51 @@ fn entropy_of(probs: &Tensor) -> Tensor {
     -(probs * probs.clamp_min(1e-30).log()).sum_dim_intlist(-1, false, Kind::Float)
 }
 
+/// Examples per forward pass when anchor batches are run together, and for a language model
+/// the most logits (examples × positions × vocabulary) such a pass may hold.
+const GROUP_EXAMPLES: usize = 32;
+const GROUP_LOGITS: i64 = 1 << 26;
+
+/// Which batches run in one forward pass. The anchor's small batches (batch size 1 by default)
+/// are stacked when they have the same width, as its padded inputs and token-id lines do: the
+/// same gradients per batch from one backward pass instead of one pass each. Everything else
+/// runs batch by batch.
+fn groups(
+    net: &dyn Network,
+    batches: &[Batch],
+    estimator: Estimator,
+    max_examples: usize,
+) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0;
+    for (i, b) in batches.iter().enumerate() {
+        let width = b.input_ids.size()[1];
+        let fits = |group: &[usize], size: usize| {
+            let examples = size + b.len();
+            let logits = if net.objective().is_language_model() {
+                examples as i64 * width * net.vocab_size()
+            } else {
+                0
+            };
+            estimator == Estimator::Anchor
+                && batches[group[0]].input_ids.size()[1] == width
+                && examples <= max_examples
+                && logits <= GROUP_LOGITS
+        };
+        match out.last_mut() {
+            Some(group) if fits(group, size) => {
+                group.push(i);
+                size += b.len();
+            }
+            _ => {
+                out.push(vec![i]);
+                size = b.len();
+            }
+        }
+    }
+    out
+}
+
 /// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
 pub fn compute(
     net: &dyn Network,
@@ -60,6 +105,18 @@ pub fn compute(
     mask: Option<&Tensor>,
     settings: Settings,
     progress: Option<&ProgressBar>,
+) -> Result<HeadStats> {
+    compute_in_groups(net, batches, mask, settings, progress, GROUP_EXAMPLES)
+}
+
+/// `compute`, stacking at most `group_examples` examples of anchor batches per forward pass.
+fn compute_in_groups(
+    net: &dyn Network,
+    batches: &[Batch],
+    mask: Option<&Tensor>,
+    settings: Settings,
+    progress: Option<&ProgressBar>,
+    group_examples: usize,
 ) -> Result<HeadStats> {
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let device = batches
@@ -85,36 +142,80 @@ pub fn compute(
         output_hidden_states: false,
         detached_attentions: true,
     };
-    for (i, b) in batches.iter().enumerate() {
+    for group in groups(net, batches, settings.estimator, group_examples) {
+        let first = group[0];
+        let members: Vec<&Batch> = group.iter().map(|&i| &batches[i]).collect();
+        for (&i, b) in group.iter().zip(&members) {
+            crate::eval::check_inputs(net, b, i)?;
+        }
+        let joined;
+        let b: &Batch = if members.len() == 1 {
+            members[0]
+        } else {
+            joined = Batch::concat(&members);
+            &joined
+        };
         let labels = b
             .labels
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("head importance needs labels; this split has none"))?;
         let bsz = b.len() as i64;
-        let xi = match settings.estimator {
-            Estimator::PerExample => base_mask
+        // One anchor batch takes the shared mask; anything else a mask per example, whose
+        // gradient rows are then each example's own.
+        let shared = settings.estimator == Estimator::Anchor && members.len() == 1;
+        let xi = if shared {
+            base_mask.copy()
+        } else {
+            base_mask
                 .unsqueeze(0)
                 .expand([bsz, layers, heads], false)
-                .copy(),
-            Estimator::Anchor => base_mask.copy(),
+                .copy()
         }
         .set_requires_grad(true);
-        crate::eval::check_inputs(net, b, i)?;
         let out = net.forward(&b.inputs(), Some(&xi), opts)?;
-        crate::finite::check_logits(&out.logits, i, &b.indices)?;
-        let per_example = settings.estimator == Estimator::PerExample;
-        let loss = net.loss(&out.logits, labels, per_example);
+        crate::finite::check_logits(&out.logits, first, &b.indices)?;
+        let loss = match settings.estimator {
+            Estimator::PerExample => net.loss(&out.logits, labels, true),
+            Estimator::Anchor if shared => net.loss(&out.logits, labels, false),
+            // The sum of the anchor batches' own losses: each batch's rows only reach its loss.
+            Estimator::Anchor => {
+                let (num, den) = net.loss_parts(&out.logits, labels);
+                let mut each = Vec::with_capacity(members.len());
+                let mut row = 0;
+                for m in &members {
+                    let n = m.len() as i64;
+                    each.push(
+                        num.narrow(0, row, n).sum(num.kind())
+                            / den.narrow(0, row, n).sum(den.kind()).clamp_min(1.0),
+                    );
+                    row += n;
+                }
+                Tensor::stack(&each, 0).sum(num.kind())
+            }
+        };
         let grad = Tensor::run_backward(&[&loss], &[&xi], false, false)
             .remove(0)
             .to_kind(Kind::Double);
-        crate::finite::ensure_finite(&grad, "head-mask gradient", || format!("in batch {i}"))?;
+        crate::finite::ensure_finite(&grad, "head-mask gradient", || format!("in batch {first}"))?;
         match settings.estimator {
             Estimator::PerExample => {
                 importance += grad.abs().sum_dim_intlist(0, false, Kind::Double)
             }
-            Estimator::Anchor => {
+            Estimator::Anchor if shared => {
                 anchor_grad += &grad;
                 importance += anchor_grad.abs();
+            }
+            Estimator::Anchor => {
+                // Batch by batch, in order: the anchor's running gradient after each.
+                let mut row = 0;
+                for m in &members {
+                    let n = m.len() as i64;
+                    anchor_grad += grad
+                        .narrow(0, row, n)
+                        .sum_dim_intlist(0, false, Kind::Double);
+                    importance += anchor_grad.abs();
+                    row += n;
+                }
             }
         }
         if let Some(attentions) = &out.attentions {
@@ -202,6 +303,70 @@ pub fn ranks(importance: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stacked_anchor_batches_keep_each_batch_its_own_loss_and_gradient() {
+        use crate::data::batch::Padding;
+        use crate::data::glue::Task;
+        use crate::data::lm::MlmMasking;
+        use crate::eval::Dataset;
+        use crate::model::{LoadOptions, Model};
+        // A masked LM: each example has its own number of predicted tokens, so a batch's loss
+        // (mean over its predicted tokens) is not the mean of its examples' losses.
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert-mlm");
+        let options = LoadOptions {
+            device: Device::Cpu,
+            seed: 0,
+            task: Some(Task::Mlm.into()),
+        };
+        let mut model = Model::load(&dir, &options).unwrap();
+        model.vs.freeze();
+        let blocks: Vec<Vec<i64>> = (0..11)
+            .map(|i| (0..12).map(|j| (i * 7 + j * 3) % 50 + 5).collect())
+            .collect();
+        let masking = MlmMasking {
+            mask_id: 4,
+            special: vec![0],
+            vocab_size: 64,
+            seed: 3,
+            probability: 0.3,
+        };
+        let data = Dataset::language_model(Task::Mlm, blocks, 0, Some(&masking));
+        // Batches of 3 (the last of 2), stacked 2 batches per pass or one at a time.
+        let batches = data.batches_in_file_order(3, Padding::Longest, Device::Cpu);
+        assert_eq!(batches.len(), 4);
+        let settings = Settings {
+            estimator: Estimator::Anchor,
+            layer_norm: false,
+            global_norm: false,
+            entropy: true,
+        };
+        let net = model.net.as_ref();
+        let alone = compute_in_groups(net, &batches, None, settings, None, 1).unwrap();
+        let stacked = compute_in_groups(net, &batches, None, settings, None, 6).unwrap();
+        let scale = alone.raw_importance.abs().max().double_value(&[]);
+        assert!(scale > 0.0);
+        for (a, b) in [
+            (&alone.raw_importance, &stacked.raw_importance),
+            (&alone.entropy, &stacked.entropy),
+            (&alone.logits, &stacked.logits),
+        ] {
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d <= 1e-5 * scale.max(1.0), "{d}");
+        }
+        // The other estimator on the same batches gives other numbers: the check can tell.
+        let per_example = Settings {
+            estimator: Estimator::PerExample,
+            ..settings
+        };
+        let other = compute_in_groups(net, &batches, None, per_example, None, 6).unwrap();
+        let d = (&alone.raw_importance - &other.raw_importance)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d > 1e-3 * scale, "{d}");
+    }
 
     #[test]
     fn normalisation_as_the_anchor_and_constant_guard() {

@@ -44,6 +44,22 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
+
+    /// Batches of the same width stacked into one (their rows in order).
+    pub fn concat(batches: &[&Batch]) -> Batch {
+        let cat = |f: fn(&Batch) -> &Tensor| {
+            Tensor::cat(&batches.iter().map(|b| f(b)).collect::<Vec<_>>(), 0)
+        };
+        let labels: Option<Vec<&Tensor>> = batches.iter().map(|b| b.labels.as_ref()).collect();
+        Batch {
+            input_ids: cat(|b| &b.input_ids),
+            token_type_ids: cat(|b| &b.token_type_ids),
+            attention_mask: cat(|b| &b.attention_mask),
+            labels: labels.map(|l| Tensor::cat(&l, 0)),
+            indices: batches.iter().flat_map(|b| b.indices.clone()).collect(),
+            tokens: batches.iter().map(|b| b.tokens).sum(),
+        }
+    }
 }
 
 /// Tokenises the examples once (in parallel inside the tokenizer).

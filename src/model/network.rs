@@ -170,6 +170,29 @@ pub trait Network {
         }
     }
 
+    /// Each example's share of a batch's loss as (numerator, denominator), both [batch]: the
+    /// batch's `loss` (sum = false) is Σ numerator / Σ denominator over its examples (a
+    /// language model's token losses and token count; one loss and 1 for a classifier). Lets
+    /// several batches run as one while each keeps its own loss.
+    fn loss_parts(&self, logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+        if self.objective().is_language_model() {
+            let (losses, counted) = token_losses(logits, labels, self.objective());
+            return (
+                losses.sum_dim_intlist(-1, false, losses.kind()),
+                counted.sum_dim_intlist(-1, false, losses.kind()),
+            );
+        }
+        let each = if self.is_regression() {
+            logits
+                .squeeze_dim(-1)
+                .mse_loss(&labels.to_kind(logits.kind()), tch::Reduction::None)
+        } else {
+            logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::None, -100, 0.0)
+        };
+        let ones = each.ones_like();
+        (each, ones)
+    }
+
     /// What the pipeline keeps of a batch's logits to score the pass later: classification
     /// logits as they are; for language models each example's summed token loss and its
     /// number of predicted tokens, [batch, 2] (whole-split [batch, seq, vocab] logits would
