@@ -48,8 +48,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Evaluate a model on a GLUE task or your own data: metrics, eval.json and predictions.csv.
     Eval(EvalArgs),
-    /// Fine-tune a model on a GLUE task's train split or your own data; keeps the best dev
-    /// checkpoint.
+    /// Fine-tune a model on a GLUE task's train split or your own data, or retrain a language
+    /// model (e.g. a pruned GPT-2) on text with --task lm / mlm; keeps the best dev checkpoint.
     Finetune(FinetuneArgs),
     /// Head importance and attention entropy of every head (.npy, CSV, JSON, a table).
     Importance(ImportanceArgs),
@@ -232,20 +232,39 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "FILE", requires = "data_file")]
     pub dev_file: Option<PathBuf>,
     /// With --data-file and no --dev-file: the fraction of its rows held out for dev (every
-    /// k-th row, the same on every run) [default: 0.1].
+    /// k-th row, the same on every run). With --task lm/mlm and no --dev-text or
+    /// --dev-token-ids: the fraction of the blocks held out, taken from the end of the text so
+    /// that dev text is never trained on [default: 0.1].
     #[arg(
         long,
         value_name = "F",
-        requires = "data_file",
-        conflicts_with = "dev_file"
+        conflicts_with_all = ["dev_file", "dev_text", "dev_token_ids"]
     )]
     pub dev_fraction: Option<f64>,
-    /// Model folder or hub id to start from (default: the installed all-MiniLM-L6-v2).
+    /// --task lm/mlm: training text, UTF-8 files (one document each), tokenised with the
+    /// model's tokenizer, joined with its end-of-text token and cut into blocks of
+    /// --block-size tokens.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub text: Vec<PathBuf>,
+    /// --task lm/mlm: training token ids, one sequence per line (run_prune_gpt's format).
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    pub token_ids: Option<PathBuf>,
+    /// --task lm/mlm: dev text (as --text) whose loss picks the best epoch.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub dev_text: Vec<PathBuf>,
+    /// --task lm/mlm: dev token ids (as --token-ids) whose loss picks the best epoch.
+    #[arg(long, value_name = "FILE", conflicts_with = "dev_text")]
+    pub dev_token_ids: Option<PathBuf>,
+    /// --task lm/mlm: tokens per block of --text and --dev-text.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
+    pub block_size: u64,
+    /// Model folder or hub id to start from (default: the installed all-MiniLM-L6-v2; needed
+    /// with --task lm/mlm: a model with a language-model head, pruned or not).
     #[arg(long)]
     pub model: Option<String>,
     /// Where the best checkpoint goes (default: models/all-MiniLM-L6-v2-<task> under
     /// $BERTOLOGY_HOME or the source tree, the default model of the other commands; needed
-    /// with --data-file).
+    /// with --data-file and --task lm/mlm).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
     /// Replace the task's default model when it exists (without --output-dir only; the other
@@ -273,10 +292,10 @@ pub struct FinetuneArgs {
     pub batch_size: u64,
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=4096))]
     pub max_seq_length: u64,
-    /// Train on the first N training examples only.
+    /// Train on the first N training examples (language models: blocks) only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub train_subset: Option<u64>,
-    /// Evaluate on the first N dev examples only.
+    /// Evaluate on the first N dev examples (language models: blocks) only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub eval_subset: Option<u64>,
     /// Stop after this many optimiser steps in all (quick runs).
@@ -286,7 +305,8 @@ pub struct FinetuneArgs {
     /// .npy of 1 (keep) and 0 (masked).
     #[arg(long, value_name = "FILE")]
     pub head_mask: Option<PathBuf>,
-    /// Seed for the new classifier, shuffling and dropout.
+    /// Seed for the new classifier, shuffling and dropout (and --task mlm's masks: dev is
+    /// masked as `eval --task mlm --seed` masks it, training text anew each epoch).
     #[arg(long, default_value_t = 42)]
     pub seed: i64,
     /// Plain shuffled batches instead of batches of similar lengths (slower: more padding).

@@ -97,6 +97,26 @@ impl Dataset {
         self.encoded.iter().map(|e| e.ids.len() as i64).sum()
     }
 
+    /// Tokens a language model predicts in examples `indices`: all but the first of a causal
+    /// example, the masked ones of a masked-LM example; None for other tasks.
+    pub fn predicted_tokens(&self, indices: &[usize]) -> Option<i64> {
+        match self.spec.glue {
+            Some(Task::Lm) => Some(
+                indices
+                    .iter()
+                    .map(|&i| (self.encoded[i].ids.len() as i64 - 1).max(0))
+                    .sum(),
+            ),
+            Some(Task::Mlm) => Some(
+                indices
+                    .iter()
+                    .map(|&i| self.token_labels[i].iter().filter(|&&l| l != -100).count() as i64)
+                    .sum(),
+            ),
+            _ => None,
+        }
+    }
+
     pub fn has_labels(&self) -> bool {
         self.spec.is_language_model() || self.labels.iter().all(Option::is_some)
     }
@@ -116,7 +136,7 @@ impl Dataset {
 
     /// A language model's labels are per token: the inputs themselves (causal) or the masked
     /// originals (MLM).
-    fn add_token_labels(&self, batches: &mut [Batch]) {
+    pub fn add_token_labels(&self, batches: &mut [Batch]) {
         for b in batches {
             match self.spec.glue {
                 Some(Task::Lm) => b.labels = Some(crate::data::lm::causal_labels(b)),

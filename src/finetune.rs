@@ -39,6 +39,17 @@ struct Param {
     decay: bool,
 }
 
+/// transformers' Trainer: no weight decay on biases and layer-norm weights. Layer norms are
+/// known by their module's name, in each family's spelling (`LayerNorm`, `layer_norm`,
+/// `sa_layer_norm`, GPT's `ln_1` / `ln_f`).
+fn decays(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let (last, module) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let module = module.to_ascii_lowercase();
+    let norm = module.contains("norm") || module.starts_with("ln_") || module == "ln";
+    !(last == "bias" || norm)
+}
+
 /// torch.optim.AdamW, step for step.
 pub struct AdamW {
     params: Vec<Param>,
@@ -56,8 +67,7 @@ impl AdamW {
             .map(|(name, value)| Param {
                 m: value.zeros_like(),
                 v: value.zeros_like(),
-                // transformers: no decay on biases and LayerNorm weights.
-                decay: !(name.ends_with(".bias") || name.contains("LayerNorm")),
+                decay: decays(&name),
                 value,
             })
             .collect();
@@ -133,8 +143,21 @@ impl AdamW {
 }
 
 /// One epoch's batches: a seeded shuffle; with `bucket`, examples are then sorted by length
-/// within pools of 50 batches (little padding) and the batches themselves shuffled.
+/// within pools of 50 batches (little padding) and the batches themselves shuffled. A
+/// language model's batches carry its token labels.
 pub fn epoch_batches(
+    data: &Dataset,
+    batch_size: usize,
+    seed: i64,
+    bucket: bool,
+    device: Device,
+) -> Vec<Batch> {
+    let mut batches = shuffled_batches(data, batch_size, seed, bucket, device);
+    data.add_token_labels(&mut batches);
+    batches
+}
+
+fn shuffled_batches(
     data: &Dataset,
     batch_size: usize,
     seed: i64,
@@ -199,6 +222,28 @@ mod tests {
         assert!((lr_at(55, total, warm, 1.0) - 0.5).abs() < 1e-12);
         assert_eq!(lr_at(100, total, warm, 1.0), 0.0);
         assert_eq!(warmup_steps(345, 0.1), 35);
+    }
+
+    #[test]
+    fn no_decay_on_biases_and_layer_norms_of_every_family() {
+        for name in [
+            "bert.encoder.layer.0.attention.output.LayerNorm.weight",
+            "distilbert.transformer.layer.0.sa_layer_norm.weight",
+            "transformer.h.0.ln_1.weight",
+            "transformer.ln_f.weight",
+            "cls.predictions.bias",
+            "transformer.h.0.attn.c_attn.bias",
+        ] {
+            assert!(!decays(name), "{name}");
+        }
+        for name in [
+            "transformer.h.0.attn.c_attn.weight",
+            "bert.embeddings.word_embeddings.weight",
+            "classifier.weight",
+            "w",
+        ] {
+            assert!(decays(name), "{name}");
+        }
     }
 
     #[test]

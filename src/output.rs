@@ -53,6 +53,8 @@ pub const MODEL_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
     "special_tokens_map.json",
     "finetune.json",
 ];

@@ -41,7 +41,7 @@ fn anchor_estimator_replicates_run_prune_gpt_importance_and_masking() {
     )
     .unwrap();
     model.vs.freeze();
-    let ids = read_token_ids(&fixture("tiny_mrpc_dev_ids.txt"), 300, 16).unwrap();
+    let ids = read_token_ids(&fixture("tiny_mrpc_dev_ids.txt"), 300, 16, "--token-ids").unwrap();
     let data = Dataset::language_model(Task::Lm, ids, 0, None);
     let batches = data.batches(4, Padding::Longest, Device::Cpu);
     let n_batches = reference["batches"].as_f64().unwrap();

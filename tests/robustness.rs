@@ -190,6 +190,10 @@ fn cases() -> Vec<Case> {
         case("--learning-rate 0", "finetune --model {T} --task mrpc --learning-rate 0 --output-dir {OUT}", 1, &["--learning-rate 0"], nothing),
         case("--warmup-ratio 1.5", "finetune --model {T} --task mrpc --warmup-ratio 1.5 --output-dir {OUT}", 1, &["--warmup-ratio 1.5", "[0, 1]"], nothing),
         case("--max-grad-norm -1", "finetune --model {T} --task mrpc --max-grad-norm=-1 --output-dir {OUT}", 1, &["--max-grad-norm"], nothing),
+        case("finetune --task lm without --text", "finetune --model {T} --task lm --output-dir {OUT}", 1, &["--task lm", "--text"], nothing),
+        case("finetune --task lm: a model without a language-model head", "finetune --model {T} --task lm --text {TMP}/t.txt --block-size 8 --output-dir {OUT}", 1, &["--task lm", "no language-model head"], |c| write(&c.root.join("t.txt"), "Amrozi accused his brother of deliberately distorting his evidence.")),
+        case("finetune --task lm: an empty --dev-text file", "finetune --model {TMP}/gpt2 --task lm --text {TMP}/t.txt --dev-text {TMP}/empty.txt --block-size 4 --output-dir {OUT}", 1, &["--dev-text", "empty.txt", "empty file"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2")); write(&c.root.join("t.txt"), "Amrozi accused his brother of deliberately distorting his evidence."); write(&c.root.join("empty.txt"), "\n"); }),
+        case("finetune --dev-text with a GLUE task", "finetune --model {T} --task mrpc --dev-text {TMP}/t.txt --output-dir {OUT}", 1, &["--dev-text", "--task lm or mlm"], |c| write(&c.root.join("t.txt"), "Some text.")),
         // Reports.
         case("report: a folder that does not exist", "report {TMP}/norun", 1, &["norun", "no such folder"], nothing),
         case("report: a folder without a run", "report {TMP}/empty", 1, &["empty", "no prune.json or importance.json"], |c| std::fs::create_dir_all(c.root.join("empty")).unwrap()),

@@ -278,7 +278,12 @@ pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -
 /// --text / --token-ids go with --task lm (or mlm), and only with it.
 fn check_lm_data_args(data: &DataArgs) -> Result<()> {
     let given = !data.text.is_empty() || data.token_ids.is_some();
-    let src = &data.source;
+    check_lm_source(&data.source, given)
+}
+
+/// Language-model data (`given`: --text or --token-ids) goes with --task lm or mlm, which in
+/// turn reads nothing else.
+pub fn check_lm_source(src: &crate::cli::SourceArgs, given: bool) -> Result<()> {
     match src.task {
         Some(task) if task.is_language_model() => {
             if !given {
@@ -304,8 +309,85 @@ fn check_lm_data_args(data: &DataArgs) -> Result<()> {
     Ok(())
 }
 
-/// Language-model data for a loaded model: text blocks or token-id lines, padded with the
-/// config's pad_token_id (else its eos_token_id, else 0; padding is never attended to).
+/// The padding id of language-model batches: the config's pad_token_id, else its
+/// eos_token_id, else 0 (padding is never attended to nor predicted).
+pub fn lm_pad_id(model: &Model) -> i64 {
+    let config_id = |k: &str| model.config.get_f64(k).map(|v| v as i64);
+    config_id("pad_token_id")
+        .or(config_id("eos_token_id"))
+        .unwrap_or(0)
+}
+
+/// Where one part of a language-model run's examples comes from, and the flags that name it
+/// in errors.
+pub struct LmFiles<'a> {
+    pub text: &'a [PathBuf],
+    pub token_ids: Option<&'a Path>,
+    pub block_size: usize,
+    pub text_flag: &'a str,
+    pub token_ids_flag: &'a str,
+}
+
+/// Language-model examples for a loaded model (folder `dir`): text blocks or token-id lines,
+/// the file they came from, and a record of the source for the outputs.
+pub fn lm_examples(
+    model: &Model,
+    dir: &Path,
+    files: &LmFiles,
+) -> Result<(Vec<Vec<i64>>, PathBuf, Value)> {
+    use crate::data::lm::{read_token_ids, text_blocks};
+    let eos = model.config.get_f64("eos_token_id").map(|v| v as i64);
+    let vocab = model.net.vocab_size();
+    let max_len = model.net.max_positions() as usize;
+    match files.token_ids {
+        Some(path) => Ok((
+            read_token_ids(path, vocab, max_len, files.token_ids_flag)?,
+            path.to_path_buf(),
+            serde_json::json!({"kind": "token-ids", "files": [path.display().to_string()]}),
+        )),
+        None => {
+            let block_size = files.block_size;
+            if block_size > max_len {
+                bail!(
+                    "--block-size {block_size} exceeds the {max_len} tokens the model's position embeddings hold"
+                );
+            }
+            let first = files
+                .text
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("{}: no file given", files.text_flag))?;
+            let tokenizer = TextTokenizer::from_dir(dir, usize::MAX / 2)?;
+            let blocks = text_blocks(
+                &tokenizer,
+                files.text,
+                block_size,
+                eos,
+                vocab,
+                files.text_flag,
+            )?;
+            let names: Vec<String> = files.text.iter().map(|p| p.display().to_string()).collect();
+            let source =
+                serde_json::json!({"kind": "text", "files": names, "block_size": block_size});
+            Ok((blocks, first.clone(), source))
+        }
+    }
+}
+
+/// --task mlm's masking with the tokenizer of model folder `dir`, seeded: transformers'
+/// collator's 15 %.
+pub fn mlm_masking(dir: &Path, vocab_size: i64, seed: u64) -> Result<crate::data::lm::MlmMasking> {
+    let (mask_id, special) = crate::data::lm::special_tokens(dir)?;
+    Ok(crate::data::lm::MlmMasking {
+        mask_id,
+        special,
+        vocab_size,
+        seed,
+        probability: 0.15,
+    })
+}
+
+/// Language-model data for a loaded model: text blocks or token-id lines, padded with
+/// `lm_pad_id`.
 fn lm_setup(
     model: Model,
     dir: &Path,
@@ -314,53 +396,24 @@ fn lm_setup(
     device: Device,
     seed: i64,
 ) -> Result<TaskSetup> {
-    use crate::data::lm::{read_token_ids, text_blocks};
-    let config_id = |k: &str| model.config.get_f64(k).map(|v| v as i64);
-    let eos = config_id("eos_token_id");
-    let pad_id = config_id("pad_token_id").or(eos).unwrap_or(0);
-    let vocab = model.net.vocab_size();
-    let max_len = model.net.max_positions() as usize;
-    let (blocks, data_dir, source) = match &data_args.token_ids {
-        Some(path) => (
-            read_token_ids(path, vocab, max_len)?,
-            path.clone(),
-            serde_json::json!({"kind": "token-ids", "files": [path.display().to_string()]}),
-        ),
-        None => {
-            let block_size = data_args.block_size as usize;
-            if block_size > max_len {
-                bail!(
-                    "--block-size {block_size} exceeds the {max_len} tokens the model's position embeddings hold"
-                );
-            }
-            let tokenizer = TextTokenizer::from_dir(dir, usize::MAX / 2)?;
-            let blocks = text_blocks(&tokenizer, &data_args.text, block_size, eos, vocab)?;
-            let files: Vec<String> = data_args
-                .text
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            let source =
-                serde_json::json!({"kind": "text", "files": files, "block_size": block_size});
-            (blocks, data_args.text[0].clone(), source)
-        }
+    let files = LmFiles {
+        text: &data_args.text,
+        token_ids: data_args.token_ids.as_deref(),
+        block_size: data_args.block_size as usize,
+        text_flag: "--text",
+        token_ids_flag: "--token-ids",
     };
+    let (blocks, data_dir, source) = lm_examples(&model, dir, &files)?;
     let blocks = match data_args.data_subset {
         Some(n) => blocks.into_iter().take(n as usize).collect(),
         None => blocks,
     };
     let mlm = if task == Task::Mlm {
-        let (mask_id, special) = crate::data::lm::special_tokens(dir)?;
-        Some(crate::data::lm::MlmMasking {
-            mask_id,
-            special,
-            vocab_size: vocab,
-            seed: seed as u64,
-            probability: 0.15,
-        })
+        Some(mlm_masking(dir, model.net.vocab_size(), seed as u64)?)
     } else {
         None
     };
+    let pad_id = lm_pad_id(&model);
     // A tokenizer for the saved model's files; a token-id run needs none.
     let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
     Ok(TaskSetup {

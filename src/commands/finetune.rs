@@ -1,22 +1,28 @@
-//! `bertology finetune`: train a model on a task and save the best dev checkpoint.
-use super::common::load_data;
-use super::common::load_model;
+//! `bertology finetune`: train a model on a task and save the best dev checkpoint. A
+//! classification task trains the classifier on labelled examples and keeps the epoch with the
+//! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
+//! blocks through its language-model head and keeps the epoch with the lowest dev loss.
+use super::common::{
+    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, mlm_masking, LmFiles,
+};
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
-use crate::data::glue::Split;
+use crate::data::glue::{Split, Task};
+use crate::data::lm::MlmMasking;
 use crate::data::source::{Source, SourceRequest};
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::LoadOptions;
+use crate::model::{LoadOptions, Model};
 use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::path::Path;
 use std::time::Instant;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
     let summary = finetune(args, global)?;
@@ -24,11 +30,23 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
         let best = &summary["best"];
+        let m = &best["metrics"];
+        // Language models: the dev loss that chose the epoch, and its perplexity.
+        let scored = if summary["metric"] == "loss" {
+            format!(
+                "dev loss {:.4} (perplexity {:.2}, {} tokens)",
+                m["loss"].as_f64().unwrap_or(f64::NAN),
+                m["perplexity"].as_f64().unwrap_or(f64::NAN),
+                m["tokens"]
+            )
+        } else {
+            m.to_string()
+        };
         println!(
             "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
             summary["task"].as_str().unwrap_or(""),
             best["epoch"],
-            best["metrics"],
+            scored,
             best["train_loss"].as_f64().unwrap_or(f64::NAN),
             summary["seconds"].as_f64().unwrap_or(0.0),
             summary["output_dir"].as_str().unwrap_or("")
@@ -42,6 +60,28 @@ type Snapshot = Vec<(String, Tensor)>;
 
 /// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
 pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
+    check_hyper(args)?;
+    let lm_given = !args.text.is_empty() || args.token_ids.is_some();
+    check_lm_source(&args.source, lm_given)?;
+    let dev_given = !args.dev_text.is_empty() || args.dev_token_ids.is_some();
+    match args.source.task.filter(|t| t.is_language_model()) {
+        Some(task) => finetune_lm(args, global, task),
+        None => {
+            if dev_given {
+                bail!("--dev-text and --dev-token-ids are for --task lm or mlm");
+            }
+            if args.dev_fraction.is_some() && args.source.data_file.is_none() {
+                bail!(
+                    "--dev-fraction is for --data-file or --task lm/mlm (a GLUE task has its own dev split)"
+                );
+            }
+            finetune_classification(args, global)
+        }
+    }
+}
+
+/// The optimiser settings, checked before anything is loaded.
+fn check_hyper(args: &FinetuneArgs) -> Result<Hyper> {
     for (name, v, ok, range) in [
         (
             "--learning-rate",
@@ -72,6 +112,31 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             args.max_grad_norm
         );
     }
+    Ok(Hyper {
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        warmup_ratio: args.warmup_ratio,
+        epochs: args.epochs as usize,
+        batch_size: args.batch_size as usize,
+        max_grad_norm: args.max_grad_norm,
+        adam_beta1: 0.9,
+        adam_beta2: 0.999,
+        adam_epsilon: 1e-8,
+    })
+}
+
+/// The output folder must be able to hold a model and must not be one of the run's inputs.
+fn check_outputs(args: &FinetuneArgs, output_dir: &Path, model_dir: &Path) -> Result<()> {
+    check_output_dir(output_dir)?;
+    ensure_not_input(output_dir, MODEL_FILES, "--model", model_dir)?;
+    if let Some(m) = &args.head_mask {
+        ensure_not_input(output_dir, MODEL_FILES, "--head-mask", m)?;
+    }
+    Ok(())
+}
+
+fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
+    let hyper = check_hyper(args)?;
     let req = SourceRequest {
         dev_file: args.dev_file.clone(),
         dev_fraction: args.dev_fraction.unwrap_or(0.1),
@@ -102,11 +167,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
         Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
-    check_output_dir(&output_dir)?;
-    ensure_not_input(&output_dir, MODEL_FILES, "--model", &model_dir)?;
-    if let Some(m) = &args.head_mask {
-        ensure_not_input(&output_dir, MODEL_FILES, "--head-mask", m)?;
-    }
+    check_outputs(args, &output_dir, &model_dir)?;
     // A model without a classifier gets a new head sized from the data's labels.
     let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &model_dir)?;
     let spec = loaded.spec;
@@ -149,30 +210,341 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             data_dir.display()
         );
     }
-    let mask = args
+    let mask = head_mask(args, &model, device)?;
+    let metric = spec.default_metric().to_string();
+    let trained = train_epochs(
+        &mut model,
+        &TrainData::Fixed(train),
+        &dev,
+        mask.as_ref(),
+        &Watch {
+            metric: &metric,
+            lower_is_better: false,
+        },
+        hyper,
+        args,
+        global,
+        device,
+    )?;
+    model.config.set_labels_for(&spec);
+    let staging = Staging::new(&output_dir, MODEL_FILES)?;
+    model.save(staging.dir())?;
+    tokenizer.save_files(staging.dir())?;
+    let best = trained.epochs[trained.best_epoch].clone();
+    let summary = json!({
+        "task": spec.name(),
+        "base_model": model_dir.display().to_string(),
+        "output_dir": output_dir.display().to_string(),
+        "data_dir": data_dir.display().to_string(),
+        "source": loaded.record,
+        "labels": spec.labels,
+        "train_examples": trained.train_examples,
+        "dev_examples": dev.len(),
+        "settings": {
+            "hyper": hyper,
+            "steps": trained.steps,
+            "warmup_steps": trained.warmup,
+            "max_seq_length": args.max_seq_length,
+            "length_bucketing": !args.no_length_bucketing,
+            "seed": args.seed,
+            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+            "threads": tch::get_num_threads(),
+            "device": format!("{device:?}"),
+        },
+        "metric": metric,
+        "epochs": trained.epochs,
+        "best": best,
+        "seconds": trained.seconds,
+        "train_seconds": trained.train_seconds,
+        "seconds_per_step": trained.train_seconds / trained.steps.max(1) as f64,
+    });
+    write_json(&staging.dir().join("finetune.json"), &summary)?;
+    staging.commit()?;
+    Ok(summary)
+}
+
+/// `--task lm` / `--task mlm`: the model's own language-model head, trained on text blocks (or
+/// token-id lines); the dev loss picks the epoch that is saved.
+fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<Value> {
+    let hyper = check_hyper(args)?;
+    if args.dev_file.is_some() {
+        bail!(
+            "--dev-file is for --data-file; --task {} reads --dev-text or --dev-token-ids",
+            task.name()
+        );
+    }
+    if let Some(m) = &args.source.metric {
+        bail!(
+            "--metric {m}: --task {} is scored by its dev loss (lower is better)",
+            task.name()
+        );
+    }
+    let Some(model_spec) = &args.model else {
+        bail!(
+            "--task {} needs --model (a model with a language-model head; there is no default)",
+            task.name()
+        );
+    };
+    let Some(output_dir) = &args.output_dir else {
+        bail!(
+            "--task {} needs --output-dir: where the retrained model goes",
+            task.name()
+        );
+    };
+    let dev_given = !args.dev_text.is_empty() || args.dev_token_ids.is_some();
+    let device = global.device.resolve()?;
+    let model_dir = resolve_model(model_spec, global.quiet)?;
+    check_outputs(args, output_dir, &model_dir)?;
+    let mut model = load_model(
+        &model_dir,
+        &LoadOptions {
+            device,
+            seed: args.seed,
+            task: Some(task.into()),
+        },
+    )?;
+    let block_size = args.block_size as usize;
+    let (mut train_blocks, data_dir, train_record) = lm_examples(
+        &model,
+        &model_dir,
+        &LmFiles {
+            text: &args.text,
+            token_ids: args.token_ids.as_deref(),
+            block_size,
+            text_flag: "--text",
+            token_ids_flag: "--token-ids",
+        },
+    )?;
+    let (mut dev_blocks, dev_record) = if dev_given {
+        let (blocks, _, record) = lm_examples(
+            &model,
+            &model_dir,
+            &LmFiles {
+                text: &args.dev_text,
+                token_ids: args.dev_token_ids.as_deref(),
+                block_size,
+                text_flag: "--dev-text",
+                token_ids_flag: "--dev-token-ids",
+            },
+        )?;
+        (blocks, record)
+    } else {
+        let fraction = args.dev_fraction.unwrap_or(0.1);
+        let dev = hold_out_tail(&mut train_blocks, fraction)?;
+        (dev, json!({"kind": "held-out", "dev_fraction": fraction}))
+    };
+    if let Some(n) = args.train_subset {
+        train_blocks.truncate(n as usize);
+    }
+    if let Some(n) = args.eval_subset {
+        dev_blocks.truncate(n as usize);
+    }
+    let pad_id = lm_pad_id(&model);
+    // Masked LM: dev masked once with --seed (as `eval --task mlm --seed` masks it, so the
+    // scores of every epoch are comparable and reproducible); training text masked anew each
+    // epoch, as transformers' collator draws new masks every pass.
+    let masking = match task {
+        Task::Mlm => Some(mlm_masking(
+            &model_dir,
+            model.net.vocab_size(),
+            args.seed as u64,
+        )?),
+        _ => None,
+    };
+    let dev = Dataset::language_model(task, dev_blocks, pad_id, masking.as_ref());
+    let train = match masking {
+        Some(m) => TrainData::Remasked {
+            blocks: train_blocks,
+            pad_id,
+            masking: m,
+        },
+        None => TrainData::Fixed(Dataset::language_model(task, train_blocks, pad_id, None)),
+    };
+    let mask = head_mask(args, &model, device)?;
+    let trained = train_epochs(
+        &mut model,
+        &train,
+        &dev,
+        mask.as_ref(),
+        &Watch {
+            metric: "loss",
+            lower_is_better: true,
+        },
+        hyper,
+        args,
+        global,
+        device,
+    )?;
+    let staging = Staging::new(output_dir, MODEL_FILES)?;
+    model.save(staging.dir())?;
+    // A token-id run may use a model folder without tokenizer files.
+    if let Ok(tok) = TextTokenizer::from_dir(&model_dir, 8) {
+        tok.save_files(staging.dir())?;
+    }
+    let best = trained.epochs[trained.best_epoch].clone();
+    let dev_tokens = dev.predicted_tokens(&(0..dev.len()).collect::<Vec<_>>());
+    let summary = json!({
+        "task": task.name(),
+        "base_model": model_dir.display().to_string(),
+        "output_dir": output_dir.display().to_string(),
+        "data_dir": data_dir.display().to_string(),
+        "source": {"train": train_record, "dev": dev_record},
+        "train_examples": trained.train_examples,
+        "dev_examples": dev.len(),
+        "dev_tokens": dev_tokens,
+        "heads_per_layer": model.net.heads_per_layer(),
+        "pruned_heads": model.config.pruned_heads_json(),
+        "settings": {
+            "hyper": hyper,
+            "steps": trained.steps,
+            "warmup_steps": trained.warmup,
+            "block_size": block_size,
+            "length_bucketing": !args.no_length_bucketing,
+            "seed": args.seed,
+            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+            "threads": tch::get_num_threads(),
+            "device": format!("{device:?}"),
+        },
+        "metric": "loss",
+        "lower_is_better": true,
+        "epochs": trained.epochs,
+        "best": best,
+        "seconds": trained.seconds,
+        "train_seconds": trained.train_seconds,
+        "seconds_per_step": trained.train_seconds / trained.steps.max(1) as f64,
+    });
+    write_json(&staging.dir().join("finetune.json"), &summary)?;
+    staging.commit()?;
+    Ok(summary)
+}
+
+/// Moves the last `fraction` of the blocks (rounded) out of `blocks` and returns them: text
+/// held out from the end, so no dev block is a neighbour of training text on both sides.
+fn hold_out_tail(blocks: &mut Vec<Vec<i64>>, fraction: f64) -> Result<Vec<Vec<i64>>> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        bail!("--dev-fraction {fraction}: expected a fraction in (0, 1)");
+    }
+    let n = blocks.len();
+    let dev_n = (n as f64 * fraction).round() as usize;
+    if dev_n == 0 || dev_n == n {
+        bail!(
+            "--dev-fraction {fraction}: {n} blocks are too few to hold some out for dev (pass --dev-text or --dev-token-ids, or a smaller --block-size)"
+        );
+    }
+    Ok(blocks.split_off(n - dev_n))
+}
+
+/// --head-mask, read against the model's layers and original heads.
+fn head_mask(args: &FinetuneArgs, model: &Model, device: Device) -> Result<Option<Tensor>> {
+    Ok(args
         .head_mask
         .as_deref()
         .map(|p| read_head_mask(p, model.net.num_layers(), model.net.num_heads()))
         .transpose()?
-        .map(|m| m.to_device(device));
-    let hyper = Hyper {
-        learning_rate: args.learning_rate,
-        weight_decay: args.weight_decay,
-        warmup_ratio: args.warmup_ratio,
-        epochs: args.epochs as usize,
-        batch_size: args.batch_size as usize,
-        max_grad_norm: args.max_grad_norm,
-        adam_beta1: 0.9,
-        adam_beta2: 0.999,
-        adam_epsilon: 1e-8,
-    };
+        .map(|m| m.to_device(device)))
+}
+
+/// The training examples of each epoch.
+enum TrainData {
+    /// The same examples every epoch.
+    Fixed(Dataset),
+    /// Masked-LM blocks, masked anew for each epoch.
+    Remasked {
+        blocks: Vec<Vec<i64>>,
+        pad_id: i64,
+        masking: MlmMasking,
+    },
+}
+
+impl TrainData {
+    fn len(&self) -> usize {
+        match self {
+            TrainData::Fixed(d) => d.len(),
+            TrainData::Remasked { blocks, .. } => blocks.len(),
+        }
+    }
+
+    /// Epoch `epoch`'s masked copy (None: use the fixed dataset).
+    fn remasked(&self, epoch: usize) -> Option<Dataset> {
+        let TrainData::Remasked {
+            blocks,
+            pad_id,
+            masking,
+        } = self
+        else {
+            return None;
+        };
+        // Never the dev seed: an epoch's masks differ from dev's and from every other epoch's.
+        let seed = masking
+            .seed
+            .wrapping_add((epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let m = MlmMasking {
+            seed,
+            ..masking.clone()
+        };
+        Some(Dataset::language_model(
+            Task::Mlm,
+            blocks.clone(),
+            *pad_id,
+            Some(&m),
+        ))
+    }
+}
+
+/// The dev metric that picks the saved epoch, and which way is better.
+struct Watch<'a> {
+    metric: &'a str,
+    lower_is_better: bool,
+}
+
+impl Watch<'_> {
+    fn improves(&self, value: f64, best: f64) -> bool {
+        best.is_nan()
+            || if self.lower_is_better {
+                value < best
+            } else {
+                value > best
+            }
+    }
+}
+
+/// What the training loop did; the model holds the best epoch's weights afterwards.
+struct Trained {
+    epochs: Vec<Value>,
+    best_epoch: usize,
+    steps: usize,
+    warmup: usize,
+    train_examples: usize,
+    seconds: f64,
+    train_seconds: f64,
+}
+
+/// Epochs of AdamW over `train`, scored on `dev` after each; restores the best epoch's weights.
+/// With a head mask, masked heads stay masked in every training and dev pass.
+#[allow(clippy::too_many_arguments)]
+fn train_epochs(
+    model: &mut Model,
+    train: &TrainData,
+    dev: &Dataset,
+    mask: Option<&Tensor>,
+    watch: &Watch,
+    hyper: Hyper,
+    args: &FinetuneArgs,
+    global: &GlobalArgs,
+    device: Device,
+) -> Result<Trained> {
+    if train.len() == 0 {
+        bail!("no training examples");
+    }
+    if dev.is_empty() {
+        bail!("no dev examples");
+    }
     let steps_per_epoch = train.len().div_ceil(hyper.batch_size);
     let mut total = steps_per_epoch * hyper.epochs;
     if let Some(m) = args.max_steps {
         total = total.min(m as usize);
     }
     let warmup = warmup_steps(total, hyper.warmup_ratio);
-    let metric = spec.default_metric();
     let dev_batches = dev.batches(64, Padding::Longest, device);
     let mut opt = AdamW::new(&model.vs, hyper);
     let start = Instant::now();
@@ -192,9 +564,17 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             break;
         }
         let epoch_start = Instant::now();
-        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        let remasked = train.remasked(epoch);
+        let data = match (&remasked, train) {
+            (Some(d), _) => d,
+            (None, TrainData::Fixed(d)) => d,
+            (None, TrainData::Remasked { .. }) => bail!("internal: no masked training data"),
+        };
+        // Language models: the train loss is the mean over every predicted token of the
+        // epoch (each batch's mean weighted by its tokens), as the dev loss is.
+        let (mut loss_sum, mut weight_sum, mut tokens) = (0.0, 0.0, 0i64);
         for batch in epoch_batches(
-            &train,
+            data,
             hyper.batch_size,
             args.seed + epoch as i64,
             !args.no_length_bucketing,
@@ -207,7 +587,7 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             let step_start = Instant::now();
             opt.zero_grad();
             crate::eval::check_inputs(model.net.as_ref(), &batch, step)?;
-            let out = model.net.forward(&batch.inputs(), mask.as_ref(), opts)?;
+            let out = model.net.forward(&batch.inputs(), mask, opts)?;
             crate::finite::check_logits(&out.logits, step, &batch.indices)
                 .with_context(|| format!("fine-tuning step {}", step + 1))?;
             let loss = model.net.loss(&out.logits, labels, false);
@@ -220,15 +600,22 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             if !l.is_finite() {
                 bail!("training diverged at step {step} (loss {l}); lower --learning-rate");
             }
-            loss_sum += l;
-            loss_n += 1;
-            bar.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
+            let weight = match data.predicted_tokens(&batch.indices) {
+                Some(n) => {
+                    tokens += n;
+                    n as f64
+                }
+                None => 1.0,
+            };
+            loss_sum += l * weight;
+            weight_sum += weight;
+            bar.set_message(format!("loss {:.4}", loss_sum / weight_sum.max(1e-12)));
             bar.inc(1);
         }
-        let logits = predict(model.net.as_ref(), &dev_batches, mask.as_ref(), None)?;
-        let metrics = score(&dev, &logits);
-        let value = metrics.get(metric).copied().unwrap_or(f64::NAN);
-        let train_loss = loss_sum / loss_n.max(1) as f64;
+        let logits = predict(model.net.as_ref(), &dev_batches, mask, None)?;
+        let metrics = score(dev, &logits);
+        let value = metrics.get(watch.metric).copied().unwrap_or(f64::NAN);
+        let train_loss = loss_sum / weight_sum.max(1e-12);
         if !global.quiet {
             bar.suspend(|| {
                 let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
@@ -239,16 +626,25 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
                 );
             });
         }
-        epochs.push(json!({
-            "epoch": epoch + 1,
-            "steps": step,
-            "train_loss": train_loss,
-            "metrics": metrics,
-            "seconds": epoch_start.elapsed().as_secs_f64(),
-        }));
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let mut record = Map::new();
+        record.insert("epoch".into(), json!(epoch + 1));
+        record.insert("steps".into(), json!(step));
+        record.insert("train_loss".into(), json!(train_loss));
+        if data.spec.is_language_model() {
+            record.insert("train_perplexity".into(), json!(train_loss.exp()));
+            record.insert("train_tokens".into(), json!(tokens));
+            record.insert(
+                "train_tokens_per_second".into(),
+                json!(tokens as f64 / seconds.max(1e-9)),
+            );
+        }
+        record.insert("metrics".into(), json!(metrics));
+        record.insert("seconds".into(), json!(seconds));
+        epochs.push(Value::Object(record));
         if best
             .as_ref()
-            .is_none_or(|(b, _, _)| value > *b || b.is_nan())
+            .is_none_or(|(b, _, _)| watch.improves(value, *b))
         {
             let snapshot = model
                 .vs
@@ -267,39 +663,13 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
             vars[k].shallow_clone().copy_(t);
         }
     });
-    let seconds = start.elapsed().as_secs_f64();
-    model.config.set_labels_for(&spec);
-    let staging = Staging::new(&output_dir, MODEL_FILES)?;
-    model.save(staging.dir())?;
-    tokenizer.save_files(staging.dir())?;
-    let summary = json!({
-        "task": spec.name(),
-        "base_model": model_dir.display().to_string(),
-        "output_dir": output_dir.display().to_string(),
-        "data_dir": data_dir.display().to_string(),
-        "source": loaded.record,
-        "labels": spec.labels,
-        "train_examples": train.len(),
-        "dev_examples": dev.len(),
-        "settings": {
-            "hyper": hyper,
-            "steps": step,
-            "warmup_steps": warmup,
-            "max_seq_length": args.max_seq_length,
-            "length_bucketing": !args.no_length_bucketing,
-            "seed": args.seed,
-            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
-            "threads": tch::get_num_threads(),
-            "device": format!("{device:?}"),
-        },
-        "metric": metric,
-        "epochs": epochs,
-        "best": epochs[best_epoch],
-        "seconds": seconds,
-        "train_seconds": train_seconds,
-        "seconds_per_step": train_seconds / step.max(1) as f64,
-    });
-    write_json(&staging.dir().join("finetune.json"), &summary)?;
-    staging.commit()?;
-    Ok(summary)
+    Ok(Trained {
+        epochs,
+        best_epoch,
+        steps: step,
+        warmup,
+        train_examples: train.len(),
+        seconds: start.elapsed().as_secs_f64(),
+        train_seconds,
+    })
 }

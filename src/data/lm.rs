@@ -22,9 +22,14 @@ pub enum LmSource {
 /// Reads run_prune_gpt's token-id file: whitespace-separated integers, one sequence per line
 /// (blank lines skipped). Every id must be below `vocab_size` and every line at most
 /// `max_len` long.
-pub fn read_token_ids(path: &Path, vocab_size: i64, max_len: usize) -> Result<Vec<Vec<i64>>> {
+pub fn read_token_ids(
+    path: &Path,
+    vocab_size: i64,
+    max_len: usize,
+    flag: &str,
+) -> Result<Vec<Vec<i64>>> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--token-ids {}: cannot read", path.display()))?;
+        .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -35,7 +40,7 @@ pub fn read_token_ids(path: &Path, vocab_size: i64, max_len: usize) -> Result<Ve
             .map(|w| {
                 parse_id(w).ok_or_else(|| {
                     anyhow!(
-                        "--token-ids {}: line {}: {w:?} is not an integer token id",
+                        "{flag} {}: line {}: {w:?} is not an integer token id",
                         path.display(),
                         i + 1
                     )
@@ -44,14 +49,14 @@ pub fn read_token_ids(path: &Path, vocab_size: i64, max_len: usize) -> Result<Ve
             .collect::<Result<Vec<i64>>>()?;
         if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= vocab_size) {
             bail!(
-                "--token-ids {}: line {}: token id {bad} is outside the model's vocabulary 0..{vocab_size}",
+                "{flag} {}: line {}: token id {bad} is outside the model's vocabulary 0..{vocab_size}",
                 path.display(),
                 i + 1
             );
         }
         if ids.len() > max_len {
             bail!(
-                "--token-ids {}: line {}: {} ids, more than the model's {max_len} positions",
+                "{flag} {}: line {}: {} ids, more than the model's {max_len} positions",
                 path.display(),
                 i + 1,
                 ids.len()
@@ -60,7 +65,7 @@ pub fn read_token_ids(path: &Path, vocab_size: i64, max_len: usize) -> Result<Ve
         out.push(ids);
     }
     if out.is_empty() {
-        bail!("--token-ids {}: no token ids (empty file)", path.display());
+        bail!("{flag} {}: no token ids (empty file)", path.display());
     }
     Ok(out)
 }
@@ -82,13 +87,14 @@ pub fn text_blocks(
     block_size: usize,
     separator: Option<i64>,
     vocab_size: i64,
+    flag: &str,
 ) -> Result<Vec<Vec<i64>>> {
     let mut docs = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow!("--text {}: cannot read as UTF-8 text: {e}", f.display()))?;
+            .map_err(|e| anyhow!("{flag} {}: cannot read as UTF-8 text: {e}", f.display()))?;
         if text.trim().is_empty() {
-            bail!("--text {}: empty file", f.display());
+            bail!("{flag} {}: empty file", f.display());
         }
         docs.push((text, None));
     }
@@ -102,12 +108,12 @@ pub fn text_blocks(
     }
     if let Some(bad) = stream.iter().find(|&&id| id >= vocab_size) {
         bail!(
-            "--text: the tokenizer gives token id {bad} but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint"
+            "{flag}: the tokenizer gives token id {bad} but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint"
         );
     }
     if stream.len() < block_size {
         bail!(
-            "--text {}: {} tokens, fewer than one block of --block-size {block_size}",
+            "{flag} {}: {} tokens, fewer than one block of --block-size {block_size}",
             files
                 .iter()
                 .map(|f| f.display().to_string())
@@ -311,23 +317,25 @@ mod tests {
         let p = dir.path().join("ids.txt");
         std::fs::write(&p, "1 2 3\n\n4.0 5.000000000000000000e+00 6\n7\n").unwrap();
         assert_eq!(
-            read_token_ids(&p, 10, 8).unwrap(),
+            read_token_ids(&p, 10, 8, "--token-ids").unwrap(),
             vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]
         );
-        let e = read_token_ids(&p, 7, 8).unwrap_err().to_string();
+        let e = read_token_ids(&p, 7, 8, "--token-ids")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 7") || e.contains("line 4"), "{e}");
         assert!(e.contains("token id 7") && e.contains("0..7"), "{e}");
-        assert!(read_token_ids(&p, 10, 2)
+        assert!(read_token_ids(&p, 10, 2, "--token-ids")
             .unwrap_err()
             .to_string()
             .contains("positions"));
         std::fs::write(&p, "1 x\n").unwrap();
-        assert!(read_token_ids(&p, 10, 8)
+        assert!(read_token_ids(&p, 10, 8, "--token-ids")
             .unwrap_err()
             .to_string()
             .contains("\"x\""));
         std::fs::write(&p, "\n").unwrap();
-        assert!(read_token_ids(&p, 10, 8)
+        assert!(read_token_ids(&p, 10, 8, "--token-ids")
             .unwrap_err()
             .to_string()
             .contains("empty"));
