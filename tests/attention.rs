@@ -129,6 +129,7 @@ fn command_writes_rows_with_importance_ranks_pictures_and_report() {
     assert_eq!(rows(&out.join("head_map.csv")).len(), 72);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Spearman ρ = ") && md.contains("heads put more than half"));
+    assert!(md.contains("the first token ([CLS])") && md.contains("separator tokens ([SEP])"));
     assert!(md.contains("![head_map.png](head_map.png)"));
 }
 
@@ -232,12 +233,7 @@ fn viewer_page_of_a_text_holds_its_tokens_and_every_head() {
         ]
     );
     let html = std::fs::read_to_string(tmp.path().join("attention.html")).unwrap();
-    let data = html
-        .split("<script type=\"application/json\" id=\"data\">")
-        .nth(1)
-        .and_then(|s| s.split("</script>").next())
-        .unwrap();
-    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    let data = page_data(&html);
     assert_eq!(
         (data["layers"].as_u64(), data["heads"].as_u64()),
         (Some(3), Some(4))
@@ -253,6 +249,188 @@ fn viewer_page_of_a_text_holds_its_tokens_and_every_head() {
                     (993..=1007).contains(&s),
                     "layer {l} head {h}: row sums to {s}"
                 );
+            }
+        }
+    }
+}
+
+/// The JSON data embedded in a viewer page.
+fn page_data(html: &str) -> serde_json::Value {
+    let data = html
+        .split("<script type=\"application/json\" id=\"data\">")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
+/// Tiny GPT-2 over 8 MRPC dev pairs: a decoder's run says it is causal, leaves "next token"
+/// unmeasured for every head (null in JSON, empty in the CSV, no heatmap) while measuring the
+/// rest, and its statistics are those of attention rows that put no weight on later tokens.
+#[test]
+fn decoder_statistics_are_causal_and_leave_the_next_token_unmeasured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-gpt2");
+    let data = [
+        "--device",
+        "cpu",
+        "--task",
+        "mrpc",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-subset",
+        "8",
+        "--max-seq-length",
+        "16",
+    ];
+    let out = tmp.path().join("attn");
+    let summary = ok(&bertology(
+        &[
+            &["attention"][..],
+            &data[..],
+            &["--output-dir", out.to_str().unwrap(), "--json"],
+        ]
+        .concat(),
+    ));
+    assert_eq!(summary["causal"], true);
+    assert!(summary["next_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("not measured"));
+    assert_eq!(
+        summary["findings"]["most_weight_on"]["next"]["measured"],
+        false
+    );
+    let stats = &summary["statistics"];
+    for l in 0..3 {
+        for h in 0..4 {
+            assert!(stats["next"][l][h].is_null(), "next {l}-{h}");
+            for name in NAMES.iter().filter(|n| **n != "next") {
+                assert!(stats[name][l][h].is_f64(), "{name} {l}-{h}");
+            }
+        }
+    }
+    let next = NAMES.iter().position(|n| *n == "next").unwrap() + 2;
+    let r = rows(&out.join("attention_heads.csv"));
+    assert_eq!(r.len(), 12);
+    for row in &r {
+        assert_eq!(&row[next], "", "{row:?}");
+        for c in (2..10).filter(|&c| c != next) {
+            let v: f64 = row[c].parse().unwrap();
+            assert!(v >= 0.0, "{row:?}");
+        }
+    }
+    assert!(!out.join("attention_next.png").exists());
+    assert!(out.join("attention_previous.png").exists());
+    // GPT-2 has no [CLS] and no separators: the report names what the inputs hold.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("the next token: not measured (causal model)"),
+        "{md}"
+    );
+    assert!(md.contains("the first token (a text token: no start token)"));
+    assert!(md.contains("separator tokens (the tokenizer adds none)"));
+    assert!(!md.contains("[CLS] /") && !md.contains("[SEP]"), "{md}");
+
+    // The same inputs' attention rows: nothing above the diagonal, and the run's previous-token
+    // and self statistics are their means over real query tokens.
+    let hs = tmp.path().join("hs");
+    ok(&bertology(
+        &[
+            &["hidden-states"][..],
+            &data[..],
+            &[
+                "--attentions",
+                "--layers",
+                "0",
+                "--output-dir",
+                hs.to_str().unwrap(),
+                "--json",
+            ],
+        ]
+        .concat(),
+    ));
+    let t = read_tensors(&hs.join("hidden_states.safetensors"));
+    let mask = t["attention_mask"].to_kind(Kind::Double);
+    let n = mask.size()[1];
+    assert_eq!(
+        mask.sum(Kind::Double).double_value(&[]),
+        summary["tokens"].as_f64().unwrap()
+    );
+    // Uniform attention over the keys a query sees: ln(i + 1) at query i, not ln(length).
+    let lengths: Vec<i64> = Vec::try_from(mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
+    let uniform: f64 = lengths
+        .iter()
+        .flat_map(|&len| (1..=len).map(|k| (k as f64).ln()))
+        .sum::<f64>()
+        / lengths.iter().sum::<i64>() as f64;
+    let reported = summary["uniform_entropy"].as_f64().unwrap();
+    assert!((uniform - reported).abs() < 1e-9, "{uniform} vs {reported}");
+    let with_previous = mask.narrow(1, 1, n - 1) * mask.narrow(1, 0, n - 1);
+    for l in 0..3 {
+        let a = t[&format!("attentions.{l}")].to_kind(Kind::Double);
+        assert_eq!(a.size(), [8, 4, n, n]);
+        let later = a.triu(1).abs().max().double_value(&[]);
+        assert_eq!(later, 0.0, "layer {l}: weight on a later token");
+        let previous = (a.diagonal(-1, -2, -1) * with_previous.unsqueeze(1)).sum_dim_intlist(
+            [0, 2].as_slice(),
+            false,
+            Kind::Double,
+        ) / with_previous.sum(Kind::Double);
+        let itself = (a.diagonal(0, -2, -1) * mask.unsqueeze(1)).sum_dim_intlist(
+            [0, 2].as_slice(),
+            false,
+            Kind::Double,
+        ) / mask.sum(Kind::Double);
+        for h in 0..4 {
+            for (name, m) in [("previous", &previous), ("self", &itself)] {
+                let (x, y) = (
+                    m.double_value(&[h]),
+                    stats[name][l][h as usize].as_f64().unwrap(),
+                );
+                assert!((x - y).abs() < 1e-5, "{name} {l}-{h}: rows {x} vs run {y}");
+            }
+        }
+    }
+}
+
+/// The viewer on a decoder: every head's rows put no weight on later tokens (so no line goes
+/// there), the page says the model is causal, and GPT-2's tokens start without [CLS].
+#[test]
+fn viewer_page_of_a_decoder_draws_no_weight_on_later_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-gpt2");
+    let summary = ok(&bertology(&[
+        "attention",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "the cat sat.",
+        "--text-pair",
+        "a cat, sitting",
+        "--output-dir",
+        tmp.path().to_str().unwrap(),
+        "--json",
+    ]));
+    let tokens = summary["tokens"].as_array().unwrap();
+    let n = tokens.len();
+    assert_eq!(tokens[0], "t");
+    assert_eq!(n, 15);
+    let html = std::fs::read_to_string(tmp.path().join("attention.html")).unwrap();
+    let data = page_data(&html);
+    assert_eq!(data["causal"], true);
+    assert!(html.contains("A causal model (decoder)"));
+    for l in 0..3 {
+        for h in 0..4 {
+            let w = data["attn"][l][h].as_array().unwrap();
+            assert_eq!(w.len(), n * n);
+            for (i, row) in w.chunks(n).enumerate() {
+                let v: Vec<u64> = row.iter().map(|v| v.as_u64().unwrap()).collect();
+                assert!(v[i + 1..].iter().all(|&x| x == 0), "{l}-{h} row {i}: {v:?}");
+                let s: u64 = v.iter().sum();
+                assert!((993..=1007).contains(&s), "{l}-{h} row {i} sums to {s}");
             }
         }
     }

@@ -86,3 +86,33 @@ fn real_gpt2_vocabulary_matches_gpt2_tokenizer_fast_on_all_of_mrpc_dev() {
         "GPT-2 vocabulary",
     );
 }
+
+/// OpenAI GPT's slow-tokenizer files (no tokenizer.json) are read as OpenAIGPTTokenizerFast
+/// reads them — lower-cased, "</w>" at word ends, <unk> for what the vocabulary lacks — not as
+/// GPT-2's byte-level BPE: the ids equal those of tiny-gpt's tokenizer.json, which transformers
+/// saved (scripts/reference/make_gpt_fixtures.py).
+#[test]
+fn openai_gpt_vocab_json_and_merges_match_its_tokenizer_json() {
+    let full = fixture("tiny-gpt");
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["config.json", "vocab.json", "merges.txt"] {
+        std::fs::copy(full.join(name), tmp.path().join(name)).unwrap();
+    }
+    let from_json = TextTokenizer::from_dir(&full, 1 << 20).unwrap();
+    let from_files = TextTokenizer::from_dir(tmp.path(), 1 << 20).unwrap();
+    let mut texts: Vec<String> = sentences().into_iter().take(40).collect();
+    texts.push("The cat sat on the mat, (maybe).".into());
+    let mut unknown = 0;
+    for t in &texts {
+        let want = from_json.encode(t, None).unwrap().ids;
+        assert_eq!(from_files.encode(t, None).unwrap().ids, want, "{t:?}");
+        unknown += want.iter().filter(|&&i| i == 0).count();
+    }
+    let last = from_files.encode(&texts[40], None).unwrap().ids;
+    assert_eq!(
+        from_files.token_strings(&last)[..4],
+        ["the</w>", "cat</w>", "sat</w>", "on</w>"]
+    );
+    // MRPC's capitals are lower-cased, but its digits and symbols are not in the 64 ids.
+    assert!(unknown > 0);
+}

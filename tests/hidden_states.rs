@@ -1,14 +1,39 @@
-//! `bertology hidden-states` on the tiny BERT fixture against transformers' output_hidden_states
-//! (tests/fixtures/tiny_bert_hidden_states.safetensors, made by
-//! scripts/reference/check_hidden_states.py fixture from the same three inputs).
+//! `bertology hidden-states` on every family's tiny fixture against transformers'
+//! output_hidden_states (the references in FAMILIES, made by
+//! scripts/reference/check_hidden_states.py fixture from the same three inputs, each run alone).
+//! bertology batches the three together, so padding — right padding for the decoders — that
+//! changed a real token's state would show here.
 mod common;
 use common::*;
 use tch::{Kind, Tensor};
 
+/// (model folder, reference file, first token of the first input): check_hidden_states.py's
+/// FAMILIES. The first token shows each family's own pair format is used.
+const FAMILIES: [(&str, &str, &str); 6] = [
+    ("tiny-bert", "tiny_bert_hidden_states.safetensors", "[CLS]"),
+    (
+        "families/roberta",
+        "families/roberta_hidden_states.safetensors",
+        "<s>",
+    ),
+    (
+        "families/distilbert",
+        "families/distilbert_hidden_states.safetensors",
+        "[CLS]",
+    ),
+    (
+        "families/electra",
+        "families/electra_hidden_states.safetensors",
+        "[CLS]",
+    ),
+    ("tiny-gpt2", "tiny_gpt2_hidden_states.safetensors", "t"),
+    ("tiny-gpt", "tiny_gpt_hidden_states.safetensors", "the</w>"),
+];
+
 /// The inputs of check_hidden_states.py's TEXTS, as command-line arguments.
 const ARGS: [&str; 12] = [
     "--text",
-    "the cat sat on the mat.",
+    "the cat sat.",
     "--text-pair",
     "a cat, sitting",
     "--text",
@@ -22,10 +47,11 @@ const ARGS: [&str; 12] = [
 ];
 
 fn run(
+    model: &str,
     dir: &std::path::Path,
     extra: &[&str],
 ) -> (serde_json::Value, std::collections::HashMap<String, Tensor>) {
-    let model = fixture("tiny-bert");
+    let model = fixture(model);
     let out = dir.to_str().unwrap();
     let mut args = vec![
         "hidden-states",
@@ -47,46 +73,59 @@ fn run(
 }
 
 #[test]
-fn every_layer_and_pooling_equals_transformers() {
-    let reference = read_tensors(&fixture("tiny_bert_hidden_states.safetensors"));
-    for pool in ["none", "cls", "mean"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let (summary, ours) = run(tmp.path(), &["--pool", pool]);
-        assert_eq!(summary["layers"], serde_json::json!([0, 1, 2, 3]));
-        assert_eq!(
-            Vec::<i64>::try_from(&ours["lengths"]).unwrap(),
-            Vec::<i64>::try_from(&reference["lengths"]).unwrap()
-        );
-        let lengths = reference["lengths"].to_kind(Kind::Float).unsqueeze(-1);
-        for i in 0..4 {
-            let name = format!("hidden_states.{i}");
-            // The reference is zero-padded, so its sum over positions is the sum over tokens.
-            let all = &reference[&name];
-            let theirs = match pool {
-                "cls" => all.select(1, 0),
-                "mean" => all.sum_dim_intlist(1, false, Kind::Float) / &lengths,
-                _ => all.shallow_clone(),
-            };
-            let theirs = &theirs;
-            let d = max_abs_diff(&ours[&name], theirs);
-            assert!(d < 1e-5, "pool {pool} {name}: max |diff| {d}");
+fn every_family_layer_and_pooling_equals_transformers() {
+    for (model, file, first) in FAMILIES {
+        let reference = read_tensors(&fixture(file));
+        let lengths_ref = Vec::<i64>::try_from(&reference["lengths"]).unwrap();
+        for pool in ["none", "cls", "mean"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (summary, ours) = run(model, tmp.path(), &["--pool", pool]);
+            assert_eq!(
+                summary["layers"],
+                serde_json::json!([0, 1, 2, 3]),
+                "{model}"
+            );
+            assert_eq!(
+                Vec::<i64>::try_from(&ours["lengths"]).unwrap(),
+                lengths_ref,
+                "{model}: token counts differ from transformers'"
+            );
+            let lengths = reference["lengths"].to_kind(Kind::Float).unsqueeze(-1);
+            for i in 0..4 {
+                let name = format!("hidden_states.{i}");
+                // The reference is zero-padded, so its sum over positions is the sum over tokens.
+                let all = &reference[&name];
+                let theirs = match pool {
+                    "cls" => all.select(1, 0),
+                    "mean" => all.sum_dim_intlist(1, false, Kind::Float) / &lengths,
+                    _ => all.shallow_clone(),
+                };
+                let d = max_abs_diff(&ours[&name], &theirs);
+                assert!(d < 1e-5, "{model} pool {pool} {name}: max |diff| {d}");
+            }
+            let meta: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(tmp.path().join("hidden_states.json")).unwrap(),
+            )
+            .unwrap();
+            let ex = meta["examples"].as_array().unwrap();
+            assert_eq!(ex[1]["index"], 1);
+            assert_eq!(ex[0]["tokens"][0], first, "{model}");
+            assert_eq!(ex[0]["text_b"], "a cat, sitting");
+            for (e, &n) in ex.iter().zip(&lengths_ref) {
+                assert_eq!(e["tokens"].as_array().unwrap().len() as i64, n, "{model}");
+            }
         }
-        let meta: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(tmp.path().join("hidden_states.json")).unwrap(),
-        )
-        .unwrap();
-        let ex = &meta["examples"];
-        assert_eq!(ex[1]["index"], 1);
-        assert_eq!(ex[0]["tokens"][0], "[CLS]");
-        assert_eq!(ex[0]["tokens"][1], "t");
-        assert_eq!(ex[0]["text_b"], "a cat, sitting");
     }
 }
 
 #[test]
 fn selected_layers_and_attentions_with_padding_zeroed() {
     let tmp = tempfile::tempdir().unwrap();
-    let (summary, t) = run(tmp.path(), &["--layers", "3,1", "--attentions"]);
+    let (summary, t) = run(
+        "tiny-bert",
+        tmp.path(),
+        &["--layers", "3,1", "--attentions"],
+    );
     assert_eq!(summary["layers"], serde_json::json!([1, 3]));
     assert!(!t.contains_key("hidden_states.0") && t.contains_key("hidden_states.3"));
     let lengths: Vec<i64> = Vec::try_from(&t["lengths"]).unwrap();

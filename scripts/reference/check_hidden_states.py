@@ -1,9 +1,12 @@
 """Hidden states of `bertology hidden-states` against transformers' output_hidden_states.
 
   python check_hidden_states.py fixture
-      writes tests/fixtures/tiny_bert_hidden_states.safetensors: transformers' hidden states of
-      the tiny BERT fixture for TEXTS (each input run alone, zero-padded to the longest);
-      tests/hidden_states.rs compares bertology's three poolings against it.
+      for every family's tiny fixture (FAMILIES: BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2,
+      OpenAI GPT) writes transformers' hidden states for TEXTS (each input run alone, so with no
+      padding, zero-padded afterwards to the longest); tests/hidden_states.rs compares
+      bertology's three poolings against them. bertology batches the inputs together, so the
+      comparison also shows that padding (right padding, for the decoders) changes no real
+      token's state. Run after make_gpt_fixtures.py (tiny-gpt's tokenizer).
   python check_hidden_states.py check RUN_DIR MODEL_DIR
       reads RUN_DIR/hidden_states.safetensors and hidden_states.json (written with --pool none,
       cls or mean, any --layers, from --text inputs) with safetensors/numpy, recomputes them
@@ -20,10 +23,28 @@ from safetensors.numpy import load_file, save_file
 from common import FIXTURES, check_versions
 
 torch.set_num_threads(2)
-TINY = os.path.join(FIXTURES, "tiny-bert")
-# (text, pair): the same inputs tests/hidden_states.rs gives on the command line.
-TEXTS = [("the cat sat on the mat.", "a cat, sitting"), ("hello world", None), ("no", "yes (maybe)")]
+# (model folder, reference file), both under tests/fixtures; tests/hidden_states.rs has the
+# same list.
+FAMILIES = [
+    ("tiny-bert", "tiny_bert_hidden_states.safetensors"),
+    ("families/roberta", "families/roberta_hidden_states.safetensors"),
+    ("families/distilbert", "families/distilbert_hidden_states.safetensors"),
+    ("families/electra", "families/electra_hidden_states.safetensors"),
+    ("tiny-gpt2", "tiny_gpt2_hidden_states.safetensors"),
+    ("tiny-gpt", "tiny_gpt_hidden_states.safetensors"),
+]
+# (text, pair): the same inputs tests/hidden_states.rs gives on the command line. Short enough
+# for the decoders' 16 positions, so nothing is truncated.
+TEXTS = [("the cat sat.", "a cat, sitting"), ("hello world", None), ("no", "yes (maybe)")]
 TOLERANCE = 1e-5
+
+
+def max_length(config):
+    """The longest input `hidden-states --text` tokenises to: 128, or fewer positions."""
+    positions = config.max_position_embeddings  # n_positions for GPT and GPT-2
+    if config.model_type == "roberta":  # positions start after padding_idx
+        positions -= config.pad_token_id + 1
+    return min(128, positions)
 
 
 def reference(model_dir, texts):
@@ -32,9 +53,12 @@ def reference(model_dir, texts):
 
     model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
+    limit = max_length(model.config)
     states, lengths = [], []
     for a, b in texts:
-        enc = tok(a, b, truncation=True, max_length=128, return_tensors="pt")
+        # Each family's own pair format: [CLS] A [SEP] B [SEP], <s> A </s></s> B </s>, or (GPT,
+        # GPT-2) the two texts' tokens one after the other.
+        enc = tok(a, b, truncation=True, max_length=limit, return_tensors="pt")
         with torch.no_grad():
             out = model(**enc, output_hidden_states=True)
         states.append([h[0].double().numpy() for h in out.hidden_states])
@@ -58,13 +82,20 @@ def pooled(x, lengths, pool):
 
 
 def fixture():
-    per_layer, lengths = reference(TINY, TEXTS)
-    out = {"lengths": lengths.astype(np.int64)}
-    for i, x in enumerate(per_layer):
-        out[f"hidden_states.{i}"] = x.astype(np.float32)
-    path = os.path.join(FIXTURES, "tiny_bert_hidden_states.safetensors")
-    save_file(out, path)
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    from transformers import AutoTokenizer
+
+    for model, name in FAMILIES:
+        model_dir = os.path.join(FIXTURES, model)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        whole = [len(tok(a, b)["input_ids"]) for a, b in TEXTS]
+        per_layer, lengths = reference(model_dir, TEXTS)
+        assert lengths.tolist() == whole, f"{model}: TEXTS were truncated ({whole} -> {lengths.tolist()})"
+        out = {"lengths": lengths.astype(np.int64)}
+        for i, x in enumerate(per_layer):
+            out[f"hidden_states.{i}"] = x.astype(np.float32)
+        path = os.path.join(FIXTURES, name)
+        save_file(out, path)
+        print(f"wrote {path} ({os.path.getsize(path)} bytes; lengths {lengths.tolist()})")
 
 
 def check(run_dir, model_dir):

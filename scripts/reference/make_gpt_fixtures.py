@@ -6,7 +6,8 @@
   attention is far from uniform.
 - tiny-gpt2-cls/: a tiny random GPT2ForSequenceClassification (3 labels, pad_token_id 0, default
   scaling, n_inner unset).
-- tiny-gpt/: a tiny random OpenAIGPTLMHeadModel (post-LayerNorm, afn gelu).
+- tiny-gpt/: a tiny random OpenAIGPTLMHeadModel (post-LayerNorm, afn gelu) with a hand-made 64-token
+  OpenAI GPT tokenizer (tokenizer.json, as OpenAIGPTTokenizerFast saves it).
 - tiny-gpt2-pruned/: tiny-gpt2 after transformers' prune_heads({0: [1], 2: [0, 3]}).
 - gpt_parity.safetensors: inputs (right padding), head masks, and for every model and each of
   the cases none / [layers, heads] mask with zeros and 0.5 / per-example mask: transformers'
@@ -51,6 +52,30 @@ def tiny_tokenizer():
                             eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     assert len(tok) == V, len(tok)
     return tok
+
+
+def gpt_tokenizer():
+    """OpenAI GPT's tokenizer for tiny-gpt's 64 ids, as OpenAIGPTTokenizerFast saves it (lower-cased
+    BERT pre-tokenisation, BPE whose last symbol of a word ends in "</w>"), so tiny-gpt reads text.
+    Hand-made to fit 64 ids: <unk>, the 26 letters inside and at the end of a word, four punctuation
+    marks, and seven merges (the, cat, sat, mat, on); anything else is <unk>."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+    from transformers import OpenAIGPTTokenizerFast
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "t</w>"), ("c", "at</w>"), ("s", "at</w>"), ("m", "at</w>"),
+              ("o", "n</w>")]
+    tokens = (["<unk>"] + letters + [c + "</w>" for c in letters] + [p + "</w>" for p in ".,()"]
+              + [a + b for a, b in merges])
+    assert len(tokens) == SMALL_V, len(tokens)
+    bpe = Tokenizer(BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, unk_token="<unk>",
+                        end_of_word_suffix="</w>", fuse_unk=False))
+    bpe.add_special_tokens(["<unk>"])
+    bpe.normalizer = normalizers.BertNormalizer(lowercase=True)
+    bpe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bpe.decoder = decoders.BPEDecoder(suffix="</w>")
+    return OpenAIGPTTokenizerFast(tokenizer_object=bpe, unk_token="<unk>")
 
 
 def randomise(model, std=0.4):
@@ -141,6 +166,7 @@ def main():
     gpt = randomise(OpenAIGPTLMHeadModel(OpenAIGPTConfig(
         vocab_size=SMALL_V, n_positions=16, n_embd=16, n_layer=L, n_head=H, afn="gelu", attn_implementation="eager")))
     gpt.save_pretrained(os.path.join(FIXTURES, "tiny-gpt"), safe_serialization=True)
+    gpt_tokenizer().save_pretrained(os.path.join(FIXTURES, "tiny-gpt"))
     reference("gpt", gpt, ids, mask, labels, mask2d, mask3d, tensors)
 
     # Masked LM: BERT and RoBERTa with MLM heads; labels on a seeded 30 % of the real tokens.

@@ -19,6 +19,8 @@ pub struct ViewerData<'a> {
     pub attentions: &'a [Vec<Option<Vec<f32>>>],
     /// Importance and rank of every head, when known.
     pub importance: Option<HeadImportance<'a>>,
+    /// A decoder: queries see only themselves and earlier tokens (the page says so).
+    pub causal: bool,
 }
 
 /// The page as a string.
@@ -48,6 +50,7 @@ pub fn render(data: &ViewerData) -> Result<String> {
         "attn": attn,
         "importance": data.importance.map(|(i, _)| i),
         "ranks": data.importance.map(|(_, r)| r),
+        "causal": data.causal,
     });
     // "<" only occurs inside JSON strings, where \u003c is the same character: the script
     // element can then never be closed early by a token such as "</script>".
@@ -96,6 +99,7 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 <div class="legend">Left: each token as a query; right: the tokens it attends to. A line's opacity is the
 attention weight. Hover a token to see only its lines; pick "all heads" to see every head of a layer,
 and click one to open it.</div>
+<div class="legend" id="causal"></div>
 <script type="application/json" id="data">__DATA__</script>
 <script>
 "use strict";
@@ -106,6 +110,8 @@ const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf
 const n = D.tokens.length;
 const layerSel = document.getElementById("layer");
 const headSel = document.getElementById("head");
+if (D.causal) document.getElementById("causal").textContent = "A causal model (decoder): each token " +
+  "attends only to itself and to earlier tokens, so no line goes to a later token.";
 
 function el(name, attrs, parent) {
   const e = document.createElementNS(NS, name);
@@ -240,6 +246,7 @@ mod tests {
             tokens: &tokens,
             attentions: &attn,
             importance: None,
+            causal: false,
         })
         .unwrap();
         // No fetch of any kind: no src/href attributes, no CSS imports or urls.

@@ -154,6 +154,7 @@ fn viewer_page(
         tokens: &tokens,
         attentions: &per_head,
         importance: importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
+        causal: net.is_causal(),
     })?;
     let path = out_dir.join("attention.html");
     write_atomically(&path, html.as_bytes())?;
@@ -260,14 +261,19 @@ fn statistics(
         )?;
         map_coords = Some(xy);
     }
-    // What uniform attention would give: the mean of ln(n) over query tokens.
+    // What uniform attention would give, averaged over query tokens: ln(n) over an input's n
+    // tokens, or for a causal model ln(i + 1) at query i (it sees only i + 1 keys).
     let tokens: f64 = input.encoded.iter().map(|e| e.ids.len() as f64).sum();
     let uniform_entropy = input
         .encoded
         .iter()
         .map(|e| {
-            let n = e.ids.len() as f64;
-            n * n.ln()
+            let n = e.ids.len();
+            if causal {
+                (1..=n).map(|k| (k as f64).ln()).sum::<f64>()
+            } else {
+                n as f64 * (n as f64).ln()
+            }
         })
         .sum::<f64>()
         / tokens.max(1.0);
@@ -276,11 +282,18 @@ fn statistics(
         .zip(&s.values)
         .map(|(name, m)| (name.to_string(), json!(nan_to_null(m))))
         .collect();
+    let special = report::SpecialTokens {
+        start: input.tokenizer.start_token()?,
+        separators: input
+            .tokenizer
+            .token_strings(&input.tokenizer.separator_ids()?),
+    };
     let findings = report::findings(
         s,
         importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
         uniform_entropy,
         &kept,
+        &special,
     );
     let summary = json!({
         "model": input.model.dir.display().to_string(),
@@ -316,6 +329,7 @@ fn statistics(
         s,
         importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
         map_coords.as_deref(),
+        &special,
     )?;
     report::write_report(out_dir, &summary, &pictures)?;
     if args.json {

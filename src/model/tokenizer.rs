@@ -139,6 +139,19 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// The special token the post-processor puts first ([CLS] for BERT, <s> for RoBERTa), or
+    /// None when an input starts with its own first word (GPT, GPT-2).
+    pub fn start_token(&self) -> Result<Option<String>> {
+        let e = self
+            .inner
+            .encode("a", true)
+            .map_err(|e| anyhow!("tokenizer from {}: {e}", self.source.display()))?;
+        Ok(match e.get_special_tokens_mask().first() {
+            Some(1) => e.get_tokens().first().cloned(),
+            _ => None,
+        })
+    }
+
     /// Copies the tokenizer files this tokenizer came from into `dir`.
     pub fn save_files(&self, dir: &Path) -> Result<()> {
         for name in TOKENIZER_FILES {
@@ -196,8 +209,13 @@ fn from_vocab(dir: &Path) -> Result<Tokenizer> {
 /// Byte-level BPE from `vocab.json` + `merges.txt` (GPT-2's tokenizer, `bpe::byte_level_bpe`),
 /// as RobertaTokenizer / GPT2Tokenizer read them: RoBERTa's special tokens and pair template
 /// when the vocabulary has `<s>` and `</s>` and the folder's config is not a GPT one; GPT-2's
-/// bare tokens (with `<|endoftext|>` special) otherwise.
+/// bare tokens (with `<|endoftext|>` special) otherwise. OpenAI GPT's files are read as
+/// OpenAIGPTTokenizer reads them (`bpe::word_end_bpe`).
 fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
+    if model_type_of(dir).as_deref() == Some("openai-gpt") {
+        // OpenAI GPT's vocabulary is not byte-level: its words end in "</w>".
+        return super::bpe::word_end_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"));
+    }
     let mut tokenizer =
         super::bpe::byte_level_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))?;
     let id = |t: &str| tokenizer.token_to_id(t);

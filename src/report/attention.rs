@@ -39,11 +39,42 @@ fn describe(name: &str) -> &'static str {
     }
 }
 
-fn title(name: &str) -> String {
+/// The start and separator tokens of the run's inputs, so that the wording names the tokens
+/// the model actually saw: GPT-2's first token is a word, and it has no separators.
+#[derive(Clone, Debug, Default)]
+pub struct SpecialTokens {
+    /// The special token every input starts with ([CLS], <s>), if the tokenizer adds one.
+    pub start: Option<String>,
+    pub separators: Vec<String>,
+}
+
+impl SpecialTokens {
+    /// What statistic `name` measures, with the actual tokens.
+    pub fn describe(&self, name: &str) -> String {
+        match name {
+            "first" => match &self.start {
+                Some(t) => format!("the first token ({t})"),
+                None => "the first token (a text token: no start token)".into(),
+            },
+            "separator" if self.separators.is_empty() => {
+                "separator tokens (the tokenizer adds none)".into()
+            }
+            "separator" => format!("separator tokens ({})", self.separators.join(" / ")),
+            _ => describe(name).into(),
+        }
+    }
+}
+
+fn title(name: &str, tokens: &SpecialTokens) -> String {
     match name {
         "entropy" => "Mean attention entropy (nats)".into(),
         "distance" => "Mean attention distance (tokens)".into(),
-        _ => format!("Mean attention to {}", describe(name)),
+        // Short forms where the report's wording would not fit over a picture.
+        "first" if tokens.start.is_none() => "Mean attention to the first token".into(),
+        "separator" if tokens.separators.is_empty() => {
+            "Mean attention to separator tokens (none)".into()
+        }
+        _ => format!("Mean attention to {}", tokens.describe(name)),
     }
 }
 
@@ -83,6 +114,7 @@ pub fn findings(
     importance: Option<(Matrix, Matrix)>,
     uniform_entropy: f64,
     kept: &[Vec<i64>],
+    tokens: &SpecialTokens,
 ) -> Value {
     let heads_total: usize = kept.iter().map(Vec::len).sum();
     let mut most = serde_json::Map::new();
@@ -134,6 +166,9 @@ pub fn findings(
     let mut out = json!({
         "heads": heads_total,
         "threshold": MOST,
+        "start_token": tokens.start,
+        "separator_tokens": tokens.separators,
+        "describe": NAMES.iter().map(|n| (n.to_string(), json!(tokens.describe(n)))).collect::<serde_json::Map<_, _>>(),
         "most_weight_on": most,
         "entropy": {
             "mean": mean(&ent),
@@ -180,7 +215,7 @@ pub fn findings(
                     "head": head_name(l, h),
                     "importance": imp[l][h],
                     "rank": ranks[l][h] as i64,
-                    "does": behaviour(s, l, h, uniform_entropy),
+                    "does": behaviour(s, l, h, uniform_entropy, tokens),
                 })
             })
             .collect();
@@ -190,7 +225,13 @@ pub fn findings(
 }
 
 /// One phrase for what a head mostly does.
-fn behaviour(s: &HeadStatistics, l: usize, h: usize, uniform_entropy: f64) -> String {
+fn behaviour(
+    s: &HeadStatistics,
+    l: usize,
+    h: usize,
+    uniform_entropy: f64,
+    tokens: &SpecialTokens,
+) -> String {
     let best = SHARES
         .iter()
         .map(|n| (n, s.get(n)[l][h]))
@@ -198,12 +239,12 @@ fn behaviour(s: &HeadStatistics, l: usize, h: usize, uniform_entropy: f64) -> St
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let e = s.get("entropy")[l][h];
     match best {
-        Some((n, v)) if v > MOST => format!("{:.0} % on {}", 100.0 * v, describe(n)),
+        Some((n, v)) if v > MOST => format!("{:.0} % on {}", 100.0 * v, tokens.describe(n)),
         _ if e > 0.8 * uniform_entropy => format!("broad (entropy {e:.2} nats)"),
         Some((n, v)) => format!(
             "mixed (most: {:.0} % on {}, entropy {e:.2} nats)",
             100.0 * v,
-            describe(n)
+            tokens.describe(n)
         ),
         None => "pruned".into(),
     }
@@ -213,10 +254,15 @@ fn behaviour(s: &HeadStatistics, l: usize, h: usize, uniform_entropy: f64) -> St
 pub fn finding_lines(f: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     let heads = f["heads"].as_u64().unwrap_or(0);
+    let kind = |name: &str| -> String {
+        f["describe"][name]
+            .as_str()
+            .map_or_else(|| describe(name).to_string(), str::to_string)
+    };
     for name in SHARES {
         let m = &f["most_weight_on"][name];
         if m["measured"] == json!(false) {
-            lines.push(format!("- {}: not measured (causal model)", describe(name)));
+            lines.push(format!("- {}: not measured (causal model)", kind(name)));
             continue;
         }
         let list: Vec<&str> = m["heads"]
@@ -235,7 +281,7 @@ pub fn finding_lines(f: &Value) -> Vec<String> {
         };
         lines.push(format!(
             "- {more} of {heads} heads put more than half of their attention on {}{names} (strongest {} with {:.0} %; mean over heads {:.0} %)",
-            describe(name),
+            kind(name),
             m["top"]["head"].as_str().unwrap_or("?"),
             100.0 * m["top"]["value"].as_f64().unwrap_or(f64::NAN),
             100.0 * m["mean_over_heads"].as_f64().unwrap_or(f64::NAN),
@@ -301,6 +347,7 @@ pub fn pictures(
     s: &HeadStatistics,
     importance: Option<(Matrix, Matrix)>,
     map: Option<&[[f64; 2]]>,
+    tokens: &SpecialTokens,
 ) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for name in NAMES {
@@ -328,7 +375,7 @@ pub fn pictures(
         };
         out.extend(labelled_heatmap(
             &dir.join(format!("attention_{name}")),
-            &title(name),
+            &title(name, tokens),
             m,
             &labels,
             note,
@@ -416,9 +463,11 @@ where
     let heads = s.values.first().map_or(0, Vec::len);
     let e = err(stem);
     root.fill(&WHITE).map_err(&e)?;
+    // A long title over few heads gets a smaller font rather than being cut off.
+    let font = 22f64.min((s.size.0 - 150) as f64 / (0.62 * s.title.chars().count() as f64));
     let (main, bar) = root.split_horizontally(s.size.0 - 150);
     let mut chart = ChartBuilder::on(&main)
-        .caption(s.title, (FONT, 22).into_font().style(FontStyle::Bold))
+        .caption(s.title, (FONT, font).into_font().style(FontStyle::Bold))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(56)
@@ -635,6 +684,13 @@ pub fn write_report(dir: &Path, summary: &Value, pictures: &[PathBuf]) -> Result
     }
     if summary["causal"] == json!(true) {
         md += "- causal model: a query cannot see later tokens, so attention to the next token is not measured\n";
+    }
+    let f = &summary["findings"];
+    if f["start_token"].is_null() {
+        md += "- first token: the text's own first token (the tokenizer adds no start token such as [CLS])\n";
+    }
+    if f["separator_tokens"].as_array().is_some_and(Vec::is_empty) {
+        md += "- separators: none (the tokenizer puts no separator token between or after the texts)\n";
     }
     if let Some(cmd) = summary["command"].as_str() {
         md += &format!("- reproduce: `{cmd}`\n");
