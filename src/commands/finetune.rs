@@ -1,6 +1,6 @@
 //! `bertology finetune`: train a model on a task and save the best dev checkpoint.
 use super::common::load_data;
-use super::common::load_model;
+use super::common::{load_model, pad_as_config};
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
 use crate::data::batch::Padding;
@@ -138,9 +138,10 @@ pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
     if let Some(n) = args.eval_subset {
         dev_examples.truncate(n as usize);
     }
-    let train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
-    let dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
-    for data in [&train, &dev] {
+    let mut train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
+    let mut dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
+    for data in [&mut train, &mut dev] {
+        pad_as_config(data, &model);
         super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
     }
     if !train.has_labels() || !dev.has_labels() {
