@@ -3,7 +3,7 @@ its logits on MRPC dev with those bertology wrote to predictions.csv (`bertology
 
 usage: check_saved_model.py MODEL_DIR PREDICTIONS_CSV [--subset N] [--max-length N]
 Any family transformers' AutoModelForSequenceClassification reads (BERT, RoBERTa, DistilBERT,
-ELECTRA, ...).
+ELECTRA, GPT-2, ...).
 Prints the heads per layer transformers sees, the largest logit difference, and how many
 predictions agree; exits 1 when the difference exceeds 1e-4 or a prediction differs.
 """
@@ -28,9 +28,14 @@ if __name__ == "__main__":
     a = ap.parse_args()
     model = AutoModelForSequenceClassification.from_pretrained(a.model_dir, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(a.model_dir)
-    # Heads each attention module kept (BERT-like: num_attention_heads; DistilBERT: n_heads).
-    heads = [getattr(m, "num_attention_heads", getattr(m, "n_heads", None)) for _, m in model.named_modules()
-             if type(m).__name__.endswith("SelfAttention")]
+    if tok.pad_token is None:
+        # GPT-2 has no padding token: pad with the config's pad_token_id (right padding), as bertology
+        # does; the classifier reads each example's last token that is not padding.
+        tok.pad_token = tok.convert_ids_to_tokens(model.config.pad_token_id)
+    # Heads each attention module kept (BERT-like: num_attention_heads; DistilBERT: n_heads; GPT-2:
+    # num_heads).
+    heads = [getattr(m, "num_attention_heads", getattr(m, "n_heads", getattr(m, "num_heads", None)))
+             for _, m in model.named_modules() if type(m).__name__.endswith(("SelfAttention", "GPT2Attention"))]
     print(f"transformers loaded {a.model_dir} as {type(model).__name__}: heads per layer {heads}, "
           f"pruned_heads {model.config.pruned_heads}")
     rows = read_mrpc("dev")[: a.subset]

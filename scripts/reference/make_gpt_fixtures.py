@@ -15,11 +15,14 @@
   [layers, heads] mask of ones (batch-mean token loss) and to a per-example mask (sum over
   examples of each example's mean token loss); and the pruned model's logits.
 - tiny-bert-mlm/, tiny-roberta-mlm/: tiny random BertForMaskedLM and RobertaForMaskedLM, with the same
-  references under bert_mlm.* and roberta_mlm.* (labels: mlm_labels).
+  references under bert_mlm.* and roberta_mlm.* (labels: mlm_labels); tiny-bert's character vocabulary
+  and a 64-token RoBERTa-style tokenizer (`roberta_tokenizer`), so `--task mlm` reads text.
+  `make_gpt_fixtures.py --roberta-tokenizer` writes only the latter's files.
 - tiny_token_ids.txt: token ids in run_prune_gpt's np.loadtxt format (one sequence per line).
 """
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -76,6 +79,32 @@ def gpt_tokenizer():
     bpe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     bpe.decoder = decoders.BPEDecoder(suffix="</w>")
     return OpenAIGPTTokenizerFast(tokenizer_object=bpe, unk_token="<unk>")
+
+
+def roberta_tokenizer():
+    """A 64-token tokenizer for tiny-roberta-mlm, so `--task mlm` reads text and finds its mask
+    token: RoBERTa's special tokens at RoBERTa's ids (<s> 0, <pad> 1, </s> 2, <unk> 3; <mask> 4),
+    lower-cased characters and a few merges of a BPE trained on MRPC train (a byte-level
+    alphabet alone would need 256 ids), and RoBERTa's `<s> A </s></s> B </s>` template."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from common import read_mrpc
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.normalizer = normalizers.Lowercase()
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    rows = read_mrpc("train")
+    trainer = trainers.BpeTrainer(vocab_size=SMALL_V, special_tokens=specials, limit_alphabet=40,
+                                  show_progress=False)
+    bpe.train_from_iterator([r[0] for r in rows] + [r[1] for r in rows], trainer=trainer)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="<pad>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
+    assert [tok.convert_tokens_to_ids(t) for t in specials] == [0, 1, 2, 3, 4]
+    assert len(tok) == SMALL_V, len(tok)
+    return tok
 
 
 def randomise(model, std=0.4):
@@ -188,6 +217,8 @@ def main():
         if prefix == "bert_mlm":  # tiny-bert's 64-token character vocabulary, so it reads text
             for name in ("vocab.txt", "tokenizer_config.json"):
                 shutil.copy(os.path.join(FIXTURES, "tiny-bert", name), out)
+        else:
+            roberta_tokenizer().save_pretrained(out)
         reference(prefix, m, ids, mask, mlm_labels, mask2d, mask3d, tensors, causal=False)
 
     gpt2.prune_heads({0: [1], 2: [0, 3]})
@@ -203,4 +234,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--roberta-tokenizer"]:
+        # Only the tokenizer files of tiny-roberta-mlm (its weights and references unchanged).
+        check_versions()
+        roberta_tokenizer().save_pretrained(os.path.join(FIXTURES, "tiny-roberta-mlm"))
+    else:
+        main()

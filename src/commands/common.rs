@@ -236,11 +236,7 @@ pub fn setup(
         examples.truncate(n as usize);
     }
     let mut data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
-    // Pad with the config's pad_token_id when it has one: GPT-2's classifier finds each
-    // example's last token by it (and the tokenizer may know no [PAD]).
-    if let Some(pad) = model.config.get_f64("pad_token_id") {
-        data.pad_id = pad as i64;
-    }
+    pad_as_config(&mut data, &model);
     check_token_ids(&data, model.net.vocab_size(), &dir)?;
     let split_name = match task {
         Some(_) => format!("{:?}", data_args.split).to_lowercase(),
@@ -255,6 +251,15 @@ pub fn setup(
         source: loaded.record,
         split_name,
     })
+}
+
+/// Pads with the config's pad_token_id when it has one: GPT-2's classifier finds each
+/// example's last token by it, and the tokenizer may know no [PAD] (GPT-2's pads with its
+/// end-of-text token, 50256, where our tokenizer would say 0).
+pub fn pad_as_config(data: &mut Dataset, model: &Model) {
+    if let Some(pad) = model.config.get_f64("pad_token_id") {
+        data.pad_id = pad as i64;
+    }
 }
 
 /// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than

@@ -3,7 +3,8 @@
 //! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
 //! blocks through its language-model head and keeps the epoch with the lowest dev loss.
 use super::common::{
-    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, mlm_masking, LmFiles,
+    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, mlm_masking, pad_as_config,
+    LmFiles,
 };
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
@@ -199,9 +200,10 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
     if let Some(n) = args.eval_subset {
         dev_examples.truncate(n as usize);
     }
-    let train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
-    let dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
-    for data in [&train, &dev] {
+    let mut train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
+    let mut dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
+    for data in [&mut train, &mut dev] {
+        pad_as_config(data, &model);
         super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
     }
     if !train.has_labels() || !dev.has_labels() {

@@ -382,12 +382,15 @@ pub enum DecoderHead {
 }
 
 impl DecoderHead {
-    /// The head for `objective`; classification needs `pad_token_id` to find last tokens.
+    /// The head for `objective`; classification needs `pad_token_id` to find last tokens,
+    /// and batches are padded with it, so it must be a token id of the `vocab`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         root: &nn::Path,
         config: &ModelConfig,
         objective: Objective,
         hidden: i64,
+        vocab: i64,
         std: f64,
         pad_token_id: Option<i64>,
         class: &str,
@@ -399,6 +402,11 @@ impl DecoderHead {
                         "pad_token_id is not set; {class} needs it to find each example's last token (set it in config.json, e.g. to the eos_token_id)"
                     );
                 };
+                if !(0..vocab).contains(&pad_token_id) {
+                    bail!(
+                        "pad_token_id {pad_token_id} is outside the vocabulary 0..{vocab} (vocab_size); {class} pads with it, so it must be a token id"
+                    );
+                }
                 let score = (root / "score").var(
                     "weight",
                     &[config.num_labels(), hidden],
@@ -511,6 +519,7 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         config,
         objective,
         c.n_embd,
+        c.vocab_size,
         c.initializer_range,
         c.pad_token_id,
         class,

@@ -140,6 +140,7 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         config,
         objective,
         c.n_embd,
+        c.vocab_size,
         c.initializer_range,
         c.pad_token_id,
         class,
