@@ -55,9 +55,27 @@ pub fn render(data: &ViewerData) -> Result<String> {
     // "<" only occurs inside JSON strings, where \u003c is the same character: the script
     // element can then never be closed early by a token such as "</script>".
     let payload = serde_json::to_string(&payload)?.replace('<', "\\u003c");
-    Ok(TEMPLATE
-        .replace("__TITLE__", &escape_html(data.title))
-        .replace("__DATA__", &payload))
+    // One pass over the template: text that itself contains a marker (a title or token
+    // "__DATA__") is never substituted again.
+    let title = escape_html(data.title);
+    let mut html = String::with_capacity(TEMPLATE.len() + payload.len() + 2 * title.len());
+    let mut rest = TEMPLATE;
+    while let Some(at) = rest.find("__") {
+        html.push_str(&rest[..at]);
+        let marker = &rest[at..];
+        if let Some(after) = marker.strip_prefix("__TITLE__") {
+            html.push_str(&title);
+            rest = after;
+        } else if let Some(after) = marker.strip_prefix("__DATA__") {
+            html.push_str(&payload);
+            rest = after;
+        } else {
+            html.push_str("__");
+            rest = &marker[2..];
+        }
+    }
+    html.push_str(rest);
+    Ok(html)
 }
 
 fn escape_html(s: &str) -> String {
@@ -267,5 +285,31 @@ mod tests {
         );
         assert!(html.contains("a &lt;b&gt; test"));
         assert!(html.contains("[[[1000,0,250,750],null]]"));
+    }
+
+    #[test]
+    fn markers_inside_the_text_are_not_substituted() {
+        let tokens = vec!["__DATA__".to_string(), "__TITLE__".to_string()];
+        let attn = vec![vec![Some(vec![1.0f32, 0.0, 0.5, 0.5])]];
+        let title = "what __DATA__ and __TITLE__ mean";
+        let html = render(&ViewerData {
+            title,
+            tokens: &tokens,
+            attentions: &attn,
+            importance: None,
+            causal: false,
+        })
+        .unwrap();
+        assert!(html.contains(&format!("<title>{title}</title>")), "title");
+        assert!(html.contains(&format!("<h1>{title}</h1>")), "heading");
+        assert_eq!(html.matches(title).count(), 3, "title, heading and data");
+        let start = html.find(r#"id="data">"#).unwrap() + r#"id="data">"#.len();
+        let end = start + html[start..].find("</script>").unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+        assert_eq!(payload["title"], title);
+        assert_eq!(
+            payload["tokens"],
+            serde_json::json!(["__DATA__", "__TITLE__"])
+        );
     }
 }
