@@ -48,6 +48,23 @@ fn eval_lm(model: &Path, task: &str, data: &[&str], block: &str, out: &Path) -> 
     .concat()))
 }
 
+/// `finetune --task T` of `model` with `args` (data and settings), saved to `out`: finetune.json.
+fn finetune_lm(model: &Path, task: &str, args: &[&str], out: &Path) -> Value {
+    ok(&bt(&[
+        &["finetune", "--model", s(model), "--task", task][..],
+        args,
+        &[
+            "--device",
+            "cpu",
+            "--quiet",
+            "--json",
+            "--output-dir",
+            s(out),
+        ],
+    ]
+    .concat()))
+}
+
 fn loss(metrics: &Value) -> f64 {
     metrics["loss"].as_f64().unwrap()
 }
@@ -76,31 +93,25 @@ fn finetuning_gpt2_on_mrpc_train_sentences_lowers_the_dev_loss_that_eval_measure
     let text = ["--text", s(&dev)];
     let before = eval_lm(&gpt2, "lm", &text, "16", &tmp.path().join("e0"));
     let out = tmp.path().join("tuned");
-    let ft = ok(&bt(&[
-        "finetune",
-        "--model",
-        s(&gpt2),
-        "--task",
+    let ft = finetune_lm(
+        &gpt2,
         "lm",
-        "--text",
-        s(&train),
-        "--dev-text",
-        s(&dev),
-        "--block-size",
-        "16",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "2",
-        "--learning-rate",
-        "3e-3",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-        "--output-dir",
-        s(&out),
-    ]));
+        &[
+            "--text",
+            s(&train),
+            "--dev-text",
+            s(&dev),
+            "--block-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "3e-3",
+        ],
+        &out,
+    );
     let after = eval_lm(&out, "lm", &text, "16", &tmp.path().join("e1"));
     let (l0, l1) = (loss(&before["metrics"]), loss(&after["metrics"]));
     eprintln!("tiny GPT-2, MRPC dev sentences: loss {l0:.4} before, {l1:.4} after");
@@ -159,31 +170,25 @@ fn a_pruned_gpt2_retrains_at_its_pruned_shapes_and_eval_gives_the_best_dev_loss(
     let text = ["--text", s(&dev)];
     let before = eval_lm(&pruned, "lm", &text, "16", &tmp.path().join("e0"));
     let out = tmp.path().join("tuned");
-    let ft = ok(&bt(&[
-        "finetune",
-        "--model",
-        s(&pruned),
-        "--task",
+    let ft = finetune_lm(
+        &pruned,
         "lm",
-        "--text",
-        s(&train),
-        "--dev-text",
-        s(&dev),
-        "--block-size",
-        "16",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "2",
-        "--learning-rate",
-        "3e-3",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-        "--output-dir",
-        s(&out),
-    ]));
+        &[
+            "--text",
+            s(&train),
+            "--dev-text",
+            s(&dev),
+            "--block-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "3e-3",
+        ],
+        &out,
+    );
     let original = config(&pruned);
     assert_eq!(config(&out)["pruned_heads"], original["pruned_heads"]);
     assert_eq!(ft["pruned_heads"], original["pruned_heads"]);
@@ -226,27 +231,21 @@ fn dev_fraction_holds_out_the_last_token_id_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let ids = fixture("tiny_token_ids.txt");
     let out = tmp.path().join("tuned");
-    let ft = ok(&bt(&[
-        "finetune",
-        "--model",
-        s(&fixture("tiny-gpt2")),
-        "--task",
+    let ft = finetune_lm(
+        &fixture("tiny-gpt2"),
         "lm",
-        "--token-ids",
-        s(&ids),
-        "--dev-fraction",
-        "0.25",
-        "--batch-size",
-        "4",
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-        "--output-dir",
-        s(&out),
-    ]));
+        &[
+            "--token-ids",
+            s(&ids),
+            "--dev-fraction",
+            "0.25",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+        ],
+        &out,
+    );
     // 24 lines of 12 ids: the last 6 are dev, never trained on.
     assert_eq!(
         (ft["train_examples"].as_u64(), ft["dev_examples"].as_u64()),
@@ -287,34 +286,28 @@ fn masked_heads_stay_untouched_while_the_others_train() {
     let mask_file = tmp.path().join("mask.npy");
     mask.write_npy(&mask_file).unwrap();
     let out = tmp.path().join("tuned");
-    let ft = ok(&bt(&[
-        "finetune",
-        "--model",
-        s(&gpt2),
-        "--task",
+    let ft = finetune_lm(
+        &gpt2,
         "lm",
-        "--text",
-        s(&train),
-        "--block-size",
-        "16",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--learning-rate",
-        "1e-2",
-        // Without decay, a weight whose gradient is always zero does not move at all.
-        "--weight-decay",
-        "0",
-        "--head-mask",
-        s(&mask_file),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-        "--output-dir",
-        s(&out),
-    ]));
+        &[
+            "--text",
+            s(&train),
+            "--block-size",
+            "16",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--learning-rate",
+            "1e-2",
+            // Without decay, a weight whose gradient is always zero does not move at all.
+            "--weight-decay",
+            "0",
+            "--head-mask",
+            s(&mask_file),
+        ],
+        &out,
+    );
     assert_eq!(ft["settings"]["head_mask"], s(&mask_file));
     let (a, b) = (
         read_tensors(&gpt2.join("model.safetensors")),
@@ -373,33 +366,27 @@ fn a_masked_lm_retrains_with_dev_masks_fixed_by_the_seed() {
     let text = ["--text", s(&dev), "--seed", "7"];
     let before = eval_lm(&bert, "mlm", &text, "16", &tmp.path().join("e0"));
     let out = tmp.path().join("tuned");
-    let ft = ok(&bt(&[
-        "finetune",
-        "--model",
-        s(&bert),
-        "--task",
+    let ft = finetune_lm(
+        &bert,
         "mlm",
-        "--text",
-        s(&train),
-        "--dev-text",
-        s(&dev),
-        "--block-size",
-        "16",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "3",
-        "--learning-rate",
-        "3e-3",
-        "--seed",
-        "7",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-        "--output-dir",
-        s(&out),
-    ]));
+        &[
+            "--text",
+            s(&train),
+            "--dev-text",
+            s(&dev),
+            "--block-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "3",
+            "--learning-rate",
+            "3e-3",
+            "--seed",
+            "7",
+        ],
+        &out,
+    );
     assert_eq!(config(&out)["architectures"][0], "BertForMaskedLM");
     let epochs = ft["epochs"].as_array().unwrap();
     // The same dev positions every epoch; new training masks every epoch.
