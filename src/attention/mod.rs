@@ -97,13 +97,7 @@ pub fn analyse(
                 attentions.iter().map(|a| a.to_kind(Kind::Float)).collect();
             acc.add(&attentions, &b.attention_mask, &batch_classes(classes, b))?;
             if let Some(d) = dist.as_mut() {
-                // The distances are many small ops per example: on one thread they skip the
-                // thread pool's hand-offs, which cost more than they save.
-                let threads = tch::get_num_threads();
-                tch::set_num_threads(1);
-                let added = d.add(&attentions, &b.attention_mask);
-                tch::set_num_threads(threads);
-                added?;
+                d.add(&attentions, &b.attention_mask)?;
             }
             if let Some(p) = progress {
                 p.inc(b.len() as u64);
