@@ -1,6 +1,6 @@
 //! The attention run's report: findings in numbers (what the heads do), a value-labelled
 //! heatmap per statistic, the map of heads, and report.md.
-use super::plots::{colour, colour_bar, err, render, FONT};
+use super::plots::{err, grid, render, Grid, FONT};
 use crate::attention::stats::{HeadStatistics, NAMES};
 use crate::metrics::spearman;
 use crate::model::write_atomically;
@@ -394,17 +394,6 @@ pub fn pictures(
     Ok(out)
 }
 
-struct Labelled<'a> {
-    title: &'a str,
-    values: Matrix<'a>,
-    labels: &'a [Vec<String>],
-    note: &'a str,
-    legend: &'a str,
-    min: f64,
-    max: f64,
-    size: (u32, u32),
-}
-
 /// Layers down, heads across, each cell coloured and labelled with its value; shares use a
 /// fixed 0–1 scale so pictures of different statistics compare at a glance.
 fn labelled_heatmap(
@@ -416,120 +405,18 @@ fn labelled_heatmap(
     legend: &str,
     share: bool,
 ) -> Result<Vec<PathBuf>> {
-    let (layers, heads) = (values.len(), values.first().map_or(0, Vec::len));
-    let cell = 56u32;
-    let size = (110 + cell * heads as u32 + 150, 110 + cell * layers as u32);
-    let finite: Vec<f64> = values
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    let (min, max) = if share {
-        (0.0, 1.0)
-    } else {
-        (
-            finite.iter().copied().fold(f64::INFINITY, f64::min),
-            finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        )
-    };
-    let spec = Labelled {
-        title,
-        values,
-        labels,
-        note,
-        legend,
-        min,
-        max,
-        size,
-    };
-    render(
+    grid(
         stem,
-        size,
-        |r| draw_labelled(r, &spec, stem),
-        |r| draw_labelled(r, &spec, stem),
+        &Grid {
+            title,
+            note,
+            values,
+            labels: Some(labels),
+            mask: None,
+            legend,
+            scale: share.then_some((0.0, 1.0)),
+        },
     )
-}
-
-fn draw_labelled<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    s: &Labelled,
-    stem: &Path,
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let layers = s.values.len();
-    let heads = s.values.first().map_or(0, Vec::len);
-    let e = err(stem);
-    root.fill(&WHITE).map_err(&e)?;
-    // A long title over few heads gets a smaller font rather than being cut off.
-    let font = 22f64.min((s.size.0 - 150) as f64 / (0.62 * s.title.chars().count() as f64));
-    let (main, bar) = root.split_horizontally(s.size.0 - 150);
-    let mut chart = ChartBuilder::on(&main)
-        .caption(s.title, (FONT, font).into_font().style(FontStyle::Bold))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(
-            (0..heads as i32 - 1).into_segmented(),
-            (0..layers as i32 - 1).into_segmented(),
-        )
-        .map_err(&e)?;
-    let flip = |r: i32| layers as i32 - 1 - r;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(heads)
-        .y_labels(layers)
-        .x_desc(format!("head     ({})", s.note))
-        .y_desc("layer")
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 15))
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(h) => h.to_string(),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(r) => flip(*r).to_string(),
-            _ => String::new(),
-        })
-        .draw()
-        .map_err(&e)?;
-    for (l, row) in s.values.iter().enumerate() {
-        let r = flip(l as i32);
-        for (h, &v) in row.iter().enumerate() {
-            let h = h as i32;
-            let corners = [
-                (SegmentValue::Exact(h), SegmentValue::Exact(r)),
-                (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
-            ];
-            // Pruned heads: light grey, no label.
-            let c = if v.is_finite() {
-                colour(v, s.min, s.max)
-            } else {
-                RGBColor(230, 230, 230)
-            };
-            chart
-                .draw_series(std::iter::once(Rectangle::new(corners, c.filled())))
-                .map_err(&e)?;
-            let light = (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
-            let ink = if light { BLACK } else { WHITE };
-            let style = TextStyle::from((FONT, 15).into_font())
-                .color(&ink)
-                .pos(Pos::new(HPos::Center, VPos::Center));
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    s.labels[l][h as usize].clone(),
-                    (SegmentValue::CenterOf(h), SegmentValue::CenterOf(r)),
-                    style,
-                )))
-                .map_err(&e)?;
-        }
-    }
-    colour_bar(&bar, s.min, s.max, s.legend).map_err(&e)?;
-    root.present().map_err(&e)?;
-    Ok(())
 }
 
 /// Heads placed by classical MDS of their JS distances: colour = layer, area = importance.

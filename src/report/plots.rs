@@ -77,6 +77,56 @@ pub fn heatmap(
     mask: Option<&[Vec<f64>]>,
     legend: &str,
 ) -> Result<Vec<PathBuf>> {
+    let labels: Option<Vec<Vec<String>>> = ranks.map(|r| {
+        r.iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| format!("{}", v.round() as i64))
+                    .collect()
+            })
+            .collect()
+    });
+    let note = match (ranks.is_some(), mask.is_some()) {
+        (true, true) => "numbers: rank (0 = most important); faded: pruned, framed: kept",
+        (true, false) => "numbers: rank (0 = most important)",
+        (false, true) => "faded: pruned, framed: kept",
+        (false, false) => "",
+    };
+    grid(
+        stem,
+        &Grid {
+            title,
+            note,
+            values,
+            labels: labels.as_deref(),
+            mask,
+            legend,
+            scale: None,
+        },
+    )
+}
+
+/// A layers × heads picture: the one layout of every per-head heatmap (importance, entropy,
+/// attention statistics).
+pub(crate) struct Grid<'a> {
+    pub title: &'a str,
+    /// Said beside the head axis ("" for nothing).
+    pub note: &'a str,
+    /// Colour of each cell; a non-finite value (a pruned or unmeasured head) is light grey.
+    pub values: &'a [Vec<f64>],
+    /// Text in each cell.
+    pub labels: Option<&'a [Vec<String>]>,
+    /// 0: the head is faded (pruned); otherwise it is framed (kept).
+    pub mask: Option<&'a [Vec<f64>]>,
+    /// Caption of the colour bar.
+    pub legend: &'a str,
+    /// Fixed colour scale; `None`: from the smallest to the largest finite value.
+    pub scale: Option<(f64, f64)>,
+}
+
+/// Draws `spec` to `stem.svg` and `stem.png`, 56 pixels a cell.
+pub(crate) fn grid(stem: &Path, spec: &Grid) -> Result<Vec<PathBuf>> {
+    let values = spec.values;
     let (layers, heads) = (values.len(), values.first().map_or(0, Vec::len));
     if layers > 1024 || heads > 1024 {
         anyhow::bail!(
@@ -86,183 +136,137 @@ pub fn heatmap(
     }
     let cell = 56u32;
     let size = (110 + cell * heads as u32 + 150, 110 + cell * layers as u32);
-    let finite: Vec<f64> = values
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (min, max) = if finite.is_empty() {
-        (0.0, 1.0)
-    } else {
-        (min, max)
-    };
-    let subtitle = match (ranks.is_some(), mask.is_some()) {
-        (true, true) => "numbers: rank (0 = most important); faded: pruned, framed: kept",
-        (true, false) => "numbers: rank (0 = most important)",
-        (false, true) => "faded: pruned, framed: kept",
-        (false, false) => "",
-    };
-    let spec = Heatmap {
-        title,
-        values,
-        ranks,
-        mask,
-        legend,
-        subtitle,
-        min,
-        max,
-        size,
-    };
+    let finite = || values.iter().flatten().copied().filter(|v| v.is_finite());
+    let (min, max) = spec.scale.unwrap_or_else(|| match finite().next() {
+        None => (0.0, 1.0),
+        Some(_) => (
+            finite().fold(f64::INFINITY, f64::min),
+            finite().fold(f64::NEG_INFINITY, f64::max),
+        ),
+    });
     render(
         stem,
         size,
-        |r| draw_heatmap(r, &spec, stem),
-        |r| draw_heatmap(r, &spec, stem),
+        |r| draw_grid(r, spec, (min, max), stem),
+        |r| draw_grid(r, spec, (min, max), stem),
     )
 }
 
-struct Heatmap<'a> {
-    title: &'a str,
-    values: &'a [Vec<f64>],
-    ranks: Option<&'a [Vec<f64>]>,
-    mask: Option<&'a [Vec<f64>]>,
-    legend: &'a str,
-    subtitle: &'a str,
-    min: f64,
-    max: f64,
-    size: (u32, u32),
-}
-
-fn draw_heatmap<DB: DrawingBackend>(
+fn draw_grid<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    s: &Heatmap,
+    spec: &Grid,
+    (min, max): (f64, f64),
     stem: &Path,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let Heatmap {
-        title,
-        values,
-        ranks,
-        mask,
-        legend,
-        subtitle,
-        min,
-        max,
-        size,
-    } = *s;
+    let values = spec.values;
     let layers = values.len();
     let heads = values.first().map_or(0, Vec::len);
-    {
-        let e = err(stem);
-        root.fill(&WHITE).map_err(&e)?;
-        let (main, bar) = root.split_horizontally(size.0 - 150);
-        let mut chart = ChartBuilder::on(&main)
-            .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                (0..heads as i32 - 1).into_segmented(),
-                (0..layers as i32 - 1).into_segmented(),
-            )
-            .map_err(&e)?;
-        let flip = |r: i32| layers as i32 - 1 - r;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(heads)
-            .y_labels(layers)
-            .x_desc(if subtitle.is_empty() {
-                "head".to_string()
+    let width = root.dim_in_pixel().0;
+    let e = err(stem);
+    root.fill(&WHITE).map_err(&e)?;
+    // A long title over few heads gets a smaller font rather than being cut off.
+    let font = 22f64.min((width - 150) as f64 / (0.62 * spec.title.chars().count() as f64));
+    let (main, bar) = root.split_horizontally(width - 150);
+    let mut chart = ChartBuilder::on(&main)
+        .caption(spec.title, (FONT, font).into_font().style(FontStyle::Bold))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(
+            (0..heads as i32 - 1).into_segmented(),
+            (0..layers as i32 - 1).into_segmented(),
+        )
+        .map_err(&e)?;
+    let flip = |r: i32| layers as i32 - 1 - r;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(heads)
+        .y_labels(layers)
+        .x_desc(if spec.note.is_empty() {
+            "head".to_string()
+        } else {
+            format!("head     ({})", spec.note)
+        })
+        .y_desc("layer")
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 15))
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(h) => h.to_string(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(r) => flip(*r).to_string(),
+            _ => String::new(),
+        })
+        .draw()
+        .map_err(&e)?;
+    let cell = |h: i32, r: i32| {
+        [
+            (SegmentValue::Exact(h), SegmentValue::Exact(r)),
+            (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
+        ]
+    };
+    for (l, row) in values.iter().enumerate() {
+        let r = flip(l as i32);
+        for (h, &v) in row.iter().enumerate() {
+            let c = if v.is_finite() {
+                colour(v, min, max)
             } else {
-                format!("head     ({subtitle})")
-            })
-            .y_desc("layer")
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 15))
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(h) => h.to_string(),
-                _ => String::new(),
-            })
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(r) => flip(*r).to_string(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(&e)?;
-        for (l, row) in values.iter().enumerate() {
-            let r = flip(l as i32);
-            for (h, &v) in row.iter().enumerate() {
-                let h = h as i32;
-                let c = colour(v, min, max);
-                let corners = [
-                    (SegmentValue::Exact(h), SegmentValue::Exact(r)),
-                    (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
-                ];
+                RGBColor(230, 230, 230)
+            };
+            let h = h as i32;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(cell(h, r), c.filled())))
+                .map_err(&e)?;
+            // Pruned heads are faded (a white veil), so their labels stay readable.
+            let faded = spec.mask.is_some_and(|m| m[l][h as usize] == 0.0);
+            if faded {
                 chart
-                    .draw_series(std::iter::once(Rectangle::new(corners, c.filled())))
+                    .draw_series(std::iter::once(Rectangle::new(
+                        cell(h, r),
+                        WHITE.mix(0.72).filled(),
+                    )))
                     .map_err(&e)?;
-                // Pruned heads are faded (a white veil), so their ranks stay readable.
-                let pruned = mask.is_some_and(|m| m[l][h as usize] == 0.0);
-                if pruned {
-                    let corners = [
-                        (SegmentValue::Exact(h), SegmentValue::Exact(r)),
-                        (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
-                    ];
+            }
+            let light =
+                faded || (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
+            let ink = if light { BLACK } else { WHITE };
+            if let Some(labels) = spec.labels {
+                let style = TextStyle::from((FONT, 15).into_font())
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        labels[l][h as usize].clone(),
+                        (SegmentValue::CenterOf(h), SegmentValue::CenterOf(r)),
+                        style,
+                    )))
+                    .map_err(&e)?;
+            }
+        }
+    }
+    // Kept heads get a black frame when a mask is given.
+    if let Some(m) = spec.mask {
+        for (l, row) in m.iter().enumerate() {
+            let r = flip(l as i32);
+            for (h, &keep) in row.iter().enumerate() {
+                if keep != 0.0 {
                     chart
                         .draw_series(std::iter::once(Rectangle::new(
-                            corners,
-                            WHITE.mix(0.72).filled(),
-                        )))
-                        .map_err(&e)?;
-                }
-                let light = pruned
-                    || (c.0 as f64 * 0.299 + c.1 as f64 * 0.587 + c.2 as f64 * 0.114) > 140.0;
-                let ink = if light { BLACK } else { WHITE };
-                if let Some(ranks) = ranks {
-                    let style = TextStyle::from((FONT, 15).into_font())
-                        .color(&ink)
-                        .pos(Pos::new(HPos::Center, VPos::Center));
-                    let label = format!("{}", ranks[l][h as usize].round() as i64);
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            label,
-                            (SegmentValue::CenterOf(h), SegmentValue::CenterOf(r)),
-                            style,
+                            cell(h as i32, r),
+                            ShapeStyle::from(&BLACK).stroke_width(3),
                         )))
                         .map_err(&e)?;
                 }
             }
         }
-        // Kept heads get a black frame when a mask is given.
-        if let Some(m) = mask {
-            for (l, row) in m.iter().enumerate() {
-                let r = flip(l as i32);
-                for (h, &keep) in row.iter().enumerate() {
-                    if keep != 0.0 {
-                        let h = h as i32;
-                        let corners = [
-                            (SegmentValue::Exact(h), SegmentValue::Exact(r)),
-                            (SegmentValue::Exact(h + 1), SegmentValue::Exact(r + 1)),
-                        ];
-                        chart
-                            .draw_series(std::iter::once(Rectangle::new(
-                                corners,
-                                ShapeStyle::from(&BLACK).stroke_width(3),
-                            )))
-                            .map_err(&e)?;
-                    }
-                }
-            }
-        }
-        colour_bar(&bar, min, max, legend).map_err(&e)?;
-        root.present().map_err(&e)?;
     }
+    colour_bar(&bar, min, max, spec.legend).map_err(&e)?;
+    root.present().map_err(&e)?;
     Ok(())
 }
 
