@@ -366,3 +366,41 @@ fn a_pruned_checkpoint_fine_tunes_at_its_shapes_with_heads_kept_masked() {
     ]));
     assert!(e.contains("bad.npy: shape [2, 4], expected [3, 4]"), "{e}");
 }
+
+#[test]
+fn importance_of_a_pruned_checkpoint_records_and_fades_its_absent_heads() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The encoder only: the 2-way MRPC head is then initialised from the seed.
+    let model = encoder_of(tmp.path(), "tiny-bert-pruned");
+    let out = tmp.path().join("importance");
+    let v = ok(&bertology(&[
+        "importance",
+        "--task",
+        "mrpc",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--data-subset",
+        "16",
+        "--max-seq-length",
+        "40",
+    ]));
+    assert_eq!(
+        v["pruned_heads"],
+        serde_json::json!({"0": [1], "1": [0, 3]})
+    );
+    // The pictures frame the 9 heads the model has and fade the 3 it lacks (as a prune run's
+    // mask does), instead of ranking absent heads as if they were the least important.
+    for picture in ["importance.svg", "entropy.svg"] {
+        let svg = std::fs::read_to_string(out.join(picture)).unwrap();
+        let frames = svg.matches(r##"fill="none" stroke="#000000"/>"##).count();
+        assert_eq!(frames, 9, "{picture}");
+        assert!(svg.contains("faded: pruned, framed: kept"), "{picture}");
+    }
+}

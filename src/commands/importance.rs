@@ -164,6 +164,8 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "tokens": stats.tokens,
         "layers": layers,
         "heads": heads,
+        // The model's own pruned heads (transformers' format): the report fades them.
+        "pruned_heads": model.config.pruned_heads()?,
         "settings": {
             "estimator": settings.estimator,
             "layer_norm": settings.layer_norm,

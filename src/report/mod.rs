@@ -309,6 +309,23 @@ fn check_run_files(dir: &Path, summary_path: &Path, summary: &serde_json::Value)
     Ok(())
 }
 
+/// For a run on an already pruned model: 1 for the heads the model has, 0 for those its
+/// `pruned_heads` removed (so the pictures fade them instead of ranking absent heads).
+fn pruned_heads_mask(summary: &serde_json::Value) -> Option<Vec<Vec<f64>>> {
+    let pruned = summary["pruned_heads"]
+        .as_object()
+        .filter(|p| !p.is_empty())?;
+    let (layers, heads) = (summary["layers"].as_u64()?, summary["heads"].as_u64()?);
+    let mut mask = vec![vec![1.0; heads as usize]; layers as usize];
+    for (layer, removed) in pruned {
+        let row = mask.get_mut(layer.parse::<usize>().ok()?)?;
+        for h in removed.as_array()? {
+            *row.get_mut(h.as_u64()? as usize)? = 0.0;
+        }
+    }
+    Some(mask)
+}
+
 /// Renders every picture the run's files in `dir` allow and writes report.md into `out`
 /// (`shown` is the folder's name in the report); returns the pictures.
 pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
@@ -325,7 +342,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     let mask = if mask_file.is_file() {
         Some(read_matrix(&mask_file)?)
     } else {
-        None
+        pruned_heads_mask(&summary)
     };
     if importance.is_file() {
         let values = read_matrix(&importance)?;
