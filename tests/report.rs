@@ -137,6 +137,20 @@ fn pictures_and_report_from_run_files() {
     }
     let report = std::fs::read_to_string(imp.join("report.md")).unwrap();
     assert!(report.contains("](entropy.png)") && report.contains("21723"));
+
+    // --json names the files where they are after the run (not in its staging folder).
+    let out = bertology(&["report", "--json", imp.to_str().unwrap()]);
+    let listed = common::ok(&out);
+    assert_eq!(
+        listed["report"].as_str(),
+        Some(imp.join("report.md").to_str().unwrap())
+    );
+    let pictures = listed["pictures"].as_array().unwrap();
+    assert_eq!(pictures.len(), 4, "{listed}");
+    for p in pictures {
+        let p = Path::new(p.as_str().unwrap());
+        assert!(p.is_file() && p.parent() == Some(imp.as_path()), "{listed}");
+    }
 }
 
 #[test]

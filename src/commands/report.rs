@@ -65,8 +65,14 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
     };
     report::run_kind(dir)?;
     let staging = Staging::new(dir, REPORT_FILES)?;
-    let pictures = report::build(dir, staging.dir(), dir)?;
+    let staged = report::build(dir, staging.dir(), dir)?;
     staging.commit()?;
+    // The pictures were drawn in the staging folder; name them where they now are.
+    let pictures: Vec<_> = staged
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|name| dir.join(name))
+        .collect();
     if args.json {
         println!(
             "{}",
