@@ -35,6 +35,11 @@ fn main() -> ExitCode {
                 .ok()
                 .and_then(|p| p.clone())
                 .unwrap_or_else(|| "unknown panic".into());
+            // A reader that stopped reading (`bertology ... --json | head`) is no bug: stop
+            // quietly, as other command-line tools do.
+            if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("internal error: {msg}, please report");
             ExitCode::from(INTERNAL_ERROR)
         }

@@ -925,3 +925,29 @@ fn an_integer_weight_is_an_error_naming_it() {
         assert!(e.contains(name) && !e.contains("missing"), "{e}");
     }
 }
+
+/// A reader that closes the pipe early (`bertology inspect --json | head -1`) ends the run
+/// quietly, not in an "internal error" (exit code 70) that asks for a bug report.
+#[test]
+fn a_closed_stdout_is_not_an_internal_error() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the run starts, so its first print meets a broken pipe.
+    drop(reader);
+    let out = bertology_command(&[
+        "inspect",
+        "--json",
+        "--device",
+        "cpu",
+        "--model",
+        fixture("tiny-bert").to_str().unwrap(),
+    ])
+    .stdout(writer)
+    .output()
+    .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && e.is_empty(),
+        "{:?}: {e}",
+        out.status
+    );
+}
