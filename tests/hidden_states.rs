@@ -180,5 +180,22 @@ fn bad_layers_and_pair_counts_are_one_line_errors() {
         .concat(),
     ));
     assert!(e.contains("--text-pair"), "{e}");
+    // --task lm/mlm read text files in the other commands; here --text is the text itself.
+    let gpt2 = fixture("tiny-gpt2");
+    let e = one_line_error(&bertology(&[
+        "hidden-states",
+        "--device",
+        "cpu",
+        "--model",
+        gpt2.to_str().unwrap(),
+        "--task",
+        "lm",
+        "--output-dir",
+        tmp.path().to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("--task lm") && e.contains("--text \"...\" (without --task)"),
+        "{e}"
+    );
     assert!(!tmp.path().join("hidden_states.safetensors").exists());
 }

@@ -20,7 +20,8 @@ use tch::Device;
 pub struct InputArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// GLUE task whose split is read (default model: all-MiniLM-L6-v2 fine-tuned on it).
+    /// GLUE task whose split is read (default model: all-MiniLM-L6-v2 fine-tuned on it); not
+    /// lm or mlm: give a language model its input with --text.
     #[arg(long, value_enum, required_unless_present = "text")]
     pub task: Option<Task>,
     /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
@@ -94,6 +95,14 @@ pub fn load(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
 }
 
 fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input> {
+    // Here --text is a literal text, not --task lm's text files: a language model's input is
+    // given that way, without --task.
+    if task.is_language_model() {
+        bail!(
+            "--task {}: this command reads a GLUE task's split; for a language model pass its input with --text \"...\" (without --task)",
+            task.name()
+        );
+    }
     let subset = match args.example {
         Some(n) => Some(n + 1),
         None => args.data_subset,
