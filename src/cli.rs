@@ -12,14 +12,16 @@ use std::path::PathBuf;
 #[command(
     name = "bertology",
     version,
-    about = "Study and shrink BERT-style transformers by their attention heads",
-    long_about = "Study and shrink BERT-style transformers by their attention heads.\n\n\
-        bertology loads a Hugging Face BERT checkpoint through libtorch, evaluates it on a GLUE task \
+    about = "Study and shrink transformers by their attention heads",
+    long_about = "Study and shrink transformers by their attention heads.\n\n\
+        bertology loads a Hugging Face checkpoint (BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2, GPT) \
+        through libtorch, evaluates it on a GLUE task, your own data or language modelling \
         while collecting the gradient of the loss with respect to a head mask, ranks every head by \
         importance (Michel, Levy & Neubig 2019), masks the least important heads until the score \
         falls below a threshold, prunes them physically and saves the smaller model.",
     after_help = "Models: a local folder with config.json and model.safetensors, or a hub id ORG/NAME[@REV] \
-        found in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)."
+        found in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), \
+        else downloaded into it (not with HF_HUB_OFFLINE=1)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -75,7 +77,8 @@ pub struct ModelArgs {
     /// in models/).
     #[arg(long)]
     pub model: Option<String>,
-    /// Seed for anything random: weights a checkpoint lacks, shuffling, random orders.
+    /// Seed for anything random: weights a checkpoint lacks, shuffling, random orders,
+    /// --task mlm's masked tokens.
     #[arg(long, default_value_t = 42)]
     pub seed: i64,
 }
@@ -97,8 +100,8 @@ pub struct SourceArgs {
     /// the dataset's root) (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
     #[arg(long, conflicts_with = "dataset")]
     pub data_dir: Option<PathBuf>,
-    /// A dataset in the Hugging Face cache, e.g. nyu-mll/glue (the config is --task; REV a
-    /// branch or commit, default main).
+    /// A dataset in the Hugging Face cache, e.g. nyu-mll/glue, downloaded into it when absent
+    /// (the config is --task; REV a branch or commit, default main).
     #[arg(long, value_name = "ORG/NAME[@REV]")]
     pub dataset: Option<String>,
     /// Your own labelled text: a .csv, .tsv, .jsonl or .parquet file.
@@ -161,14 +164,14 @@ pub struct DataArgs {
     /// (default: sort by length and pad each batch to its longest example).
     #[arg(long)]
     pub pad_to_max_length: bool,
-    /// --task lm: UTF-8 text files (one document each), tokenised with the model's tokenizer,
-    /// joined with its end-of-text token and cut into blocks of --block-size tokens.
+    /// --task lm/mlm: UTF-8 text files (one document each), tokenised with the model's
+    /// tokenizer, joined with its end-of-text token and cut into blocks of --block-size tokens.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub text: Vec<PathBuf>,
-    /// --task lm: token ids, one sequence per line (run_prune_gpt's np.loadtxt format).
+    /// --task lm/mlm: token ids, one sequence per line (run_prune_gpt's np.loadtxt format).
     #[arg(long, value_name = "FILE", conflicts_with = "text")]
     pub token_ids: Option<PathBuf>,
-    /// --task lm: tokens per block of --text.
+    /// --task lm/mlm: tokens per block of --text.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
     pub block_size: u64,
 }
@@ -288,8 +291,10 @@ pub struct FinetuneArgs {
     /// Clip the global gradient norm to this.
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
+    /// Examples (language models: blocks) per optimiser step.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
+    /// Longest tokenised input; longer pairs are truncated (longest first).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(8..=4096))]
     pub max_seq_length: u64,
     /// Train on the first N training examples (language models: blocks) only.
