@@ -38,7 +38,8 @@ pub struct GlobalArgs {
     /// No progress bars and no summary; errors still go to stderr.
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// More detail on stderr (load reports, per-step timings).
+    /// More detail on stderr: each model's load report (class, heads, parameters, weights
+    /// initialised or not used).
     #[arg(long, short, global = true)]
     pub verbose: bool,
     /// CPU threads for libtorch (default: libtorch's choice, all cores).

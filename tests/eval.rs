@@ -123,3 +123,52 @@ fn unlabelled_test_split_and_bad_data_dir() {
         "{e}"
     );
 }
+
+/// --verbose adds the model's load report to stderr; without it, stderr stays empty.
+#[test]
+fn verbose_prints_the_load_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_classifier(tmp.path());
+    let run = |verbose: bool| {
+        let mut args = vec![
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--task",
+            "mrpc",
+            "--data-dir",
+        ];
+        let data = mrpc_dir();
+        let data = data.to_str().unwrap().to_string();
+        let out_dir = tmp.path().join("out");
+        let out_dir = out_dir.to_str().unwrap().to_string();
+        args.extend([
+            data.as_str(),
+            "--data-subset",
+            "4",
+            "--max-seq-length",
+            "32",
+        ]);
+        args.extend(["--output-dir", out_dir.as_str()]);
+        if verbose {
+            args.insert(0, "--verbose");
+        }
+        let out = bertology(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let loud = run(true);
+    assert!(
+        loud.contains(&format!("loaded {}", model.display()))
+            && loud.contains("heads per layer [4, 4, 4]")
+            && loud.contains("parameters"),
+        "{loud}"
+    );
+    assert_eq!(run(false), "");
+}

@@ -54,6 +54,36 @@ pub fn model_dir(args: &ModelArgs, task: Option<Task>, quiet: bool) -> Result<Pa
     }
 }
 
+/// What stderr says about a loaded model: the warning about weights initialised rather than
+/// loaded (unless --quiet), and with --verbose the load report.
+pub fn log_load(model: &Model, global: &GlobalArgs) {
+    if global.quiet {
+        return;
+    }
+    if let Some(w) = model.init_warning() {
+        eprintln!("{w}");
+    }
+    if global.verbose {
+        let net = model.net.as_ref();
+        eprintln!(
+            "loaded {}: {} ({}), heads per layer {:?}, vocabulary {}, up to {} tokens, {} parameters",
+            model.dir.display(),
+            net.hf_class(),
+            model.config.model_type(),
+            net.heads_per_layer(),
+            net.vocab_size(),
+            net.max_positions(),
+            model.num_parameters()
+        );
+        if !model.report.unexpected.is_empty() {
+            eprintln!(
+                "checkpoint weights not used: {}",
+                model.report.unexpected.join(", ")
+            );
+        }
+    }
+}
+
 /// Loads a model a command will run, refusing weights that hold NaN or infinity (they would
 /// turn every result into NaN).
 pub fn load_model(dir: &std::path::Path, opts: &LoadOptions) -> Result<Model> {
@@ -189,11 +219,7 @@ pub fn setup(
                 task: Some(task.into()),
             },
         )?;
-        if !global.quiet {
-            if let Some(w) = model.init_warning() {
-                eprintln!("{w}");
-            }
-        }
+        log_load(&model, global);
         return lm_setup(model, &dir, task, data_args, device, model_args.seed);
     }
     let req = data_args.source.request();
@@ -218,11 +244,7 @@ pub fn setup(
             task: Some(loaded.spec.clone()),
         },
     )?;
-    if !global.quiet {
-        if let Some(w) = model.init_warning() {
-            eprintln!("{w}");
-        }
-    }
+    log_load(&model, global);
     if data_args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
             "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",

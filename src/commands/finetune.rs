@@ -3,8 +3,8 @@
 //! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
 //! blocks through its language-model head and keeps the epoch with the lowest dev loss.
 use super::common::{
-    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, mlm_masking, pad_as_config,
-    LmFiles,
+    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, log_load, mlm_masking,
+    pad_as_config, LmFiles,
 };
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
@@ -180,6 +180,10 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
             task: Some(spec.clone()),
         },
     )?;
+    // A new classifier is what fine-tuning is for: no warning about it unless asked.
+    if global.verbose {
+        log_load(&model, global);
+    }
     if args.max_seq_length as i64 > model.net.max_positions() {
         bail!(
             "--max-seq-length {} exceeds the model's max_position_embeddings {}",
@@ -305,6 +309,9 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
             task: Some(task.into()),
         },
     )?;
+    if global.verbose {
+        log_load(&model, global);
+    }
     let block_size = args.block_size as usize;
     let (mut train_blocks, data_dir, train_record) = lm_examples(
         &model,

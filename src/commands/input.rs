@@ -1,6 +1,6 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
-use super::common::{check_token_ids, model_dir, setup, TaskSetup};
+use super::common::{check_token_ids, log_load, model_dir, setup, TaskSetup};
 use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::{make_batches, Batch, Padding};
 use crate::data::glue::resolve_data_dir;
@@ -157,6 +157,9 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
                 task: None,
             },
         )?;
+        if global.verbose {
+            log_load(&model, global);
+        }
         if data_args.max_seq_length as i64 > model.net.max_positions() {
             bail!(
                 "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
@@ -239,6 +242,9 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             task: None,
         },
     )?;
+    if global.verbose {
+        log_load(&model, global);
+    }
     let max_length = match args.max_seq_length {
         Some(n) if n as i64 > model.net.max_positions() => bail!(
             "--max-seq-length {n} exceeds the {} tokens the model's position embeddings hold",
