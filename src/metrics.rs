@@ -173,6 +173,15 @@ pub fn compute(task: Task, preds: &[i64], scores: &[f64], labels: &[f64]) -> Met
     m
 }
 
+/// A metric as the summary lines print it: counts (`tokens`) whole, scores to 4 decimals.
+pub fn display(name: &str, value: f64) -> String {
+    if name == "tokens" {
+        format!("{name} {value:.0}")
+    } else {
+        format!("{name} {value:.4}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +231,11 @@ mod tests {
         assert!(Task::Cola.check_metric("mcc").is_ok());
         assert!(Task::Mrpc.check_metric("mcc").is_err());
         assert_eq!(Task::Stsb.default_metric(), "corr");
+    }
+
+    #[test]
+    fn token_counts_are_printed_whole() {
+        assert_eq!(display("tokens", 7843.0), "tokens 7843");
+        assert_eq!(display("loss", 3.04714975), "loss 3.0471");
     }
 }

@@ -120,7 +120,10 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
-        let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        let m: Vec<String> = metrics
+            .iter()
+            .map(|(k, v)| crate::metrics::display(k, *v))
+            .collect();
         println!(
             "{} {} ({} examples, {:.1} s): {}",
             s.data.spec.name(),

@@ -35,10 +35,10 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
         // Language models: the dev loss that chose the epoch, and its perplexity.
         let scored = if summary["metric"] == "loss" {
             format!(
-                "dev loss {:.4} (perplexity {:.2}, {} tokens)",
+                "dev loss {:.4} (perplexity {:.2}, {:.0} tokens)",
                 m["loss"].as_f64().unwrap_or(f64::NAN),
                 m["perplexity"].as_f64().unwrap_or(f64::NAN),
-                m["tokens"]
+                m["tokens"].as_f64().unwrap_or(f64::NAN)
             )
         } else {
             m.to_string()
@@ -627,7 +627,10 @@ fn train_epochs(
         let train_loss = loss_sum / weight_sum.max(1e-12);
         if !global.quiet {
             bar.suspend(|| {
-                let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                let m: Vec<String> = metrics
+                    .iter()
+                    .map(|(k, v)| crate::metrics::display(k, *v))
+                    .collect();
                 eprintln!(
                     "epoch {}: train loss {train_loss:.4}, dev {}",
                     epoch + 1,
