@@ -37,7 +37,9 @@ pub struct InputArgs {
     pub example: Option<u64>,
     /// A text to analyse instead of a task's split (repeat for several; default model: the
     /// installed all-MiniLM-L6-v2).
-    #[arg(long, conflicts_with = "task")]
+    // The split's flags are listed too: clap lets a flag that `requires = "task"` through
+    // when --text, which conflicts with --task, is given.
+    #[arg(long, conflicts_with_all = ["task", "data_dir", "example", "data_subset", "split"])]
     pub text: Vec<String>,
     /// The second text of a pair, one per --text ("" for a text without one).
     #[arg(long, requires = "text")]
@@ -94,6 +96,12 @@ pub fn load(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
 }
 
 fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input> {
+    if task.is_language_model() {
+        bail!(
+            "--task {}: no split to read here; give the text itself with --text (without --task)",
+            task.name()
+        );
+    }
     let subset = match args.example {
         Some(n) => Some(n + 1),
         None => args.data_subset,
