@@ -885,6 +885,54 @@ fn a_layer_without_heads_can_be_analysed_and_pruned_again() {
     ));
 }
 
+/// An empty --text is [CLS] [SEP] to BERT, as an empty text of a data file is; an error only
+/// where the tokenizer leaves no token at all.
+#[test]
+fn an_empty_text_runs_where_it_leaves_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let (t_arg, hs) = (t.to_str().unwrap(), tmp.path().join("hs"));
+    let texts = ["--text", "", "--text", "a", "--pool", "mean", "--quiet"];
+    let mut args = vec!["hidden-states", "--model", t_arg, "--device", "cpu"];
+    args.extend(texts);
+    args.extend(["--output-dir", hs.to_str().unwrap()]);
+    ok_run(&bertology(&args));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hs.join("hidden_states.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["examples"][0]["tokens"],
+        serde_json::json!(["[CLS]", "[SEP]"])
+    );
+    assert_eq!(
+        json["tensors"]["hidden_states.3"],
+        serde_json::json!([2, 32])
+    );
+    let gpt2 = fixture("tiny-gpt2");
+    let out = bertology(&[
+        "attention",
+        "--model",
+        gpt2.to_str().unwrap(),
+        "--text",
+        "",
+        "--output-dir",
+        tmp.path().join("g").to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&out).contains("no tokens"));
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t_arg,
+        "--text",
+        "",
+        "--output-dir",
+        att.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(att.join("attention.html").is_file());
+}
+
 /// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.
 #[test]
 fn a_vocabulary_larger_than_the_embeddings_is_an_error() {

@@ -222,9 +222,6 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             args.text.len()
         );
     }
-    if let Some(i) = args.text.iter().position(|t| t.trim().is_empty()) {
-        bail!("--text number {}: empty text", i + 1);
-    }
     let device = global.device.resolve()?;
     let dir = match &args.model.model {
         Some(spec) => resolve_model(spec, global.quiet)?,
@@ -258,6 +255,15 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
         .collect();
     let encoded = tokenizer.encode_batch(&texts)?;
     for (i, e) in encoded.iter().enumerate() {
+        // An empty text is still [CLS] [SEP] to BERT; a tokenizer without special tokens
+        // leaves nothing to run.
+        if e.ids.is_empty() {
+            bail!(
+                "--text number {}: no tokens (the text is empty and {} adds no special tokens)",
+                i + 1,
+                dir.display()
+            );
+        }
         if let Some(&id) = e.ids.iter().find(|&&id| id >= model.net.vocab_size()) {
             bail!(
                 "{}: the tokenizer gives token id {id} (--text number {}) but the model's vocab_size is {}; the tokenizer files do not belong to this checkpoint",
