@@ -196,6 +196,7 @@ fn cases() -> Vec<Case> {
         case("config.json: a GPT-2 classifier's pad_token_id outside the vocabulary", "eval --model {TMP}/gpt2cls {D} --output-dir {OUT}", 1, &["config.json", "pad_token_id 50256", "outside the vocabulary"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2cls")); edit_json(&c.root.join("gpt2cls/config.json"), |v| { v["architectures"] = serde_json::json!(["GPT2ForSequenceClassification"]); v["num_labels"] = 2.into(); v["pad_token_id"] = 50256.into(); }); }),
         case("finetune --dev-text with a GLUE task", "finetune --model {T} --task mrpc --dev-text {TMP}/t.txt --output-dir {OUT}", 1, &["--dev-text", "--task lm or mlm"], |c| write(&c.root.join("t.txt"), "Some text.")),
         // Reports.
+        case("config.json: a field of the wrong type", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["config.json", "num_attention_heads", "expected"], |c| edit_json(&c.t.join("config.json"), |v| v["num_attention_heads"] = "4".into())),
         case("attention --text with --example", "attention --model {T} --text hi --example 3 --output-dir {TMP}/a", 2, &["--text", "--example"], nothing),
         case("hidden-states --text with --data-subset", "hidden-states --model {T} --text hi --data-subset 3 --output-dir {TMP}/h", 2, &["--text", "--data-subset"], nothing),
         case("hidden-states --task lm (no split to read)", "hidden-states --model {T} --task lm --device cpu --output-dir {TMP}/h", 1, &["--task lm", "--text"], nothing),
