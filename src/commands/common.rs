@@ -378,6 +378,27 @@ pub fn lm_examples(
     }
 }
 
+/// Refuses language-model data with no token to predict: every loss would be 0 / 0 (reported
+/// as a perfect 0), and masking would find nothing to choose between.
+pub fn check_lm_predicts(data: &Dataset, files: &LmFiles) -> Result<()> {
+    if data.predicted_tokens(&(0..data.len()).collect::<Vec<_>>()) != Some(0) {
+        return Ok(());
+    }
+    let source = match files.token_ids {
+        Some(p) => format!("{} {}", files.token_ids_flag, p.display()),
+        None => {
+            let names: Vec<String> = files.text.iter().map(|p| p.display().to_string()).collect();
+            format!("{} {}", files.text_flag, names.join(" "))
+        }
+    };
+    let why = if data.spec.glue == Some(Task::Mlm) {
+        "masking chose none of its tokens (give more text)"
+    } else {
+        "a causal language model predicts each token from the ones before it, so it needs a sequence of at least 2"
+    };
+    bail!("{source}: no token to predict: {why}")
+}
+
 /// --task mlm's masking with the tokenizer of model folder `dir`, seeded: transformers'
 /// collator's 15 %.
 pub fn mlm_masking(dir: &Path, vocab_size: i64, seed: u64) -> Result<crate::data::lm::MlmMasking> {
@@ -421,11 +442,13 @@ fn lm_setup(
     let pad_id = lm_pad_id(&model);
     // A tokenizer for the saved model's files; a token-id run needs none.
     let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
+    let data = Dataset::language_model(task, blocks, pad_id, mlm.as_ref());
+    check_lm_predicts(&data, &files)?;
     Ok(TaskSetup {
         device,
         model,
         tokenizer,
-        data: Dataset::language_model(task, blocks, pad_id, mlm.as_ref()),
+        data,
         data_dir,
         source,
         split_name: "file".into(),
