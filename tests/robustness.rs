@@ -202,6 +202,9 @@ fn cases() -> Vec<Case> {
         case("attention --text with --example", "attention --model {T} --text hi --example 3 --output-dir {TMP}/a", 2, &["--text", "--example"], nothing),
         case("hidden-states --text with --data-subset", "hidden-states --model {T} --text hi --data-subset 3 --output-dir {TMP}/h", 2, &["--text", "--data-subset"], nothing),
         case("hidden-states --task lm (no split to read)", "hidden-states --model {T} --task lm --device cpu --output-dir {TMP}/h", 1, &["--task lm", "--text"], nothing),
+        case("attention --output-dir: an importance run's folder", "attention --model {T} {D} --output-dir {OUT}", 1, &["--output-dir", "importance or prune run", "report.md"], nothing),
+        with_env(case("disk full while drawing an attention picture", "attention --model {T} {D} --output-dir {TMP}/att", 1, &["attention_self.png", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "attention_self.png"),
+        with_env(case("disk full while writing hidden_states.json", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["hidden_states.json", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "hidden_states.json"),
         case("report: a folder that does not exist", "report {TMP}/norun", 1, &["norun", "no such folder"], nothing),
         case("report: a folder without a run", "report {TMP}/empty", 1, &["empty", "no prune.json or importance.json"], |c| std::fs::create_dir_all(c.root.join("empty")).unwrap()),
         case("report: an array shorter than its header says", "report {OUT}", 1, &["head_importance.npy", "truncated"], |c| { old_style_run(c, &ones(3, 4), None); let p = c.out.join("head_importance.npy"); let b = std::fs::read(&p).unwrap(); write(&p, &b[..b.len() - 8]); }),
@@ -934,6 +937,39 @@ fn an_empty_text_runs_where_it_leaves_tokens() {
         "--quiet",
     ]));
     assert!(att.join("attention.html").is_file());
+}
+
+/// An attention run into an earlier one's folder leaves none of that run's files it did not
+/// write again (the map after --no-map), and keeps what is not its own.
+#[test]
+fn an_attention_run_replaces_its_own_earlier_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t.to_str().unwrap(),
+        "--text",
+        "hi",
+        "--output-dir",
+        att.to_str().unwrap(),
+        "--quiet",
+    ]));
+    std::fs::write(att.join("notes.txt"), "mine").unwrap();
+    ok_run(&run("attention", &mrpc_args(&t, &att), &["--quiet"]));
+    assert!(att.join("head_map.csv").is_file() && att.join("head_distances.npy").is_file());
+    ok_run(&run(
+        "attention",
+        &mrpc_args(&t, &att),
+        &["--no-map", "--quiet"],
+    ));
+    for gone in ["head_map.csv", "head_map.png", "head_distances.npy"] {
+        assert!(!att.join(gone).exists(), "{gone} of the earlier run left");
+    }
+    for kept in ["attention.html", "notes.txt", "attention.json", "report.md"] {
+        assert!(att.join(kept).is_file(), "{kept} missing");
+    }
 }
 
 /// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.
