@@ -889,6 +889,16 @@ fn a_layer_without_heads_can_be_analysed_and_pruned_again() {
         &mrpc_args(&pruned, &tmp.path().join("again")),
         &["--target-heads", "0.1", "--timing-runs", "1", "--quiet"],
     ));
+    ok_run(&run(
+        "attention",
+        &mrpc_args(&pruned, &tmp.path().join("att")),
+        &["--importance", first.to_str().unwrap(), "--quiet"],
+    ));
+    ok_run(&run(
+        "hidden-states",
+        &mrpc_args(&pruned, &tmp.path().join("hs")),
+        &["--attentions", "--quiet"],
+    ));
 }
 
 /// An empty --text is [CLS] [SEP] to BERT, as an empty text of a data file is; an error only
