@@ -262,9 +262,19 @@ pub fn pad_as_config(data: &mut Dataset, model: &Model) {
     }
 }
 
-/// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than
-/// the checkpoint's `vocab_size` would otherwise fail deep inside libtorch.
+/// Every example needs a token, and token ids must index the model's embedding rows: a
+/// tokenizer with a larger vocabulary than the checkpoint's `vocab_size` would otherwise fail
+/// deep inside libtorch.
 pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
+    // An empty text leaves no token for a tokenizer without special tokens (GPT-2): the
+    // model would read padding only, or fail on an empty batch.
+    if let Some(i) = data.encoded.iter().position(|e| e.ids.is_empty()) {
+        bail!(
+            "{}: example {i} of the {} data has no tokens: its text is empty and the tokenizer adds no special tokens; remove or fill the empty rows",
+            dir.display(),
+            format!("{:?}", data.split).to_lowercase()
+        );
+    }
     let found = data.encoded.iter().enumerate().find_map(|(i, e)| {
         e.ids
             .iter()
