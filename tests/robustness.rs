@@ -984,6 +984,67 @@ fn an_attention_run_replaces_its_own_earlier_files() {
     }
 }
 
+/// With --model, attention and hidden-states read a parquet GLUE folder as eval does (they
+/// looked for dev.tsv in it), in the file's order.
+#[test]
+fn analysis_commands_with_a_model_read_parquet_folders() {
+    use bertology::data::glue::{Split, Task};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let parquet = fixture("data/glue_parquet/mrpc");
+    let (rows, _) = bertology::data::glue_parquet::read(Task::Mrpc, &parquet, Split::Dev).unwrap();
+    let hs = tmp.path().join("hs");
+    ok_run(&bertology(&[
+        "hidden-states",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        parquet.to_str().unwrap(),
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--pool",
+        "cls",
+        "--quiet",
+        "--output-dir",
+        hs.to_str().unwrap(),
+    ]));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hs.join("hidden_states.json")).unwrap())
+            .unwrap();
+    let texts: Vec<&str> = json["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text_a"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = rows.iter().map(|e| e.text_a.as_str()).collect();
+    assert_eq!(texts, expected);
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        parquet.to_str().unwrap(),
+        "--example",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        att.to_str().unwrap(),
+    ]));
+    assert!(att.join("attention.html").is_file());
+}
+
 /// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.
 #[test]
 fn a_vocabulary_larger_than_the_embeddings_is_an_error() {

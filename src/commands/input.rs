@@ -3,8 +3,9 @@
 use super::common::{check_token_ids, model_dir, setup, TaskSetup};
 use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::{make_batches, Batch, Padding};
-use crate::data::glue::resolve_data_dir;
+use crate::data::custom::ModelLabels;
 use crate::data::glue::{Split, Task};
+use crate::data::source::Source;
 use crate::eval::Dataset;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
@@ -23,7 +24,8 @@ pub struct InputArgs {
     /// GLUE task whose split is read (default model: all-MiniLM-L6-v2 fine-tuned on it).
     #[arg(long, value_enum, required_unless_present = "text")]
     pub task: Option<Task>,
-    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    /// The task's folder: GLUE TSV files, or parquet in the hub's layout (default:
+    /// $GLUE_DIR/<TASK>, else data/glue/<TASK>).
     #[arg(long, requires = "task")]
     pub data_dir: Option<PathBuf>,
     /// Split to read.
@@ -164,15 +166,20 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
             );
         }
         let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-        let data_dir = resolve_data_dir(task, args.data_dir.as_deref(), &home_dir())?;
-        let data = Dataset::load(
-            task,
-            &data_dir,
-            args.split,
-            subset.map(|n| n as usize),
-            &tokenizer,
+        // Through the same sources as the default model's `setup`: TSV or parquet folders.
+        let req = data_args.source.request();
+        let loaded = Source::resolve(&req, &home_dir(), global.quiet)?.load(
+            &req,
+            &[args.split],
+            &ModelLabels::default(),
         )?;
+        let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
+        if let Some(n) = subset {
+            examples.truncate(n as usize);
+        }
+        let data = Dataset::new(loaded.spec, args.split, examples, &tokenizer)?;
         check_token_ids(&data, model.net.vocab_size(), &dir)?;
+        let data_dir = loaded.location;
         (device, model, tokenizer, data, data_dir)
     };
     let mut indices: Vec<usize> = (0..data.len()).collect();
