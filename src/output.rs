@@ -45,6 +45,37 @@ pub const REPORT_FILES: &[&str] = &[
 pub const COMPARE_FILES: &[&str] = &["pruning_curve.svg", "pruning_curve.png"];
 /// What `eval` writes.
 pub const EVAL_FILES: &[&str] = &["eval.json", "predictions.csv"];
+/// What `attention` writes over a split (the pictures of src/report/attention.rs; a
+/// statistic that was not measured has none, so an earlier run's must go).
+pub const ATTENTION_FILES: &[&str] = &[
+    "attention_heads.csv",
+    "attention.json",
+    "report.md",
+    "head_distances.npy",
+    "head_map.csv",
+    "head_map.svg",
+    "head_map.png",
+    "attention_first.svg",
+    "attention_first.png",
+    "attention_separator.svg",
+    "attention_separator.png",
+    "attention_punctuation.svg",
+    "attention_punctuation.png",
+    "attention_self.svg",
+    "attention_self.png",
+    "attention_previous.svg",
+    "attention_previous.png",
+    "attention_next.svg",
+    "attention_next.png",
+    "attention_entropy.svg",
+    "attention_entropy.png",
+    "attention_distance.svg",
+    "attention_distance.png",
+];
+/// What `attention --text` / `--example` writes.
+pub const VIEWER_FILES: &[&str] = &["attention.html"];
+/// What `hidden-states` writes (the tensors and their description go together).
+pub const HIDDEN_STATES_FILES: &[&str] = &["hidden_states.safetensors", "hidden_states.json"];
 /// What `finetune` writes: a checkpoint folder.
 pub const MODEL_FILES: &[&str] = &[
     "config.json",
@@ -296,15 +327,6 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// Creates an output folder for commands whose files are each written atomically (attention
-/// and hidden-state dumps); the run commands stage whole runs with `Staging`.
-pub fn prepare_dir(dir: &Path) -> Result<PathBuf> {
-    check_output_dir(dir)?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--output-dir {}: cannot create", dir.display()))?;
-    Ok(dir.to_path_buf())
 }
 
 /// Test hook: `BERTOLOGY_TEST_FAIL_WRITE=NAME` makes writing the file NAME fail as a full disk

@@ -196,6 +196,17 @@ fn cases() -> Vec<Case> {
         case("config.json: a GPT-2 classifier's pad_token_id outside the vocabulary", "eval --model {TMP}/gpt2cls {D} --output-dir {OUT}", 1, &["config.json", "pad_token_id 50256", "outside the vocabulary"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2cls")); edit_json(&c.root.join("gpt2cls/config.json"), |v| { v["architectures"] = serde_json::json!(["GPT2ForSequenceClassification"]); v["num_labels"] = 2.into(); v["pad_token_id"] = 50256.into(); }); }),
         case("finetune --dev-text with a GLUE task", "finetune --model {T} --task mrpc --dev-text {TMP}/t.txt --output-dir {OUT}", 1, &["--dev-text", "--task lm or mlm"], |c| write(&c.root.join("t.txt"), "Some text.")),
         // Reports.
+        case("eval --task lm: token-id lines of one id (nothing to predict)", "eval --model {TMP}/gpt2 --task lm --token-ids {TMP}/ids.txt --device cpu --output-dir {OUT}", 1, &["--token-ids", "ids.txt", "no token to predict"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2")); write(&c.root.join("ids.txt"), "5\n17\n"); }),
+        case("finetune --task lm: a --dev-token-ids file of one-id lines", "finetune --model {TMP}/gpt2 --task lm --token-ids {TMP}/train.txt --dev-token-ids {TMP}/ids.txt --device cpu --output-dir {TMP}/ft", 1, &["--dev-token-ids", "ids.txt", "no token to predict"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2")); write(&c.root.join("train.txt"), "1 2 3 4\n5 6 7 8\n"); write(&c.root.join("ids.txt"), "5\n"); }),
+        case("config.json: a field of the wrong type", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["config.json", "num_attention_heads", "expected"], |c| edit_json(&c.t.join("config.json"), |v| v["num_attention_heads"] = "4".into())),
+        case("attention --text with --example", "attention --model {T} --text hi --example 3 --output-dir {TMP}/a", 2, &["--text", "--example"], nothing),
+        case("hidden-states --text with --data-subset", "hidden-states --model {T} --text hi --data-subset 3 --output-dir {TMP}/h", 2, &["--text", "--data-subset"], nothing),
+        case("hidden-states --task lm (no split to read)", "hidden-states --model {T} --task lm --device cpu --output-dir {TMP}/h", 1, &["--task lm", "--text"], nothing),
+        case("attention --output-dir: an importance run's folder", "attention --model {T} {D} --output-dir {OUT}", 1, &["--output-dir", "importance or prune run", "report.md"], nothing),
+        with_env(case("disk full while drawing an attention picture", "attention --model {T} {D} --output-dir {TMP}/att", 1, &["attention_self.png", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "attention_self.png"),
+        with_env(case("disk full while writing hidden_states.json", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["hidden_states.json", "No space left"], nothing), "BERTOLOGY_TEST_FAIL_WRITE", "hidden_states.json"),
+        case("attention: an empty text of a split through a tokenizer without special tokens", "attention --model {TMP}/gpt2 --task mrpc --data-dir {TMP}/data --max-seq-length 16 --device cpu --output-dir {TMP}/att", 1, &["gpt2", "example 1 of the dev data has no tokens"], |c| { copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2")); bad_dev(c, |t| { let mut lines: Vec<String> = t.lines().take(3).map(str::to_string).collect(); let f: Vec<&str> = lines[2].split('\t').collect(); lines[2] = format!("{}\t{}\t{}\t\t", f[0], f[1], f[2]); lines.join("\n").into_bytes() }); }),
+        case("--data-file: a text column given as --label-column", "eval --model {T} --data-file {TMP}/d.csv --label-column text2 --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "needs 10 outputs", "and 4 more", "T has 2"], |c| write(&c.root.join("d.csv"), (0..10).fold("text,text2\n".to_string(), |s, i| format!("{s}Sentence {i}.,Second sentence {i} which runs well past forty characters.\n")))),
         case("report: a folder that does not exist", "report {TMP}/norun", 1, &["norun", "no such folder"], nothing),
         case("report: a folder without a run", "report {TMP}/empty", 1, &["empty", "no prune.json or importance.json"], |c| std::fs::create_dir_all(c.root.join("empty")).unwrap()),
         case("report: an array shorter than its header says", "report {OUT}", 1, &["head_importance.npy", "truncated"], |c| { old_style_run(c, &ones(3, 4), None); let p = c.out.join("head_importance.npy"); let b = std::fs::read(&p).unwrap(); write(&p, &b[..b.len() - 8]); }),
@@ -880,6 +891,158 @@ fn a_layer_without_heads_can_be_analysed_and_pruned_again() {
         &mrpc_args(&pruned, &tmp.path().join("again")),
         &["--target-heads", "0.1", "--timing-runs", "1", "--quiet"],
     ));
+    ok_run(&run(
+        "attention",
+        &mrpc_args(&pruned, &tmp.path().join("att")),
+        &["--importance", first.to_str().unwrap(), "--quiet"],
+    ));
+    ok_run(&run(
+        "hidden-states",
+        &mrpc_args(&pruned, &tmp.path().join("hs")),
+        &["--attentions", "--quiet"],
+    ));
+}
+
+/// An empty --text is [CLS] [SEP] to BERT, as an empty text of a data file is; an error only
+/// where the tokenizer leaves no token at all.
+#[test]
+fn an_empty_text_runs_where_it_leaves_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let (t_arg, hs) = (t.to_str().unwrap(), tmp.path().join("hs"));
+    let texts = ["--text", "", "--text", "a", "--pool", "mean", "--quiet"];
+    let mut args = vec!["hidden-states", "--model", t_arg, "--device", "cpu"];
+    args.extend(texts);
+    args.extend(["--output-dir", hs.to_str().unwrap()]);
+    ok_run(&bertology(&args));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hs.join("hidden_states.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["examples"][0]["tokens"],
+        serde_json::json!(["[CLS]", "[SEP]"])
+    );
+    assert_eq!(
+        json["tensors"]["hidden_states.3"],
+        serde_json::json!([2, 32])
+    );
+    let gpt2 = fixture("tiny-gpt2");
+    let out = bertology(&[
+        "attention",
+        "--model",
+        gpt2.to_str().unwrap(),
+        "--text",
+        "",
+        "--output-dir",
+        tmp.path().join("g").to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&out).contains("no tokens"));
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t_arg,
+        "--text",
+        "",
+        "--output-dir",
+        att.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(att.join("attention.html").is_file());
+}
+
+/// An attention run into an earlier one's folder leaves none of that run's files it did not
+/// write again (the map after --no-map), and keeps what is not its own.
+#[test]
+fn an_attention_run_replaces_its_own_earlier_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t.to_str().unwrap(),
+        "--text",
+        "hi",
+        "--output-dir",
+        att.to_str().unwrap(),
+        "--quiet",
+    ]));
+    std::fs::write(att.join("notes.txt"), "mine").unwrap();
+    ok_run(&run("attention", &mrpc_args(&t, &att), &["--quiet"]));
+    assert!(att.join("head_map.csv").is_file() && att.join("head_distances.npy").is_file());
+    ok_run(&run(
+        "attention",
+        &mrpc_args(&t, &att),
+        &["--no-map", "--quiet"],
+    ));
+    for gone in ["head_map.csv", "head_map.png", "head_distances.npy"] {
+        assert!(!att.join(gone).exists(), "{gone} of the earlier run left");
+    }
+    for kept in ["attention.html", "notes.txt", "attention.json", "report.md"] {
+        assert!(att.join(kept).is_file(), "{kept} missing");
+    }
+}
+
+/// With --model, attention and hidden-states read a parquet GLUE folder as eval does (they
+/// looked for dev.tsv in it), in the file's order.
+#[test]
+fn analysis_commands_with_a_model_read_parquet_folders() {
+    use bertology::data::glue::{Split, Task};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let parquet = fixture("data/glue_parquet/mrpc");
+    let (rows, _) = bertology::data::glue_parquet::read(Task::Mrpc, &parquet, Split::Dev).unwrap();
+    let hs = tmp.path().join("hs");
+    ok_run(&bertology(&[
+        "hidden-states",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        parquet.to_str().unwrap(),
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--pool",
+        "cls",
+        "--quiet",
+        "--output-dir",
+        hs.to_str().unwrap(),
+    ]));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hs.join("hidden_states.json")).unwrap())
+            .unwrap();
+    let texts: Vec<&str> = json["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text_a"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = rows.iter().map(|e| e.text_a.as_str()).collect();
+    assert_eq!(texts, expected);
+    let att = tmp.path().join("att");
+    ok_run(&bertology(&[
+        "attention",
+        "--model",
+        t.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        parquet.to_str().unwrap(),
+        "--example",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output-dir",
+        att.to_str().unwrap(),
+    ]));
+    assert!(att.join("attention.html").is_file());
 }
 
 /// Item 4: token ids beyond the embedding rows are a one-line error naming the vocabulary.

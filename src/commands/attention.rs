@@ -6,7 +6,7 @@ use crate::attention::{analyse, map::classical_mds, stats, token_classes};
 use crate::cli::GlobalArgs;
 use crate::importance::ranks;
 use crate::model::{write_atomically, ForwardOptions};
-use crate::output::{prepare_dir, write_csv, write_json, write_npy};
+use crate::output::{write_csv, write_json, write_npy, Staging, ATTENTION_FILES, VIEWER_FILES};
 use crate::progress;
 use crate::report::{attention as report, read_matrix};
 use anyhow::{anyhow, bail, Result};
@@ -82,6 +82,13 @@ pub fn run(args: &AttentionArgs, global: &GlobalArgs) -> Result<()> {
             args.input.text.len()
         );
     }
+    let out = &args.output_dir;
+    if !viewer && (out.join("importance.json").is_file() || out.join("prune.json").is_file()) {
+        bail!(
+            "--output-dir {}: holds an importance or prune run, whose report.md this run would replace: choose another --output-dir",
+            out.display()
+        );
+    }
     let input = load(&args.input, global)?;
     let (layers, heads) = (input.model.net.num_layers(), input.model.net.num_heads());
     let importance = args
@@ -89,21 +96,30 @@ pub fn run(args: &AttentionArgs, global: &GlobalArgs) -> Result<()> {
         .as_deref()
         .map(|d| read_importance(d, layers, heads))
         .transpose()?;
-    let out_dir = prepare_dir(&args.output_dir)?;
+    // Written whole or not at all, and without files of an earlier run to mix with.
+    let staging = Staging::new(
+        out,
+        if viewer {
+            VIEWER_FILES
+        } else {
+            ATTENTION_FILES
+        },
+    )?;
     if viewer {
-        viewer_page(&input, importance.as_ref(), &out_dir, args, global)
+        viewer_page(&input, importance.as_ref(), staging, args, global)
     } else {
-        statistics(&input, importance.as_ref(), &out_dir, args, global)
+        statistics(&input, importance.as_ref(), staging, args, global)
     }
 }
 
 fn viewer_page(
     input: &Input,
     importance: Option<&Importance>,
-    out_dir: &Path,
+    staging: Staging,
     args: &AttentionArgs,
     global: &GlobalArgs,
 ) -> Result<()> {
+    let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
     let net = input.model.net.as_ref();
     let batches = input.batches(1);
     let out = tch::no_grad(|| {
@@ -156,8 +172,9 @@ fn viewer_page(
         importance: importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
         causal: net.is_causal(),
     })?;
+    write_atomically(&dir.join("attention.html"), html.as_bytes())?;
+    staging.commit()?;
     let path = out_dir.join("attention.html");
-    write_atomically(&path, html.as_bytes())?;
     let summary = json!({
         "model": input.model.dir.display().to_string(),
         "source": input.source,
@@ -183,10 +200,11 @@ fn viewer_page(
 fn statistics(
     input: &Input,
     importance: Option<&Importance>,
-    out_dir: &Path,
+    staging: Staging,
     args: &AttentionArgs,
     global: &GlobalArgs,
 ) -> Result<()> {
+    let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
     let net = input.model.net.as_ref();
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let start = Instant::now();
@@ -233,19 +251,19 @@ fn statistics(
             }
             row
         });
-    write_csv(&out_dir.join("attention_heads.csv"), &header, rows)?;
+    write_csv(&dir.join("attention_heads.csv"), &header, rows)?;
 
     let mut map_coords = None;
     if let Some(d) = &analysis.distances {
         let n = d.len() as i64;
         let flat: Vec<f64> = d.iter().flatten().copied().collect();
         write_npy(
-            &out_dir.join("head_distances.npy"),
+            &dir.join("head_distances.npy"),
             &Tensor::from_slice(&flat).view([n, n]),
         )?;
         let xy = classical_mds(d);
         write_csv(
-            &out_dir.join("head_map.csv"),
+            &dir.join("head_map.csv"),
             &["layer", "head", "x", "y"],
             xy.iter()
                 .enumerate()
@@ -323,15 +341,16 @@ fn statistics(
         "seconds": seconds,
         "command": crate::cli::command_line(),
     });
-    write_json(&out_dir.join("attention.json"), &summary)?;
+    write_json(&dir.join("attention.json"), &summary)?;
     let pictures = report::pictures(
-        out_dir,
+        &dir,
         s,
         importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
         map_coords.as_deref(),
         &special,
     )?;
-    report::write_report(out_dir, &summary, &pictures)?;
+    report::write_report(&dir, out_dir, &summary, &pictures)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {

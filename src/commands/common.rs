@@ -284,9 +284,19 @@ pub fn pad_as_config(data: &mut Dataset, model: &Model) {
     }
 }
 
-/// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than
-/// the checkpoint's `vocab_size` would otherwise fail deep inside libtorch.
+/// Every example needs a token, and token ids must index the model's embedding rows: a
+/// tokenizer with a larger vocabulary than the checkpoint's `vocab_size` would otherwise fail
+/// deep inside libtorch.
 pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
+    // An empty text leaves no token for a tokenizer without special tokens (GPT-2): the
+    // model would read padding only, or fail on an empty batch.
+    if let Some(i) = data.encoded.iter().position(|e| e.ids.is_empty()) {
+        bail!(
+            "{}: example {i} of the {} data has no tokens: its text is empty and the tokenizer adds no special tokens; remove or fill the empty rows",
+            dir.display(),
+            format!("{:?}", data.split).to_lowercase()
+        );
+    }
     let found = data.encoded.iter().enumerate().find_map(|(i, e)| {
         e.ids
             .iter()
@@ -400,6 +410,27 @@ pub fn lm_examples(
     }
 }
 
+/// Refuses language-model data with no token to predict: every loss would be 0 / 0 (reported
+/// as a perfect 0), and masking would find nothing to choose between.
+pub fn check_lm_predicts(data: &Dataset, files: &LmFiles) -> Result<()> {
+    if data.predicted_tokens(&(0..data.len()).collect::<Vec<_>>()) != Some(0) {
+        return Ok(());
+    }
+    let source = match files.token_ids {
+        Some(p) => format!("{} {}", files.token_ids_flag, p.display()),
+        None => {
+            let names: Vec<String> = files.text.iter().map(|p| p.display().to_string()).collect();
+            format!("{} {}", files.text_flag, names.join(" "))
+        }
+    };
+    let why = if data.spec.glue == Some(Task::Mlm) {
+        "masking chose none of its tokens (give more text)"
+    } else {
+        "a causal language model predicts each token from the ones before it, so it needs a sequence of at least 2"
+    };
+    bail!("{source}: no token to predict: {why}")
+}
+
 /// --task mlm's masking with the tokenizer of model folder `dir`, seeded: transformers'
 /// collator's 15 %.
 pub fn mlm_masking(dir: &Path, vocab_size: i64, seed: u64) -> Result<crate::data::lm::MlmMasking> {
@@ -443,11 +474,13 @@ fn lm_setup(
     let pad_id = lm_pad_id(&model);
     // A tokenizer for the saved model's files; a token-id run needs none.
     let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
+    let data = Dataset::language_model(task, blocks, pad_id, mlm.as_ref());
+    check_lm_predicts(&data, &files)?;
     Ok(TaskSetup {
         device,
         model,
         tokenizer,
-        data: Dataset::language_model(task, blocks, pad_id, mlm.as_ref()),
+        data,
         data_dir,
         source,
         split_name: "file".into(),

@@ -3,8 +3,8 @@
 //! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
 //! blocks through its language-model head and keeps the epoch with the lowest dev loss.
 use super::common::{
-    check_lm_source, lm_examples, lm_pad_id, load_data, load_model, log_load, mlm_masking,
-    pad_as_config, LmFiles,
+    check_lm_predicts, check_lm_source, lm_examples, lm_pad_id, load_data, load_model, log_load,
+    mlm_masking, pad_as_config, LmFiles,
 };
 use super::importance::read_head_mask;
 use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
@@ -313,29 +313,23 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
         log_load(&model, global);
     }
     let block_size = args.block_size as usize;
-    let (mut train_blocks, data_dir, train_record) = lm_examples(
-        &model,
-        &model_dir,
-        &LmFiles {
-            text: &args.text,
-            token_ids: args.token_ids.as_deref(),
-            block_size,
-            text_flag: "--text",
-            token_ids_flag: "--token-ids",
-        },
-    )?;
+    let train_files = LmFiles {
+        text: &args.text,
+        token_ids: args.token_ids.as_deref(),
+        block_size,
+        text_flag: "--text",
+        token_ids_flag: "--token-ids",
+    };
+    let dev_files = LmFiles {
+        text: &args.dev_text,
+        token_ids: args.dev_token_ids.as_deref(),
+        block_size,
+        text_flag: "--dev-text",
+        token_ids_flag: "--dev-token-ids",
+    };
+    let (mut train_blocks, data_dir, train_record) = lm_examples(&model, &model_dir, &train_files)?;
     let (mut dev_blocks, dev_record) = if dev_given {
-        let (blocks, _, record) = lm_examples(
-            &model,
-            &model_dir,
-            &LmFiles {
-                text: &args.dev_text,
-                token_ids: args.dev_token_ids.as_deref(),
-                block_size,
-                text_flag: "--dev-text",
-                token_ids_flag: "--dev-token-ids",
-            },
-        )?;
+        let (blocks, _, record) = lm_examples(&model, &model_dir, &dev_files)?;
         (blocks, record)
     } else {
         let fraction = args.dev_fraction.unwrap_or(0.1);
@@ -361,13 +355,18 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
         _ => None,
     };
     let dev = Dataset::language_model(task, dev_blocks, pad_id, masking.as_ref());
+    check_lm_predicts(&dev, if dev_given { &dev_files } else { &train_files })?;
     let train = match masking {
         Some(m) => TrainData::Remasked {
             blocks: train_blocks,
             pad_id,
             masking: m,
         },
-        None => TrainData::Fixed(Dataset::language_model(task, train_blocks, pad_id, None)),
+        None => {
+            let train = Dataset::language_model(task, train_blocks, pad_id, None);
+            check_lm_predicts(&train, &train_files)?;
+            TrainData::Fixed(train)
+        }
     };
     let mask = head_mask(args, &model, device)?;
     let trained = train_epochs(

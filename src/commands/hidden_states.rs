@@ -4,9 +4,9 @@
 use super::input::{load, InputArgs};
 use crate::cli::GlobalArgs;
 use crate::hidden_states::{collect, resolve_layers, Pool, Settings};
-use crate::output::{prepare_dir, write_json};
+use crate::output::{write_json, Staging, HIDDEN_STATES_FILES};
 use crate::progress;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -42,18 +42,19 @@ pub fn run(args: &HiddenStatesArgs, global: &GlobalArgs) -> Result<()> {
         pool: args.pool,
         attentions: args.attentions,
     };
-    let out_dir = prepare_dir(&args.output_dir)?;
+    // The tensors and their description are written together or not at all.
+    let staging = Staging::new(&args.output_dir, HIDDEN_STATES_FILES)?;
+    let out_dir = args.output_dir.as_path();
     let start = Instant::now();
     let batches = input.batches(args.input.batch_size as usize);
     let bar = progress::bar(input.len() as u64, "hidden states", global.quiet);
     let tensors = collect(net, &batches, input.len(), &settings, Some(&bar))?;
     bar.finish_and_clear();
     let path = out_dir.join("hidden_states.safetensors");
-    let tmp = out_dir.join("hidden_states.safetensors.tmp");
-    tch::Tensor::write_safetensors(&tensors, &tmp)
-        .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    let staged = staging.dir().join("hidden_states.safetensors");
+    crate::output::fail_if_injected(&staged)?;
+    tch::Tensor::write_safetensors(&tensors, &staged)
+        .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
     let shapes: serde_json::Map<String, serde_json::Value> = tensors
         .iter()
         .map(|(n, t)| (n.clone(), json!(t.size())))
@@ -88,7 +89,8 @@ pub fn run(args: &HiddenStatesArgs, global: &GlobalArgs) -> Result<()> {
     });
     let mut full = summary.clone();
     full["examples"] = json!(examples);
-    write_json(&out_dir.join("hidden_states.json"), &full)?;
+    write_json(&staging.dir().join("hidden_states.json"), &full)?;
+    staging.commit()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {

@@ -3,8 +3,9 @@
 use super::common::{check_token_ids, log_load, model_dir, setup, TaskSetup};
 use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::{make_batches, Batch, Padding};
-use crate::data::glue::resolve_data_dir;
+use crate::data::custom::ModelLabels;
 use crate::data::glue::{Split, Task};
+use crate::data::source::Source;
 use crate::eval::Dataset;
 use crate::model::source::resolve_model;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
@@ -24,7 +25,8 @@ pub struct InputArgs {
     /// lm or mlm: give a language model its input with --text.
     #[arg(long, value_enum, required_unless_present = "text")]
     pub task: Option<Task>,
-    /// Task folder of TSV files (default: $GLUE_DIR/<TASK>, else data/glue/<TASK>).
+    /// The task's folder: GLUE TSV files, or parquet in the hub's layout (default:
+    /// $GLUE_DIR/<TASK>, else data/glue/<TASK>).
     #[arg(long, requires = "task")]
     pub data_dir: Option<PathBuf>,
     /// Split to read.
@@ -38,7 +40,9 @@ pub struct InputArgs {
     pub example: Option<u64>,
     /// A text to analyse instead of a task's split (repeat for several; default model: the
     /// installed all-MiniLM-L6-v2).
-    #[arg(long, conflicts_with = "task")]
+    // The split's flags are listed too: clap lets a flag that `requires = "task"` through
+    // when --text, which conflicts with --task, is given.
+    #[arg(long, conflicts_with_all = ["task", "data_dir", "example", "data_subset", "split"])]
     pub text: Vec<String>,
     /// The second text of a pair, one per --text ("" for a text without one).
     #[arg(long, requires = "text")]
@@ -168,15 +172,20 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
             );
         }
         let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-        let data_dir = resolve_data_dir(task, args.data_dir.as_deref(), &home_dir())?;
-        let data = Dataset::load(
-            task,
-            &data_dir,
-            args.split,
-            subset.map(|n| n as usize),
-            &tokenizer,
+        // Through the same sources as the default model's `setup`: TSV or parquet folders.
+        let req = data_args.source.request();
+        let loaded = Source::resolve(&req, &home_dir(), global.quiet)?.load(
+            &req,
+            &[args.split],
+            &ModelLabels::default(),
         )?;
+        let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
+        if let Some(n) = subset {
+            examples.truncate(n as usize);
+        }
+        let data = Dataset::new(loaded.spec, args.split, examples, &tokenizer)?;
         check_token_ids(&data, model.net.vocab_size(), &dir)?;
+        let data_dir = loaded.location;
         (device, model, tokenizer, data, data_dir)
     };
     let mut indices: Vec<usize> = (0..data.len()).collect();
@@ -226,9 +235,6 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             args.text.len()
         );
     }
-    if let Some(i) = args.text.iter().position(|t| t.trim().is_empty()) {
-        bail!("--text number {}: empty text", i + 1);
-    }
     let device = global.device.resolve()?;
     let dir = match &args.model.model {
         Some(spec) => resolve_model(spec, global.quiet)?,
@@ -265,6 +271,15 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
         .collect();
     let encoded = tokenizer.encode_batch(&texts)?;
     for (i, e) in encoded.iter().enumerate() {
+        // An empty text is still [CLS] [SEP] to BERT; a tokenizer without special tokens
+        // leaves nothing to run.
+        if e.ids.is_empty() {
+            bail!(
+                "--text number {}: no tokens (the text is empty and {} adds no special tokens)",
+                i + 1,
+                dir.display()
+            );
+        }
         if let Some(&id) = e.ids.iter().find(|&&id| id >= model.net.vocab_size()) {
             bail!(
                 "{}: the tokenizer gives token id {id} (--text number {}) but the model's vocab_size is {}; the tokenizer files do not belong to this checkpoint",

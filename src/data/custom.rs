@@ -228,7 +228,7 @@ pub fn resolve(
     if !spec.regression && spec.labels.len() < 2 {
         bail!(
             "{first_file}: only one class ({}); classification needs at least two",
-            spec.labels.join(", ")
+            class_list(&spec.labels)
         );
     }
     if let Some(k) = model.outputs {
@@ -240,7 +240,7 @@ pub fn resolve(
                 if spec.regression {
                     "a regression".to_string()
                 } else {
-                    format!("classes {}", spec.labels.join(", "))
+                    format!("classes {}", class_list(&spec.labels))
                 },
                 model.source
             );
@@ -260,7 +260,7 @@ pub fn resolve(
                         return Err(at(format!(
                             "label {v} is outside the classes 0..{} ({})",
                             spec.labels.len() - 1,
-                            spec.labels.join(", ")
+                            class_list(&spec.labels)
                         )));
                     }
                     Some(Label::Class(*v))
@@ -269,7 +269,7 @@ pub fn resolve(
                     let i = spec.labels.iter().position(|l| l == name).ok_or_else(|| {
                         at(format!(
                             "label {name:?} is not one of the model's classes ({})",
-                            spec.labels.join(", ")
+                            class_list(&spec.labels)
                         ))
                     })?;
                     Some(Label::Class(i as i64))
@@ -352,6 +352,28 @@ pub fn hold_out(split: &RawSplit, fraction: f64) -> Result<(RawSplit, RawSplit)>
         }
     }
     Ok((train, dev))
+}
+
+/// Class names for an error line: a few, each cut short (a text column taken for labels has
+/// as many classes as rows, and a name may hold a line break).
+fn class_list(labels: &[String]) -> String {
+    let short = |l: &String| {
+        let one_line = l.replace(['\n', '\r'], " ");
+        match one_line.char_indices().nth(40) {
+            Some((i, _)) => format!("{}…", &one_line[..i]),
+            None => one_line,
+        }
+    };
+    let mut s = labels
+        .iter()
+        .take(6)
+        .map(short)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if labels.len() > 6 {
+        s += &format!(" and {} more", labels.len() - 6);
+    }
+    s
 }
 
 #[cfg(test)]

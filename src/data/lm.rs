@@ -30,6 +30,8 @@ pub fn read_token_ids(
 ) -> Result<Vec<Vec<i64>>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    // A byte-order mark (Windows editors) is not part of the first id.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -93,10 +95,12 @@ pub fn text_blocks(
     for f in files {
         let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow!("{flag} {}: cannot read as UTF-8 text: {e}", f.display()))?;
+        // A byte-order mark is no text: GPT-2's byte-level tokenizer would make tokens of it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         if text.trim().is_empty() {
             bail!("{flag} {}: empty file", f.display());
         }
-        docs.push((text, None));
+        docs.push((text.to_string(), None));
     }
     let encoded = tokenizer.encode_batch(&docs)?;
     let mut stream = Vec::new();
@@ -339,5 +343,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("empty"));
+        std::fs::write(&p, "\u{feff}1 2 3\r\n4 5\r\n").unwrap();
+        assert_eq!(
+            read_token_ids(&p, 10, 8, "--token-ids").unwrap(),
+            vec![vec![1, 2, 3], vec![4, 5]]
+        );
+    }
+
+    /// A byte-order mark adds no tokens (GPT-2's byte-level tokenizer would make three).
+    #[test]
+    fn text_blocks_skip_a_byte_order_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let gpt2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
+        let tokenizer = TextTokenizer::from_dir(&gpt2, usize::MAX / 2).unwrap();
+        let blocks = |text: &str| {
+            let p = dir.path().join("t.txt");
+            std::fs::write(&p, text).unwrap();
+            text_blocks(&tokenizer, &[p], 2, Some(0), 300, "--text").unwrap()
+        };
+        let plain = blocks("hello world hello world");
+        assert_eq!(blocks("\u{feff}hello world hello world"), plain);
     }
 }

@@ -35,6 +35,22 @@ pub struct ModelConfig {
     raw: Map<String, Value>,
 }
 
+/// `raw` read into a typed view; a field of the wrong type is named in the error (serde_json
+/// does not name it), found by reading each field alone.
+fn typed_view<T: DeserializeOwned>(raw: Map<String, Value>) -> Result<T> {
+    serde_json::from_value(Value::Object(raw.clone())).map_err(|e| {
+        let alone = |k: &String, v: &Value| {
+            let one = Map::from_iter([(k.clone(), v.clone())]);
+            serde_json::from_value::<T>(Value::Object(one))
+                .is_err_and(|e| !e.to_string().starts_with("missing field"))
+        };
+        match raw.iter().find(|(k, v)| alone(k, v)) {
+            Some((k, _)) => anyhow!("malformed config: {k}: {e}"),
+            None => anyhow!("malformed config: {e}"),
+        }
+    })
+}
+
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -74,8 +90,7 @@ impl ModelConfig {
 
     /// The config read into an architecture's typed view (serde defaults fill the rest).
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(Value::Object(self.raw.clone()))
-            .map_err(|e| anyhow!("malformed config: {e}"))
+        typed_view(self.raw.clone())
     }
 
     /// The config with `defaults` filled in where absent, read into a typed view: families
@@ -88,7 +103,7 @@ impl ModelConfig {
         for (k, v) in defaults {
             raw.entry(k.to_string()).or_insert_with(|| v.clone());
         }
-        serde_json::from_value(Value::Object(raw)).map_err(|e| anyhow!("malformed config: {e}"))
+        typed_view(raw)
     }
 
     fn labels(&self) -> LabelFields {

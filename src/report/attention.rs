@@ -550,14 +550,15 @@ where
     Ok(())
 }
 
-/// report.md: what the heads do (the findings), the pictures, and the run's settings.
-pub fn write_report(dir: &Path, summary: &Value, pictures: &[PathBuf]) -> Result<()> {
+/// report.md: what the heads do (the findings), the pictures, and the run's settings; written
+/// into `dir`, titled with `shown` (the output folder `dir` is staged for).
+pub fn write_report(dir: &Path, shown: &Path, summary: &Value, pictures: &[PathBuf]) -> Result<()> {
     let src = &summary["source"];
     let mut md = format!(
         "# bertology attention: {} on {} ({})\n\n",
         src["task"].as_str().unwrap_or("texts"),
         src["split"].as_str().unwrap_or("command line"),
-        dir.display()
+        shown.display()
     );
     md += &format!("- model: `{}`\n", summary["model"].as_str().unwrap_or("?"));
     md += &format!(
