@@ -179,10 +179,28 @@ fn bad_importance_folders_and_examples_are_one_line_errors() {
         .concat(),
     ));
     assert!(e.contains("[2, 2]") && e.contains("[3, 4]"), "{e}");
+    let missing = tmp.path().join("no-such-run");
+    let e = one_line_error(&bertology(
+        &[
+            &base[..],
+            &["--text", "a b", "--importance", missing.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert!(e.contains("no-such-run: no such folder"), "{e}");
     let e = one_line_error(&bertology(
         &[&base[..], &["--text", "a", "--text", "b"]].concat(),
     ));
     assert!(e.contains("one example"), "{e}");
+    // A map setting without the map is a contradiction, not something to ignore.
+    let e = one_line_error(&bertology(
+        &[
+            &base[..],
+            &["--text", "a b", "--no-map", "--map-queries", "4"],
+        ]
+        .concat(),
+    ));
+    assert!(e.contains("--no-map") && e.contains("--map-queries"), "{e}");
     let e = one_line_error(&bertology(
         &[
             &base[..],

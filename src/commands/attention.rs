@@ -25,7 +25,7 @@ pub struct AttentionArgs {
     #[arg(long, value_name = "RUN_DIR")]
     pub importance: Option<PathBuf>,
     /// Skip the map of heads (pairwise distances between all heads: the costliest part).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "map_queries")]
     pub no_map: bool,
     /// Query positions per example, spread evenly, on which heads are compared for the map
     /// (0: every token; the cost grows with heads² × this × tokens).
@@ -48,6 +48,12 @@ pub struct Importance {
 }
 
 pub fn read_importance(dir: &Path, layers: i64, heads: i64) -> Result<Importance> {
+    if !dir.is_dir() {
+        bail!(
+            "--importance {}: no such folder (give the output folder of `bertology importance` or `prune`)",
+            dir.display()
+        );
+    }
     let file = dir.join("head_importance.npy");
     if !file.is_file() {
         bail!(
