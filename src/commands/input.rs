@@ -1,6 +1,6 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
-use super::common::{check_token_ids, log_load, model_dir, setup, TaskSetup};
+use super::common::{check_token_ids, load_model, log_load, model_dir, setup, TaskSetup};
 use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::{make_batches, Batch, Padding};
 use crate::data::custom::ModelLabels;
@@ -153,7 +153,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
     } else {
         let device = global.device.resolve()?;
         let dir = model_dir(&args.model, Some(task), global.quiet)?;
-        let model = Model::load(
+        let model = load_model(
             &dir,
             &LoadOptions {
                 device,
@@ -240,7 +240,7 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
         Some(spec) => resolve_model(spec, global.quiet)?,
         None => base_model_dir(),
     };
-    let model = Model::load(
+    let model = load_model(
         &dir,
         &LoadOptions {
             device,
