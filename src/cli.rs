@@ -4,7 +4,7 @@ use crate::data::glue::{Split, Task};
 use crate::data::source::SourceRequest;
 use crate::device::DeviceChoice;
 use crate::importance::Estimator;
-use crate::masking::Order;
+use crate::masking::{Order, PruneUnit};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -353,6 +353,11 @@ pub struct PruneArgs {
     /// Order in which heads are masked; reverse and random are baselines.
     #[arg(long, value_enum, default_value_t = Order::Importance)]
     pub order: Order,
+    /// What one masking decision removes: a query head, or a whole key/value group (the
+    /// key/value head and every query head that reads it; one head for models without
+    /// grouped-query attention). A group's importance is the sum over its query heads.
+    #[arg(long, value_enum, default_value_t = PruneUnit::Head)]
+    pub prune_unit: PruneUnit,
     /// Budget mode: keep this fraction of the heads (rounded), ignoring the threshold.
     #[arg(long, value_name = "F")]
     pub target_heads: Option<f64>,

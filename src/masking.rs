@@ -28,12 +28,25 @@ pub enum Goal {
     KeepHeads(usize),
 }
 
+/// What one masking decision removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneUnit {
+    /// One query head at a time (its key/value head stays while its group has another).
+    Head,
+    /// A whole key/value group: the key/value head and every query head that reads it
+    /// (LLM-Pruner's unit). Without grouped-query attention a group is one head.
+    Group,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct MaskingSettings {
     pub goal: Goal,
     /// Fraction of all heads masked per step (at least one head).
     pub amount: f64,
     pub min_heads_per_layer: usize,
+    /// Query heads masked together (1, or a key/value group's size with `--prune-unit group`).
+    pub unit_heads: usize,
     /// Re-estimate importance under the current mask after every step.
     pub reestimate: bool,
     pub order: Order,
@@ -76,8 +89,10 @@ pub struct MaskingResult {
     pub initial_importance: Tensor,
 }
 
-/// Heads to mask next: up to `count` unmasked heads, in the order's sequence, skipping heads
-/// whose layer would fall below the minimum.
+/// Heads to mask next: up to `count` units (`unit` consecutive heads: one head, or a
+/// key/value group's query heads) that still have an unmasked head, in the order's sequence
+/// (a unit's importance is the sum over its unmasked heads), skipping units whose layer would
+/// fall below the minimum. Returns the heads to mask.
 pub fn select_heads(
     mask: &[Vec<f32>],
     importance: &[Vec<f32>],
@@ -85,37 +100,41 @@ pub fn select_heads(
     min_per_layer: usize,
     order: Order,
     random_rank: &[usize],
+    unit: usize,
 ) -> Vec<(usize, usize)> {
     let heads = mask.first().map_or(0, Vec::len);
+    let unit = unit.clamp(1, heads.max(1));
+    let units = heads / unit;
+    let live = |l: usize, u: usize| (u * unit..(u + 1) * unit).filter(move |&h| mask[l][h] != 0.0);
+    let weight = |&(l, u): &(usize, usize)| live(l, u).map(|h| importance[l][h]).sum::<f32>();
     let mut candidates: Vec<(usize, usize)> = (0..mask.len())
-        .flat_map(|l| (0..heads).map(move |h| (l, h)))
-        .filter(|&(l, h)| mask[l][h] != 0.0)
+        .flat_map(|l| (0..units).map(move |u| (l, u)))
+        .filter(|&(l, u)| live(l, u).next().is_some())
         .collect();
     match order {
-        Order::Importance => candidates.sort_by(|a, b| {
-            importance[a.0][a.1]
-                .total_cmp(&importance[b.0][b.1])
-                .then(a.cmp(b))
-        }),
-        Order::Reverse => candidates.sort_by(|a, b| {
-            importance[b.0][b.1]
-                .total_cmp(&importance[a.0][a.1])
-                .then(a.cmp(b))
-        }),
-        Order::Random => candidates.sort_by_key(|&(l, h)| random_rank[l * heads + h]),
+        Order::Importance => {
+            candidates.sort_by(|a, b| weight(a).total_cmp(&weight(b)).then(a.cmp(b)))
+        }
+        Order::Reverse => {
+            candidates.sort_by(|a, b| weight(b).total_cmp(&weight(a)).then(a.cmp(b)))
+        }
+        Order::Random => candidates.sort_by_key(|&(l, u)| random_rank[l * units + u]),
     }
     let mut left: Vec<usize> = mask
         .iter()
         .map(|row| row.iter().filter(|&&m| m != 0.0).count())
         .collect();
     let mut chosen = Vec::new();
-    for (l, h) in candidates {
-        if chosen.len() == count {
+    let mut taken = 0;
+    for (l, u) in candidates {
+        if taken == count {
             break;
         }
-        if left[l] > min_per_layer {
-            left[l] -= 1;
-            chosen.push((l, h));
+        let heads: Vec<usize> = live(l, u).collect();
+        if left[l] >= min_per_layer + heads.len() {
+            left[l] -= heads.len();
+            taken += 1;
+            chosen.extend(heads.into_iter().map(|h| (l, h)));
         }
     }
     chosen
@@ -161,12 +180,14 @@ pub fn mask_heads(
         })
         .collect();
     let kept_now = |m: &Vec<Vec<f32>>| m.iter().flatten().filter(|&&v| v != 0.0).count();
-    let per_step = ((total as f64 * settings.amount) as usize).max(1);
+    let unit = settings.unit_heads.clamp(1, heads.max(1));
+    let total_units = layers * (heads / unit);
+    let per_step = ((total_units as f64 * settings.amount) as usize).max(1);
     let random_rank: Vec<usize> = {
         tch::manual_seed(settings.seed);
         let perm: Vec<i64> =
-            Vec::try_from(Tensor::randperm(total as i64, (Kind::Int64, Device::Cpu)))?;
-        let mut rank = vec![0; total];
+            Vec::try_from(Tensor::randperm(total_units as i64, (Kind::Int64, Device::Cpu)))?;
+        let mut rank = vec![0; total_units];
         for (r, &i) in perm.iter().enumerate() {
             rank[i as usize] = r;
         }
@@ -193,7 +214,8 @@ pub fn mask_heads(
                 if now <= keep {
                     break StopReason::Budget;
                 }
-                per_step.min(now - keep)
+                // Whole units: the budget is met at the first step that reaches it.
+                per_step.min((now - keep).div_ceil(unit))
             }
         };
         let chosen = select_heads(
@@ -203,6 +225,7 @@ pub fn mask_heads(
             settings.min_heads_per_layer,
             settings.order,
             &random_rank,
+            unit,
         );
         if chosen.is_empty() {
             break StopReason::NoHeadsLeft;
@@ -272,25 +295,43 @@ mod tests {
         let none = vec![0; 6];
         // Least important unmasked first; the masked head (1,1) is skipped.
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Importance, &none),
+            select_heads(&mask, &imp, 2, 0, Order::Importance, &none, 1),
             vec![(0, 1), (1, 0)]
         );
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Reverse, &none),
+            select_heads(&mask, &imp, 2, 0, Order::Reverse, &none, 1),
             vec![(0, 2), (0, 0)]
         );
         // Layer 1 has two heads left; with a minimum of 2 none of them can go.
         assert_eq!(
-            select_heads(&mask, &imp, 3, 2, Order::Importance, &none),
+            select_heads(&mask, &imp, 3, 2, Order::Importance, &none, 1),
             vec![(0, 1)]
         );
         // Random order follows the given ranks: (1,2) has rank 0, (1,1) is masked, (1,0) rank 2.
         let rank = vec![5, 4, 3, 2, 1, 0];
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Random, &rank),
+            select_heads(&mask, &imp, 2, 0, Order::Random, &rank, 1),
             vec![(1, 2), (1, 0)]
         );
+        // Groups of two heads: a group's importance is the sum over its unmasked heads, and
+        // masking it masks all of them.
+        let mask4 = grid(&[&[1.0, 1.0, 1.0, 0.0], &[1.0, 1.0, 1.0, 1.0]]);
+        let imp4 = grid(&[&[0.3, 0.3, 0.5, 9.0], &[0.1, 0.2, 0.4, 0.4]]);
+        assert_eq!(
+            select_heads(&mask4, &imp4, 1, 0, Order::Importance, &none, 2),
+            vec![(1, 0), (1, 1)]
+        );
+        assert_eq!(
+            select_heads(&mask4, &imp4, 2, 0, Order::Importance, &none, 2),
+            vec![(1, 0), (1, 1), (0, 2)]
+        );
+        // A minimum of 2 per layer: layer 1 loses one group of two, layer 0 its one-head
+        // remnant of a group; no further group fits.
+        assert_eq!(
+            select_heads(&mask4, &imp4, 4, 2, Order::Importance, &none, 2),
+            vec![(1, 0), (1, 1), (0, 2)]
+        );
         let all_masked = grid(&[&[0.0, 0.0, 0.0], &[0.0, 0.0, 0.0]]);
-        assert!(select_heads(&all_masked, &imp, 2, 0, Order::Importance, &none).is_empty());
+        assert!(select_heads(&all_masked, &imp, 2, 0, Order::Importance, &none, 1).is_empty());
     }
 }

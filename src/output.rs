@@ -17,6 +17,7 @@ pub const RUN_FILES: &[&str] = &[
     "head_importance.npy",
     "attn_entropy.npy",
     "head_ranks.npy",
+    "group_importance.npy",
     "head_mask.npy",
     "importance.csv",
     "importance.json",

@@ -1,8 +1,10 @@
 //! Physical pruning: a new model whose layers keep only the unmasked heads. Every weight whose
 //! size depends on the heads (the network says where, through `head_axis`) keeps the slices of
 //! the surviving heads, and `pruned_heads` records the original indices, so the saved model
-//! reloads at its new shapes here and in transformers.
-use crate::model::{HeadAxis, Model};
+//! reloads at its new shapes here and in transformers. Query heads and key/value heads are
+//! kept separately: under grouped-query attention a key/value head stays while any query head
+//! of its group does.
+use crate::model::{HeadAxis, HeadUnit, Model};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -48,8 +50,12 @@ pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
         config.add_pruned_heads(l as i64, &removed);
     }
     let pruned = model.empty_like(config)?;
-    let old_kept = model.net.kept_heads();
-    let new_kept = pruned.net.kept_heads();
+    let kept = |m: &Model| [m.net.kept(HeadUnit::Query), m.net.kept(HeadUnit::KeyValue)];
+    let (old_kept, new_kept) = (kept(model), kept(&pruned));
+    let unit = |axis: HeadAxis| match axis.unit {
+        HeadUnit::Query => 0,
+        HeadUnit::KeyValue => 1,
+    };
     let old: HashMap<String, Tensor> = model.vs.variables();
     let device = model.vs.device();
     tch::no_grad(|| -> Result<()> {
@@ -59,8 +65,8 @@ pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
                 .ok_or_else(|| anyhow!("pruned model has a variable {name} the original lacks"))?;
             let value = match pruned.net.head_axis(&name) {
                 Some(axis) if src.size() != var.size() => {
-                    let l = axis.layer as usize;
-                    let idx = axis_index(axis, &old_kept[l], &new_kept[l]);
+                    let (u, l) = (unit(axis), axis.layer as usize);
+                    let idx = axis_index(axis, &old_kept[u][l], &new_kept[u][l]);
                     src.index_select(axis.dim, &Tensor::from_slice(&idx).to_device(device))
                 }
                 _ if src.size() == var.size() => src.shallow_clone(),
@@ -92,6 +98,7 @@ mod tests {
             dim: 1,
             head_dim: 2,
             blocks: 3,
+            unit: HeadUnit::Query,
         };
         assert_eq!(
             axis_index(axis, &[0, 1, 2], &[0, 2]),

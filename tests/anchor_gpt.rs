@@ -76,6 +76,7 @@ fn anchor_estimator_replicates_run_prune_gpt_importance_and_masking() {
         min_heads_per_layer: 0,
         reestimate: true,
         order: Order::Importance,
+        unit_heads: 1,
         seed: 0,
         importance,
     };

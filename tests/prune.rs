@@ -24,6 +24,7 @@ fn settings(goal: Goal, order: Order, min_heads: usize) -> MaskingSettings {
         min_heads_per_layer: min_heads,
         reestimate: true,
         order,
+        unit_heads: 1,
         seed: 7,
         importance: Settings {
             estimator: Estimator::PerExample,

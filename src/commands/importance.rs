@@ -119,6 +119,17 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         write_npy(&dir.join("attn_entropy.npy"), &stats.entropy)?;
     }
     write_npy(&dir.join("head_ranks.npy"), &head_ranks)?;
+    // Grouped-query attention: a key/value group's importance is the sum over its query heads
+    // (what masking a whole group with --prune-unit group ranks by).
+    let kv_heads = model.net.num_kv_heads();
+    let group_size = heads / kv_heads.max(1);
+    if kv_heads < heads {
+        let groups = stats
+            .importance
+            .view([layers, kv_heads, group_size])
+            .sum_dim_intlist(-1, false, Kind::Float);
+        write_npy(&dir.join("group_importance.npy"), &groups)?;
+    }
     let flat = |t: &Tensor| -> Vec<f64> {
         Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default()
     };
@@ -133,6 +144,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         &[
             "layer",
             "head",
+            "kv_group",
             "importance",
             "raw_importance",
             "entropy",
@@ -142,6 +154,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             vec![
                 (i as i64 / heads).to_string(),
                 (i as i64 % heads).to_string(),
+                (i as i64 % heads / group_size).to_string(),
                 imp[i].to_string(),
                 raw[i].to_string(),
                 if args.no_entropy {
@@ -164,6 +177,9 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "tokens": stats.tokens,
         "layers": layers,
         "heads": heads,
+        // Key/value heads per layer: fewer than heads under grouped-query attention, where
+        // query head h reads key/value group h / (heads / kv_heads).
+        "kv_heads": kv_heads,
         // The model's own pruned heads (transformers' format): the report fades them.
         "pruned_heads": model.config.pruned_heads()?,
         "settings": {
@@ -184,7 +200,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "device": format!("{device:?}"),
         "seconds": seconds,
         "command": crate::cli::command_line(),
-        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "importance.csv"])?,
+        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "group_importance.npy", "importance.csv"])?,
     });
     write_json(&dir.join("importance.json"), &summary)?;
     crate::report::build(dir, dir, out_dir)?;

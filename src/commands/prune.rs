@@ -4,7 +4,7 @@ use super::importance::fingerprints;
 use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
-use crate::masking::{mask_heads, Goal, MaskingSettings};
+use crate::masking::{mask_heads, Goal, MaskingSettings, PruneUnit};
 use crate::model::Model;
 use crate::model::Network;
 use crate::output::{
@@ -157,6 +157,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         min_heads_per_layer: args.min_heads_per_layer,
         reestimate: !args.no_reestimate,
         order: args.order,
+        unit_heads: match args.prune_unit {
+            PruneUnit::Head => 1,
+            PruneUnit::Group => (heads / model.net.num_kv_heads().max(1)) as usize,
+        },
         seed: args.model.seed,
         importance: args.importance.settings(false),
     };
@@ -337,6 +341,8 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     let mut summary = summary;
     summary["source"] = source;
     summary["labels"] = json!(data.spec.labels);
+    summary["settings"]["prune_unit"] = json!(args.prune_unit);
+    summary["kv_heads"] = json!(model.net.num_kv_heads());
     write_json(&dir.join("prune.json"), &summary)?;
     crate::report::build(dir, dir, out_dir)?;
     staging.commit()?;

@@ -208,6 +208,20 @@ impl ModelConfig {
             .collect()
     }
 
+    /// Names the classes of a modelling file saved beside the weights (`auto_map`).
+    pub fn set_auto_map(&mut self, entries: &[(&str, String)]) {
+        let map: Map<String, Value> = entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v.clone())))
+            .collect();
+        self.raw.insert("auto_map".into(), Value::Object(map));
+    }
+
+    /// Drops `auto_map`: a model saved without its modelling file must not point to one.
+    pub fn remove_auto_map(&mut self) {
+        self.raw.remove("auto_map");
+    }
+
     /// Adds heads to `pruned_heads` (original indices), merging with any already there.
     pub fn add_pruned_heads(&mut self, layer: i64, heads: &[i64]) {
         let mut all = self.pruned_heads().unwrap_or_default();

@@ -3,7 +3,7 @@
 use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
 use super::network::Network;
-use super::{bert, distilbert, electra, gpt2, masked_lm, openai_gpt, roberta};
+use super::{bert, distilbert, electra, gpt2, llama, masked_lm, openai_gpt, roberta};
 use anyhow::{bail, Result};
 use tch::nn;
 
@@ -17,7 +17,7 @@ pub struct Family {
 }
 
 /// Every supported family.
-pub fn all() -> [&'static Family; 6] {
+pub fn all() -> [&'static Family; 7] {
     [
         &bert::FAMILY,
         &roberta::FAMILY,
@@ -25,14 +25,16 @@ pub fn all() -> [&'static Family; 6] {
         &electra::FAMILY,
         &gpt2::FAMILY,
         &openai_gpt::FAMILY,
+        &llama::FAMILY,
     ]
 }
 
 /// The families with a language-model head (`--task lm`, `--task mlm`), by the same
 /// `model_type`s; a model type missing here has none.
-pub fn language_models() -> [&'static Family; 4] {
+pub fn language_models() -> [&'static Family; 5] {
     [
         &gpt2::LM_FAMILY,
+        &llama::LM_FAMILY,
         &openai_gpt::LM_FAMILY,
         &masked_lm::BERT_FAMILY,
         &masked_lm::ROBERTA_FAMILY,
@@ -71,6 +73,7 @@ fn names_after_prefix(f: &Family) -> &'static [&'static str] {
         "distilbert" => &["transformer.layer."],
         "gpt2" => &["h.", "wte."],
         "openai-gpt" => &["h.", "tokens_embed."],
+        "llama" => &["layers.", "embed_tokens."],
         _ => &["encoder.layer."],
     }
 }

@@ -13,7 +13,7 @@ use super::layers::{
     activate, embed, embedding_weight, layer_head_mask, Conv1D, LayerNorm, MultiHeadAttention,
 };
 use super::network::{
-    check_head_mask, min_value, ForwardOptions, HeadAxis, Inputs, ModelOutput, Network,
+    check_head_mask, min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
     NetworkShape, Objective,
 };
 use anyhow::{bail, Result};
@@ -199,7 +199,7 @@ impl DecoderBlock {
     ) -> (Tensor, Option<Tensor>) {
         let (context, probs) =
             self.attention
-                .forward(x, x, mask, layer_mask, opts.train, opts.probabilities());
+                .forward(x, x, mask, layer_mask, opts.train, opts.probabilities(), None);
         let out = self
             .attn_proj
             .forward(&context)
@@ -258,11 +258,15 @@ pub struct DecoderOutput {
 /// [batch, 1, seq, seq]: 0 where a query may attend to a key (not in its future and not
 /// padding), the most negative float elsewhere. transformers adds −∞ instead of −max to keys
 /// that are both (they differ only for rows with no visible key, which right padding never
-/// makes).
-pub fn causal_padding_mask(attention_mask: &Tensor, kind: Kind) -> Tensor {
+/// makes). With a sliding `window` (Mistral, Qwen2), query i also sees only keys j with
+/// i − j < window, as transformers' `sliding_window_overlay`.
+pub fn causal_padding_mask(attention_mask: &Tensor, kind: Kind, window: Option<i64>) -> Tensor {
     let (b, t) = (attention_mask.size()[0], attention_mask.size()[1]);
     let device = attention_mask.device();
-    let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
+    let mut causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
+    if let Some(w) = window {
+        causal = causal.triu(1 - w);
+    }
     let keys = attention_mask.ne(0).view([b, 1, 1, t]);
     let allowed = causal.view([1, 1, t, t]).logical_and(&keys);
     Tensor::zeros([b, 1, t, t], (kind, device)).masked_fill(&allowed.logical_not(), min_value(kind))
@@ -311,6 +315,8 @@ impl Decoder {
                 dim,
                 head_dim: self.dims.head_dim(),
                 blocks,
+                // Fused q | k | v: each head owns its key and value.
+                unit: HeadUnit::Query,
             })
         };
         match param {
@@ -342,7 +348,7 @@ impl Decoder {
         let ids = Tensor::arange(t, (Kind::Int64, inputs.input_ids.device())).unsqueeze(0);
         let mut x = (embed(&self.tokens, inputs.input_ids) + embed(&self.positions, &ids))
             .dropout(self.dims.embd_dropout, opts.train);
-        let mask = causal_padding_mask(inputs.attention_mask, x.kind());
+        let mask = causal_padding_mask(inputs.attention_mask, x.kind(), None);
         let mut hidden_states = opts.output_hidden_states.then(Vec::new);
         let mut attentions = opts.output_attentions.then(Vec::new);
         for (i, block) in self.blocks.iter().enumerate() {

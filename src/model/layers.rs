@@ -6,7 +6,9 @@
 //! softmax and dropout, and always index the *original* heads of the config; a pruned layer
 //! picks the columns of its surviving heads.
 use super::config::Activation;
-use super::network::{check_head_mask, padding_mask, ForwardOptions, HeadAxis, Probabilities};
+use super::network::{
+    check_head_mask, padding_mask, ForwardOptions, HeadAxis, HeadUnit, Probabilities,
+};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
@@ -20,18 +22,23 @@ pub fn at<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
     path
 }
 
-/// nn.Linear: y = x Wᵀ + b, W of shape [out, in]. Built by hand so that a layer whose heads are
-/// all pruned can have zero-sized weights, as transformers allows.
+/// nn.Linear: y = x Wᵀ + b, W of shape [out, in], with or without a bias (Llama's projections
+/// have none). Built by hand so that a layer whose heads are all pruned can have zero-sized
+/// weights, as transformers allows.
 pub struct Linear {
     pub weight: Tensor,
-    pub bias: Tensor,
+    pub bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
+        Self::with_bias(p, inputs, outputs, true)
+    }
+
+    pub fn with_bias(p: nn::Path, inputs: i64, outputs: i64, bias: bool) -> Self {
         Linear {
             weight: p.zeros("weight", &[outputs, inputs]),
-            bias: p.zeros("bias", &[outputs]),
+            bias: bias.then(|| p.zeros("bias", &[outputs])),
         }
     }
 
@@ -47,12 +54,44 @@ impl Linear {
                     stdev: std,
                 },
             ),
-            bias: p.zeros("bias", &[outputs]),
+            bias: Some(p.zeros("bias", &[outputs])),
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+
+    /// The output rows `rows` only (a subset of heads).
+    pub fn forward_rows(&self, x: &Tensor, rows: &Tensor) -> Tensor {
+        x.linear(
+            &self.weight.index_select(0, rows),
+            self.bias.as_ref().map(|b| b.index_select(0, rows)).as_ref(),
+        )
+    }
+}
+
+/// RMSNorm (Llama, Mistral, Qwen2): x / √(mean(x²) + eps) · weight, the statistics in float32
+/// and the product in the input's precision, as transformers' LlamaRMSNorm.
+pub struct RmsNorm {
+    pub weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(p: nn::Path, size: i64, eps: f64) -> Self {
+        RmsNorm {
+            weight: p.ones("weight", &[size]),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let h = x.to_kind(Kind::Float);
+        let variance = h.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = h * (variance + self.eps).rsqrt();
+        &self.weight * normed.to_kind(kind)
     }
 }
 
@@ -144,6 +183,44 @@ pub struct MultiHeadAttention {
     /// Scores are divided by this: √head_dim, or GPT-2's variants (no scaling, or also by the
     /// layer's index + 1).
     pub score_divisor: f64,
+    /// Key/value heads of this layer: `heads` unless queries share them (grouped-query
+    /// attention).
+    pub kv_heads: i64,
+    /// Grouped-query attention: for each of this layer's query heads, the row among this
+    /// layer's key/value heads that it reads (an explicit map, since pruning can leave the
+    /// groups uneven). None: head h has key/value head h.
+    pub kv_of: Option<Vec<i64>>,
+    /// Softmax in float32 whatever the input's precision (the Llama family's eager attention).
+    pub softmax_in_float32: bool,
+}
+
+/// Rotary position embeddings for positions 0..len: `cos` and `sin` [len, head_dim], applied
+/// to queries and keys as transformers' `apply_rotary_pos_emb` (halves rotated).
+pub struct Rotary {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl Rotary {
+    /// x [batch, heads, len, head_dim] rotated by each position's angles.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let len = x.size()[2];
+        let d = x.size()[3];
+        let (cos, sin) = (self.cos.narrow(0, 0, len), self.sin.narrow(0, 0, len));
+        let x1 = x.narrow(-1, 0, d / 2);
+        let x2 = x.narrow(-1, d / 2, d - d / 2);
+        let rotated = Tensor::cat(&[x2.neg(), x1], -1);
+        x * cos + rotated * sin
+    }
+}
+
+/// Weight rows of `heads` (each `head_dim` rows), as an index tensor.
+fn head_rows(heads: &[i64], head_dim: i64, device: tch::Device) -> Tensor {
+    let rows: Vec<i64> = heads
+        .iter()
+        .flat_map(|h| h * head_dim..(h + 1) * head_dim)
+        .collect();
+    Tensor::from_slice(&rows).to_device(device)
 }
 
 impl MultiHeadAttention {
@@ -159,6 +236,37 @@ impl MultiHeadAttention {
             head_dim,
             dropout: 0.0,
             score_divisor: (head_dim as f64).sqrt(),
+            kv_heads: heads,
+            kv_of: None,
+            softmax_in_float32: false,
+        }
+    }
+
+    /// Grouped-query attention (Llama family): `kv_of[i]` is the key/value row query head i
+    /// reads; q/k/v biases only when `qkv_bias`.
+    pub fn grouped(
+        p: &nn::Path,
+        names: [&str; 3],
+        hidden: i64,
+        head_dim: i64,
+        kv_of: Vec<i64>,
+        kv_heads: i64,
+        qkv_bias: bool,
+    ) -> Self {
+        let heads = kv_of.len() as i64;
+        MultiHeadAttention {
+            projection: Projection::Separate {
+                query: Linear::with_bias(at(p, names[0]), hidden, heads * head_dim, qkv_bias),
+                key: Linear::with_bias(at(p, names[1]), hidden, kv_heads * head_dim, qkv_bias),
+                value: Linear::with_bias(at(p, names[2]), hidden, kv_heads * head_dim, qkv_bias),
+            },
+            heads,
+            head_dim,
+            dropout: 0.0,
+            score_divisor: (head_dim as f64).sqrt(),
+            kv_heads,
+            kv_of: Some(kv_of),
+            softmax_in_float32: true,
         }
     }
 
@@ -170,6 +278,9 @@ impl MultiHeadAttention {
             head_dim,
             dropout: 0.0,
             score_divisor: (head_dim as f64).sqrt(),
+            kv_heads: heads,
+            kv_of: None,
+            softmax_in_float32: false,
         }
     }
 
@@ -182,9 +293,9 @@ impl MultiHeadAttention {
     /// Returns the context [batch, queries, heads·head_dim] and, when asked, the probabilities.
     /// `queries` are the positions whose outputs are needed (all of `x`, or a prefix of it);
     /// keys and values always come from every position of `x`. `layer_mask` is
-    /// [batch or 1, heads, 1, 1] over this layer's heads.
+    /// [batch or 1, heads, 1, 1] over this layer's heads. `rope` rotates queries and keys.
     // Out-of-place products on purpose: softmax's backward needs its output unmodified.
-    #[allow(clippy::assign_op_pattern)]
+    #[allow(clippy::assign_op_pattern, clippy::too_many_arguments)]
     pub fn forward(
         &self,
         queries: &Tensor,
@@ -193,6 +304,7 @@ impl MultiHeadAttention {
         layer_mask: Option<&Tensor>,
         train: bool,
         probabilities: Probabilities,
+        rope: Option<&Rotary>,
     ) -> (Tensor, Option<Tensor>) {
         let (b, t, tq) = (x.size()[0], x.size()[1], queries.size()[1]);
         if self.heads == 0 {
@@ -203,11 +315,9 @@ impl MultiHeadAttention {
         }
         let (context, probs) = if probabilities == Probabilities::InGraph {
             let all: Vec<i64> = (0..self.heads).collect();
-            let (q, k, v) = self.project(queries, x, &all);
+            let (q, k, v) = self.project(queries, x, &all, rope);
             let scores = q.matmul(&k.transpose(-1, -2)) / self.score_divisor + additive_mask;
-            let mut probs = scores
-                .softmax(-1, scores.kind())
-                .dropout(self.dropout, train);
+            let mut probs = self.softmax(&scores).dropout(self.dropout, train);
             if let Some(m) = layer_mask {
                 probs = probs * m;
             }
@@ -232,15 +342,15 @@ impl MultiHeadAttention {
                 let dead: Vec<i64> = (0..self.heads).filter(|&h| silent[h as usize]).collect();
                 let mut parts = Vec::new();
                 if !live.is_empty() {
-                    let (q, k, v) = self.project(queries, x, &live);
+                    let (q, k, v) = self.project(queries, x, &live, rope);
                     parts.push(self.attend(&q, &k, &v, additive_mask, p));
                 }
                 parts.push(tch::no_grad(|| {
-                    let (q, k, v) = self.project(queries, x, &dead);
+                    let (q, k, v) = self.project(queries, x, &dead, rope);
                     self.attend(&q, &k, &v, additive_mask, p)
                 }));
                 if detached {
-                    let (q, k, _) = tch::no_grad(|| self.project(x, x, &all));
+                    let (q, k, _) = tch::no_grad(|| self.project(x, x, &all, rope));
                     probs = Some(self.detached_probabilities(&q, &k, additive_mask, layer_mask));
                 }
                 // Back to the original head order.
@@ -251,13 +361,13 @@ impl MultiHeadAttention {
                 let back = Tensor::from_slice(&back).to_device(x.device());
                 Tensor::cat(&parts, 1).index_select(1, &back)
             } else {
-                let (q, k, v) = self.project(queries, x, &all);
+                let (q, k, v) = self.project(queries, x, &all, rope);
                 if detached {
                     // Every query's row, also when only the first token's output is needed.
                     let q_all = if tq == t {
                         q.shallow_clone()
                     } else {
-                        tch::no_grad(|| self.project(x, x, &all).0)
+                        tch::no_grad(|| self.project(x, x, &all, rope).0)
                     };
                     probs =
                         Some(self.detached_probabilities(&q_all, &k, additive_mask, layer_mask));
@@ -310,7 +420,7 @@ impl MultiHeadAttention {
         tch::no_grad(|| {
             let scores = q.detach().matmul(&k.detach().transpose(-1, -2)) / self.score_divisor
                 + additive_mask;
-            let probs = scores.softmax(-1, scores.kind());
+            let probs = self.softmax(&scores);
             match layer_mask {
                 Some(m) => probs * m.detach(),
                 None => probs,
@@ -318,36 +428,66 @@ impl MultiHeadAttention {
         })
     }
 
+    /// Softmax over keys, in float32 for the Llama family (back to the scores' precision).
+    fn softmax(&self, scores: &Tensor) -> Tensor {
+        if self.softmax_in_float32 && scores.kind() != Kind::Float {
+            scores.softmax(-1, Kind::Float).to_kind(scores.kind())
+        } else {
+            scores.softmax(-1, scores.kind())
+        }
+    }
+
     /// Queries (from `queries`), keys and values (from `x`) of the heads `heads`, each
-    /// [batch, heads.len(), length, head_dim]. A subset of heads uses the matching weight rows.
-    fn project(&self, queries: &Tensor, x: &Tensor, heads: &[i64]) -> (Tensor, Tensor, Tensor) {
+    /// [batch, heads.len(), length, head_dim]: a subset of heads uses the matching weight rows;
+    /// shared key/value heads are projected once and repeated for each query head that reads
+    /// them (transformers' `repeat_kv`, through the explicit map).
+    fn project(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        heads: &[i64],
+        rope: Option<&Rotary>,
+    ) -> (Tensor, Tensor, Tensor) {
+        let device = x.device();
         let n = heads.len() as i64;
-        let rows = (n != self.heads).then(|| {
-            let rows: Vec<i64> = heads
-                .iter()
-                .flat_map(|h| h * self.head_dim..(h + 1) * self.head_dim)
-                .collect();
-            Tensor::from_slice(&rows).to_device(x.device())
-        });
-        let heads_view = |y: Tensor, input: &Tensor| {
+        let heads_view = |y: Tensor, input: &Tensor, n: i64| {
             let (b, len) = (input.size()[0], input.size()[1]);
             y.view([b, len, n, self.head_dim]).transpose(1, 2)
         };
-        match &self.projection {
+        let (q, k, v, repeat) = match &self.projection {
             Projection::Separate { query, key, value } => {
-                let split = |l: &Linear, input: &Tensor| {
-                    let y = match &rows {
-                        None => l.forward(input),
-                        Some(r) => input.linear(
-                            &l.weight.index_select(0, r),
-                            Some(&l.bias.index_select(0, r)),
-                        ),
-                    };
-                    heads_view(y, input)
+                // The key/value heads these query heads read, and each query head's row among
+                // them.
+                let (kv, repeat) = match &self.kv_of {
+                    None => (heads.to_vec(), None),
+                    Some(kv_of) => {
+                        let mut kv: Vec<i64> = heads.iter().map(|&h| kv_of[h as usize]).collect();
+                        kv.sort_unstable();
+                        kv.dedup();
+                        let at: Vec<i64> = heads
+                            .iter()
+                            .map(|&h| kv.partition_point(|&g| g < kv_of[h as usize]) as i64)
+                            .collect();
+                        (kv, Some(Tensor::from_slice(&at).to_device(device)))
+                    }
                 };
-                (split(query, queries), split(key, x), split(value, x))
+                let split = |l: &Linear, input: &Tensor, subset: &[i64], total: i64| {
+                    let y = if subset.len() as i64 == total {
+                        l.forward(input)
+                    } else {
+                        l.forward_rows(input, &head_rows(subset, self.head_dim, device))
+                    };
+                    heads_view(y, input, subset.len() as i64)
+                };
+                (
+                    split(query, queries, heads, self.heads),
+                    split(key, x, &kv, self.kv_heads),
+                    split(value, x, &kv, self.kv_heads),
+                    repeat,
+                )
             }
             Projection::Fused(c) => {
+                let rows = (n != self.heads).then(|| head_rows(heads, self.head_dim, device));
                 // Block `i` (0 q, 1 k, 2 v) holds this layer's heads at columns i · width + ….
                 let width = self.heads * self.head_dim;
                 let block = |i: i64, input: &Tensor| {
@@ -364,10 +504,22 @@ impl MultiHeadAttention {
                             )
                         }
                     };
-                    heads_view(input.matmul(&w) + bias, input)
+                    heads_view(input.matmul(&w) + bias, input, n)
                 };
-                (block(0, queries), block(1, x), block(2, x))
+                (block(0, queries), block(1, x), block(2, x), None)
             }
+        };
+        let (q, k) = match rope {
+            Some(r) => (r.apply(&q), r.apply(&k)),
+            None => (q, k),
+        };
+        match repeat {
+            // `at` is the identity when each of these query heads reads a key/value head of
+            // its own (ascending heads, sorted key/value rows).
+            Some(at) if at.size()[0] != k.size()[1] => {
+                (q, k.index_select(1, &at), v.index_select(1, &at))
+            }
+            _ => (q, k, v),
         }
     }
 }
@@ -486,6 +638,7 @@ impl EncoderLayer {
             layer_mask.as_ref(),
             opts.train,
             opts.probabilities(),
+            None,
         );
         let attended = self.attention_norm.forward(
             &(self
@@ -558,20 +711,27 @@ impl Encoder {
         let rest = name.strip_prefix(&self.prefix)?.strip_prefix('.')?;
         let (layer, param) = rest.split_once('.')?;
         let layer: i64 = layer.parse().ok()?;
-        let axis = |dim| {
+        let axis = |dim, unit| {
             Some(HeadAxis {
                 layer,
                 dim,
                 head_dim: self.head_dim,
                 blocks: 1,
+                unit,
             })
         };
         let n = self.names;
-        if n.qkv.iter().any(|q| param.starts_with(&format!("{q}."))) {
-            return axis(0);
+        if param.starts_with(&format!("{}.", n.qkv[0])) {
+            return axis(0, HeadUnit::Query);
+        }
+        if n.qkv[1..]
+            .iter()
+            .any(|kv| param.starts_with(&format!("{kv}.")))
+        {
+            return axis(0, HeadUnit::KeyValue);
         }
         if param == format!("{}.weight", n.attention_output) {
-            return axis(1);
+            return axis(1, HeadUnit::Query);
         }
         None
     }

@@ -13,6 +13,7 @@ pub mod electra;
 pub mod families;
 pub mod gpt2;
 pub mod layers;
+pub mod llama;
 pub mod masked_lm;
 pub mod network;
 pub mod openai_gpt;
@@ -22,7 +23,8 @@ pub mod source;
 pub mod tokenizer;
 
 pub use network::{
-    ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape, Objective,
+    ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network, NetworkShape, Objective,
+    RemoteCode,
 };
 
 use crate::data::glue::Task;
@@ -213,15 +215,23 @@ impl Model {
         ))
     }
 
-    /// Saves config.json and model.safetensors in Hugging Face layout.
+    /// Saves config.json and model.safetensors in Hugging Face layout; a pruned model whose
+    /// shapes transformers cannot express gets the network's modelling file beside them,
+    /// named in `auto_map`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
         checkpoint::save_from(&self.vs, &dir.join(checkpoint::WEIGHTS_FILE))?;
-        write_atomically(
-            &dir.join("config.json"),
-            self.config.to_json_string()?.as_bytes(),
-        )
+        let mut config = self.config.clone();
+        let pruned = config.pruned_heads()?.values().any(|h| !h.is_empty());
+        match self.net.remote_code() {
+            Some(code) if pruned => {
+                write_atomically(&dir.join(code.file), code.source.as_bytes())?;
+                config.set_auto_map(&code.auto_map);
+            }
+            _ => config.remove_auto_map(),
+        }
+        write_atomically(&dir.join("config.json"), config.to_json_string()?.as_bytes())
     }
 
     pub fn num_parameters(&self) -> i64 {

@@ -63,13 +63,25 @@ pub struct ModelOutput {
 
 /// Where the heads of a layer sit inside one weight: physical pruning keeps the slices of the
 /// surviving heads along `dim`. `blocks` > 1 for fused projections (q, k and v side by side
-/// along `dim`, each `heads · head_dim` wide).
+/// along `dim`, each `heads · head_dim` wide). `unit` says whose slices they are: query heads
+/// (queries, the output projection) or key/value heads (keys and values, shared by a group
+/// of query heads under grouped-query attention).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadAxis {
     pub layer: i64,
     pub dim: i64,
     pub head_dim: i64,
     pub blocks: i64,
+    pub unit: HeadUnit,
+}
+
+/// The two kinds of heads a layer has. Without grouped-query attention they coincide (query
+/// head h has key/value head h); with it, key/value head g serves query heads
+/// g·r … g·r + r − 1 (r = heads / kv_heads), as transformers' `repeat_kv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadUnit {
+    Query,
+    KeyValue,
 }
 
 /// The sizes the pipeline asks every network about.
@@ -84,6 +96,16 @@ pub struct NetworkShape {
     pub max_positions: i64,
     /// One output and a mean-squared-error loss (else classes and cross-entropy).
     pub regression: bool,
+}
+
+/// A Python modelling file for transformers and the `auto_map` entries that name its classes.
+#[derive(Clone, Debug)]
+pub struct RemoteCode {
+    /// File name, e.g. `modeling_bertology.py`.
+    pub file: &'static str,
+    pub source: &'static str,
+    /// (auto class, "module.Class").
+    pub auto_map: Vec<(&'static str, String)>,
 }
 
 /// What a network's head predicts, and so what its loss is.
@@ -128,6 +150,12 @@ pub trait Network {
     /// Where heads sit in the variable `name` (a VarStore name), for physical pruning; None for
     /// weights that do not depend on the number of heads.
     fn head_axis(&self, name: &str) -> Option<HeadAxis>;
+
+    /// A modelling file to save beside a pruned model whose shapes transformers' own class
+    /// cannot express (named in config.json's `auto_map`, loaded with trust_remote_code).
+    fn remote_code(&self) -> Option<RemoteCode> {
+        None
+    }
 
     /// What the head predicts (classification unless a family says otherwise).
     fn objective(&self) -> Objective {
@@ -231,6 +259,37 @@ pub trait Network {
 
     fn max_positions(&self) -> i64 {
         self.shape().max_positions
+    }
+
+    /// Key/value heads per layer before pruning: `heads` unless queries share them.
+    fn num_kv_heads(&self) -> i64 {
+        self.num_heads()
+    }
+
+    /// The key/value head (group) that original query head `head` reads.
+    fn kv_group_of(&self, head: i64) -> i64 {
+        head / (self.num_heads() / self.num_kv_heads().max(1)).max(1)
+    }
+
+    /// Original indices of the key/value heads each layer still has: those a kept query head
+    /// reads (a group goes only when all its query heads are gone).
+    fn kept_kv_heads(&self) -> Vec<Vec<i64>> {
+        self.kept_heads()
+            .iter()
+            .map(|heads| {
+                let mut kv: Vec<i64> = heads.iter().map(|&h| self.kv_group_of(h)).collect();
+                kv.dedup();
+                kv
+            })
+            .collect()
+    }
+
+    /// The original heads of `unit` each layer still has.
+    fn kept(&self, unit: HeadUnit) -> Vec<Vec<i64>> {
+        match unit {
+            HeadUnit::Query => self.kept_heads(),
+            HeadUnit::KeyValue => self.kept_kv_heads(),
+        }
     }
 
     /// Number of heads each layer still has.
