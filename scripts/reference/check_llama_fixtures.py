@@ -35,7 +35,8 @@ def rope(cfg, d, seq_len):
     if kind == "linear":
         inv = inv / sc["factor"]
     elif kind == "llama3":
-        f, lo, hi, old = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"], sc["original_max_position_embeddings"]
+        f, lo, hi = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"]
+        old = sc["original_max_position_embeddings"]
         wavelen = 2 * math.pi / inv
         scaled = torch.where(wavelen > old / lo, inv / f, inv)
         smooth = (old / wavelen - lo) / (hi - lo)

@@ -8,9 +8,10 @@ Every model folder holds config.json, model.safetensors (save_pretrained, safe_s
 tiny-gpt2's byte-level BPE tokenizer (make_gpt_fixtures.tiny_tokenizer, 300 tokens: <|endoftext|>
 is id 0, the BOS and EOS) plus a `<pad>` special token at id 300 (tokenizer.json, vocab.json,
 merges.txt, tokenizer_config.json, special_tokens_map.json, added_tokens.json; the causal LMs also
-generation_config.json); vocab_size 301, bos_token_id 0, eos_token_id 0, pad_token_id 300. Weights are re-drawn (seeded): matrices N(0, 0.25), biases
-N(0, 0.1), RMSNorm weights 1 + 0.2 N(0, 1), so attention is far from uniform and every parameter
-matters beyond a 1e-5 tolerance.
+generation_config.json); vocab_size 301, bos_token_id 0, eos_token_id 0, pad_token_id 300.
+Weights are re-drawn (seeded): matrices N(0, 0.25), biases N(0, 0.1), RMSNorm weights
+1 + 0.2 N(0, 1), so attention is far from uniform (median top probability about 0.75) and every
+parameter matters beyond a 1e-5 tolerance.
 
 - llama/: LlamaForCausalLM, 2 layers, hidden 48, 6 query heads, 2 KV heads, head_dim 12 (explicit,
   not 48 / 6), intermediate 64, silu, mlp_bias true, attention_bias false, untied lm_head,
