@@ -115,9 +115,7 @@ pub fn select_heads(
         Order::Importance => {
             candidates.sort_by(|a, b| weight(a).total_cmp(&weight(b)).then(a.cmp(b)))
         }
-        Order::Reverse => {
-            candidates.sort_by(|a, b| weight(b).total_cmp(&weight(a)).then(a.cmp(b)))
-        }
+        Order::Reverse => candidates.sort_by(|a, b| weight(b).total_cmp(&weight(a)).then(a.cmp(b))),
         Order::Random => candidates.sort_by_key(|&(l, u)| random_rank[l * units + u]),
     }
     let mut left: Vec<usize> = mask
@@ -185,8 +183,10 @@ pub fn mask_heads(
     let per_step = ((total_units as f64 * settings.amount) as usize).max(1);
     let random_rank: Vec<usize> = {
         tch::manual_seed(settings.seed);
-        let perm: Vec<i64> =
-            Vec::try_from(Tensor::randperm(total_units as i64, (Kind::Int64, Device::Cpu)))?;
+        let perm: Vec<i64> = Vec::try_from(Tensor::randperm(
+            total_units as i64,
+            (Kind::Int64, Device::Cpu),
+        ))?;
         let mut rank = vec![0; total_units];
         for (r, &i) in perm.iter().enumerate() {
             rank[i as usize] = r;

@@ -197,9 +197,15 @@ impl DecoderBlock {
         layer_mask: Option<&Tensor>,
         opts: ForwardOptions,
     ) -> (Tensor, Option<Tensor>) {
-        let (context, probs) =
-            self.attention
-                .forward(x, x, mask, layer_mask, opts.train, opts.probabilities(), None);
+        let (context, probs) = self.attention.forward(
+            x,
+            x,
+            mask,
+            layer_mask,
+            opts.train,
+            opts.probabilities(),
+            None,
+        );
         let out = self
             .attn_proj
             .forward(&context)

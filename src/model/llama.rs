@@ -18,8 +18,7 @@ use super::config::{check_sizes, Activation, ModelConfig};
 use super::families::Family;
 use super::gpt2::{causal_padding_mask, DecoderHead};
 use super::layers::{
-    activate, embed, embedding_weight, layer_head_mask, Linear, MultiHeadAttention, RmsNorm,
-    Rotary,
+    activate, embed, embedding_weight, layer_head_mask, Linear, MultiHeadAttention, RmsNorm, Rotary,
 };
 use super::network::{
     check_head_mask, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
@@ -227,8 +226,12 @@ impl Variant {
 #[derive(Clone, Debug)]
 enum RopeScaling {
     Default,
-    Linear { factor: f64 },
-    Dynamic { factor: f64 },
+    Linear {
+        factor: f64,
+    },
+    Dynamic {
+        factor: f64,
+    },
     Llama3 {
         factor: f64,
         low_freq_factor: f64,
@@ -246,7 +249,9 @@ impl RopeScaling {
             .get("rope_type")
             .or_else(|| scaling.get("type"))
             .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("rope_scaling: expected a \"rope_type\" (or \"type\") string"))?;
+            .ok_or_else(|| {
+                anyhow!("rope_scaling: expected a \"rope_type\" (or \"type\") string")
+            })?;
         let number = |name: &str| -> Result<f64> {
             scaling
                 .get(name)
@@ -295,9 +300,7 @@ impl RotaryEmbedding {
     fn inv_freq(&self, len: i64) -> Tensor {
         match self.scaling {
             RopeScaling::Default => Self::default_inv_freq(self.base, self.dim),
-            RopeScaling::Linear { factor } => {
-                Self::default_inv_freq(self.base, self.dim) / factor
-            }
+            RopeScaling::Linear { factor } => Self::default_inv_freq(self.base, self.dim) / factor,
             RopeScaling::Dynamic { factor } => {
                 // `_compute_dynamic_ntk_parameters` for a fresh model: the base grows once the
                 // input is longer than max_position_embeddings. (transformers caches the
@@ -305,7 +308,8 @@ impl RotaryEmbedding {
                 let max = self.max_positions as f64;
                 let seq = (len as f64).max(max);
                 let dim = self.dim as f64;
-                let base = self.base * ((factor * seq / max) - (factor - 1.0)).powf(dim / (dim - 2.0));
+                let base =
+                    self.base * ((factor * seq / max) - (factor - 1.0)).powf(dim / (dim - 2.0));
                 Self::default_inv_freq(base, self.dim)
             }
             RopeScaling::Llama3 {
@@ -318,10 +322,8 @@ impl RotaryEmbedding {
                 let low_freq_wavelen = old / low_freq_factor;
                 let high_freq_wavelen = old / high_freq_factor;
                 let wavelen = inv_freq.reciprocal() * (2.0 * PI);
-                let scaled = inv_freq.where_self(
-                    &wavelen.le(low_freq_wavelen),
-                    &(&inv_freq / factor),
-                );
+                let scaled =
+                    inv_freq.where_self(&wavelen.le(low_freq_wavelen), &(&inv_freq / factor));
                 let smooth = ((wavelen.reciprocal() * old) - low_freq_factor)
                     / (high_freq_factor - low_freq_factor);
                 let smoothed =
@@ -418,9 +420,19 @@ impl DecoderLayer {
                 dims.hidden,
                 dims.eps,
             ),
-            gate_proj: Linear::with_bias(&mlp / "gate_proj", dims.hidden, dims.intermediate, mlp_bias),
+            gate_proj: Linear::with_bias(
+                &mlp / "gate_proj",
+                dims.hidden,
+                dims.intermediate,
+                mlp_bias,
+            ),
             up_proj: Linear::with_bias(&mlp / "up_proj", dims.hidden, dims.intermediate, mlp_bias),
-            down_proj: Linear::with_bias(&mlp / "down_proj", dims.intermediate, dims.hidden, mlp_bias),
+            down_proj: Linear::with_bias(
+                &mlp / "down_proj",
+                dims.intermediate,
+                dims.hidden,
+                mlp_bias,
+            ),
             act: dims.act,
             window,
             kept_index: (heads != dims.heads)
@@ -527,6 +539,10 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         bail!("partial_rotary_factor {f} is not supported (Llama-family models rotate the whole head)");
     }
     let scaling = RopeScaling::from_config(&c)?;
+    let scaling_factor = match scaling {
+        RopeScaling::Dynamic { factor } if factor > 1.0 => Some(factor),
+        _ => None,
+    };
     config.check_pruned_heads(c.num_hidden_layers, heads)?;
     let dims = Dims {
         hidden: c.hidden_size,
@@ -558,7 +574,9 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         .into_iter()
         .zip(windows)
         .enumerate()
-        .map(|(i, (kept, window))| DecoderLayer::new(&(&layers_path / i), dims, biases, window, kept))
+        .map(|(i, (kept, window))| {
+            DecoderLayer::new(&(&layers_path / i), dims, biases, window, kept)
+        })
         .collect();
     let lm_head = (objective == Objective::CausalLm && !c.tie_word_embeddings)
         .then(|| (root / "lm_head").zeros("weight", &[c.vocab_size, c.hidden_size]));
@@ -577,7 +595,12 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         dims,
         layers_count: c.num_hidden_layers,
         vocab: c.vocab_size,
-        max_positions: c.max_position_embeddings,
+        // Rotary positions have no table to run off; the pipeline keeps inputs within the
+        // trained length, or the length dynamic scaling stretches it to.
+        max_positions: match scaling_factor {
+            Some(f) => (c.max_position_embeddings as f64 * f) as i64,
+            None => c.max_position_embeddings,
+        },
         class,
     })
 }
@@ -592,15 +615,6 @@ impl Network for LlamaModel {
         let (b, t) = inputs.input_ids.size2()?;
         if let Some(m) = head_mask {
             check_head_mask(m, b, self.layers_count, self.dims.heads)?;
-        }
-        // Rotary positions extrapolate, so transformers does not stop at
-        // max_position_embeddings; we do, as for every family, so a run never silently
-        // leaves the range the model was trained on.
-        if t > self.max_positions {
-            bail!(
-                "inputs of {t} tokens exceed the model's {} positions (max_position_embeddings)",
-                self.max_positions
-            );
         }
         let mut x = embed(&self.embed_tokens, inputs.input_ids);
         let rope = self.rotary.rotary(t, x.kind(), x.device());
@@ -680,7 +694,10 @@ impl Network for LlamaModel {
             source: include_str!("llama_remote.py"),
             auto_map: vec![
                 class("AutoModelForCausalLM", "CausalLM"),
-                class("AutoModelForSequenceClassification", "SequenceClassification"),
+                class(
+                    "AutoModelForSequenceClassification",
+                    "SequenceClassification",
+                ),
             ],
         })
     }

@@ -231,7 +231,10 @@ impl Model {
             }
             _ => config.remove_auto_map(),
         }
-        write_atomically(&dir.join("config.json"), config.to_json_string()?.as_bytes())
+        write_atomically(
+            &dir.join("config.json"),
+            config.to_json_string()?.as_bytes(),
+        )
     }
 
     pub fn num_parameters(&self) -> i64 {
