@@ -6,6 +6,7 @@
 # `bertology prune --task mlm` on the tiny BERT and RoBERTa with MLM heads over MRPC dev text,
 # checked by scripts/reference/check_gpt_saved_model.py (the reloaded pruned model against the
 # original with the head mask, and bertology's per-block masked-LM losses against transformers').
+# Last, the Llama family pruned by heads and by groups, reloaded with trust_remote_code.
 # Needs scripts/setup.sh and scripts/setup-python-ref.sh. usage: scripts/check-families.sh [OUT_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,4 +76,21 @@ for family in bert roberta; do
   echo "== $family masked LM"
   (cd "$root/scripts/reference" && "$py" check_gpt_saved_model.py "$model" "$work/prune" "$text" \
     "$work/eval/predictions.csv" --text --block-size 16 --seed 42)
+done
+# Llama, Mistral and Qwen2 (grouped-query attention): `prune --task lm` by query heads and by
+# whole key/value groups on WikiText-2 valid, then transformers loads each pruned model through
+# the modelling file bertology saves beside it (trust_remote_code) and its logits must equal the
+# original's with the head mask as o_proj pre-hooks (scripts/reference/check_llama_pruned.py).
+wikitext=${WIKITEXT_DIR:-$root/../shared/data/wikitext-2}/valid.txt
+for family in llama mistral qwen2; do
+  for unit in head group; do
+    work=$out/$family-$unit
+    rm -rf "$work"
+    "$bin" prune --task lm --device cpu --quiet --model "$root/tests/fixtures/families/$family" \
+      --text "$wikitext" --block-size 12 --data-subset 64 --target-heads 0.4 --prune-unit "$unit" \
+      --timing-runs 1 --output-dir "$work"
+    echo "== $family by $unit"
+    (cd "$root/scripts/reference" && "$py" check_llama_pruned.py "$root/tests/fixtures/families/$family" \
+      "$work" "$wikitext" --block-size 12)
+  done
 done

@@ -183,6 +183,10 @@ pub struct EvalArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Evaluate with these heads masked (without pruning): a [layers, heads] .npy of 1 (keep)
+    /// and 0 (masked) over the model's original heads, e.g. a prune run's head_mask.npy.
+    #[arg(long, value_name = "FILE")]
+    pub head_mask: Option<PathBuf>,
     /// Folder for eval.json and predictions.csv.
     #[arg(long, default_value = "runs/eval")]
     pub output_dir: PathBuf,

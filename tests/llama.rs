@@ -293,3 +293,190 @@ fn bad_configs_and_masks_are_one_line_errors() {
     .to_string();
     assert!(e.contains("expected [2, 6]"), "{e}");
 }
+
+/// A [layers, heads] mask with every third head (from `offset`) masked, as a .npy file.
+fn mask_file(dir: &Path, layers: i64, heads: i64, offset: i64) -> (PathBuf, Tensor) {
+    let mask = Tensor::ones([layers, heads], (Kind::Float, Device::Cpu));
+    for l in 0..layers {
+        for h in (0..heads).filter(|h| (h + l + offset) % 3 == 0) {
+            let _ = mask.get(l).get(h).fill_(0.0);
+        }
+    }
+    let path = dir.join("mask.npy");
+    std::fs::write(&path, bertology::npy::to_bytes(&mask).unwrap()).unwrap();
+    (path, mask)
+}
+
+/// The rows of predictions.csv after the index column, as numbers.
+fn prediction_rows(path: &Path, columns: std::ops::Range<usize>) -> Vec<Vec<f64>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            columns
+                .clone()
+                .flat_map(|c| {
+                    rec[c]
+                        .split(' ')
+                        .map(|v| v.parse::<f64>().unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `eval --head-mask` scores the model with the heads masked, without pruning, for every
+/// family: language models on token-id lines (each line's mean token loss), classifiers on a
+/// tiny MNLI dev (each pair's logits), against the network's forward with the same mask (which the
+/// parity tests hold to transformers' within 1e-5).
+#[test]
+fn eval_with_a_head_mask_scores_the_masked_model_for_every_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lms = [
+        "tiny-gpt2",
+        "tiny-gpt",
+        "families/llama",
+        "families/mistral",
+        "families/qwen2",
+    ];
+    for name in lms {
+        let model = load(&fixture(name));
+        let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
+        let (mask_path, mask) = mask_file(tmp.path(), layers, heads, 0);
+        // Lines of different lengths (padding), ids inside every tiny vocabulary.
+        let lines: Vec<Vec<i64>> = (0..4)
+            .map(|i| {
+                (0..(10 - 2 * i))
+                    .map(|j| (7 * j + 3 * i + 1) % 60)
+                    .collect()
+            })
+            .collect();
+        let ids = tmp.path().join("ids.txt");
+        let text: Vec<String> = lines
+            .iter()
+            .map(|l| l.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+            .collect();
+        std::fs::write(&ids, text.join("\n")).unwrap();
+        let out_dir = tmp.path().join(format!("eval-{}", name.replace('/', "-")));
+        let path = |p: &Path| p.to_str().unwrap().to_string();
+        let (m, i, o, mp) = (
+            path(&fixture(name)),
+            path(&ids),
+            path(&out_dir),
+            path(&mask_path),
+        );
+        let run = ok(&bertology(&[
+            "eval",
+            "--task",
+            "lm",
+            "--model",
+            &m,
+            "--token-ids",
+            &i,
+            "--head-mask",
+            &mp,
+            "--output-dir",
+            &o,
+            "--json",
+            "--quiet",
+        ]));
+        assert_eq!(
+            run["heads_kept"],
+            (mask.sum(Kind::Float).double_value(&[]) as i64)
+        );
+        let got = prediction_rows(&out_dir.join("predictions.csv"), 2..3);
+        for (row, line) in lines.iter().enumerate() {
+            let x = Tensor::from_slice(line).view([1, -1]);
+            let types = x.zeros_like();
+            let att = x.ones_like();
+            let inputs = Inputs {
+                input_ids: &x,
+                token_type_ids: &types,
+                attention_mask: &att,
+            };
+            let want = tch::no_grad(|| {
+                let out = model
+                    .net
+                    .forward(&inputs, Some(&mask), Default::default())
+                    .unwrap();
+                model.net.loss(&out.logits, &x, false).double_value(&[])
+            });
+            let unmasked = tch::no_grad(|| {
+                let out = model
+                    .net
+                    .forward(&inputs, None, Default::default())
+                    .unwrap();
+                model.net.loss(&out.logits, &x, false).double_value(&[])
+            });
+            assert!(
+                (got[row][0] - want).abs() < 1e-5,
+                "{name} line {row}: {} vs {want}",
+                got[row][0]
+            );
+            assert!(
+                (want - unmasked).abs() > 1e-4,
+                "{name} line {row}: the mask changes nothing"
+            );
+        }
+    }
+    let classifiers = [
+        "tiny-bert",
+        "families/roberta",
+        "families/distilbert",
+        "families/electra",
+        "families/llama-cls",
+    ];
+    let mnli_dir = fixture("data/glue_tsv/MNLI");
+    let mnli = mnli_dir.to_str().unwrap().to_string();
+    for name in classifiers {
+        let model = load(&fixture(name));
+        let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
+        let (mask_path, mask) = mask_file(tmp.path(), layers, heads, 1);
+        let out_dir = tmp.path().join(format!("eval-{}", name.replace('/', "-")));
+        let path = |p: &Path| p.to_str().unwrap().to_string();
+        let (m, o, mp) = (path(&fixture(name)), path(&out_dir), path(&mask_path));
+        ok(&bertology(&[
+            "eval",
+            "--task",
+            "mnli",
+            "--data-dir",
+            &mnli,
+            "--model",
+            &m,
+            "--data-subset",
+            "16",
+            "--head-mask",
+            &mp,
+            "--max-seq-length",
+            "32",
+            "--output-dir",
+            &o,
+            "--json",
+            "--quiet",
+        ]));
+        let got = prediction_rows(&out_dir.join("predictions.csv"), 3..4);
+        let tok = bertology::model::tokenizer::TextTokenizer::from_dir(&model.dir, 32).unwrap();
+        let data = bertology::eval::Dataset::load(
+            bertology::data::glue::Task::Mnli,
+            &mnli_dir,
+            bertology::data::glue::Split::Dev,
+            Some(16),
+            &tok,
+        )
+        .unwrap();
+        let batches = data.batches(16, bertology::data::batch::Padding::Longest, Device::Cpu);
+        let want =
+            bertology::eval::predict(model.net.as_ref(), &batches, Some(&mask), None).unwrap();
+        let want: Vec<Vec<f64>> = Vec::try_from(want.to_kind(Kind::Double)).unwrap();
+        for (row, w) in want.iter().enumerate() {
+            for (a, b) in got[row].iter().zip(w) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{name} pair {row}: {:?} vs {w:?}",
+                    got[row]
+                );
+            }
+        }
+    }
+}

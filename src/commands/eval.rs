@@ -1,5 +1,6 @@
 //! `bertology eval`: metrics of a model on a GLUE split, eval.json and predictions.csv.
 use super::common::{padding, setup};
+use super::importance::read_head_mask;
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::eval::{predict, predictions, score};
 use crate::output::{check_output_dir, write_csv, write_json, Staging, EVAL_FILES};
@@ -11,6 +12,12 @@ use std::time::Instant;
 pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     check_output_dir(&args.output_dir)?;
     let s = setup(&args.model, &args.data, global)?;
+    let (layers, heads) = (s.model.net.num_layers(), s.model.net.num_heads());
+    let mask = args
+        .head_mask
+        .as_deref()
+        .map(|p| read_head_mask(p, layers, heads).map(|m| m.to_device(s.device)))
+        .transpose()?;
     let labelled = s.data.has_labels();
     let out_dir = &args.output_dir;
     let start = Instant::now();
@@ -18,7 +25,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         .data
         .batches(args.data.batch_size as usize, padding(&args.data), s.device);
     let bar = progress::bar(s.data.len() as u64, "evaluating", global.quiet);
-    let logits = predict(s.model.net.as_ref(), &batches, None, Some(&bar))?;
+    let logits = predict(s.model.net.as_ref(), &batches, mask.as_ref(), Some(&bar))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = if labelled {
@@ -108,6 +115,8 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         "examples": s.data.len(),
         "tokens": s.data.tokens(),
         "metrics": metrics,
+        "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+        "heads_kept": mask.as_ref().map(|m| m.sum(tch::Kind::Float).double_value(&[]) as i64),
         "batch_size": args.data.batch_size,
         "max_seq_length": args.data.max_seq_length,
         "pad_to_max_length": args.data.pad_to_max_length,

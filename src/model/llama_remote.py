@@ -47,8 +47,9 @@ def _attention_forward(self, hidden_states, position_embeddings, attention_mask=
     if past_key_values is not None:
         k, v = past_key_values.update(k, v, self.layer_idx,
                                       {"sin": sin, "cos": cos, "cache_position": cache_position})
-    k = k.index_select(1, self.kv_of)
-    v = v.index_select(1, self.kv_of)
+    kv_of = torch.tensor(self.kv_of, dtype=torch.long, device=k.device)
+    k = k.index_select(1, kv_of)
+    v = v.index_select(1, kv_of)
     scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling
     keys = k.shape[-2]
     if attention_mask is None:
@@ -81,16 +82,23 @@ def _cut_heads(model, config):
         attn.k_proj = _resized(attn.k_proj, out_features=len(kv) * head_dim)
         attn.v_proj = _resized(attn.v_proj, out_features=len(kv) * head_dim)
         attn.o_proj = _resized(attn.o_proj, in_features=len(query) * head_dim)
-        attn.register_buffer("kv_of", torch.tensor(kv_of, dtype=torch.long,
-                                                   device=attn.q_proj.weight.device),
-                             persistent=False)
+        # A plain list: a buffer made while transformers builds the model on the meta device
+        # would never receive values.
+        attn.kv_of = kv_of
         attn.forward = types.MethodType(_attention_forward, attn)
 
 
 def _pruned(base):
     class Pruned(base):
         def __init__(self, config):
-            super().__init__(config)
+            # transformers' post_init would hand pruned_heads to LlamaModel._prune_heads, which
+            # does not exist: the heads are cut here instead.
+            pruned = config.pruned_heads
+            config.pruned_heads = {}
+            try:
+                super().__init__(config)
+            finally:
+                config.pruned_heads = pruned
             _cut_heads(self, config)
 
         def prune_heads(self, heads_to_prune):
