@@ -480,3 +480,196 @@ fn eval_with_a_head_mask_scores_the_masked_model_for_every_family() {
         }
     }
 }
+
+/// Every command on a grouped-query model through the binary: the causal LM on WikiText-2
+/// text (finetune, eval, importance with per-group importance, prune by groups, attention,
+/// hidden-states, inspect, report) and the classifier on tiny MNLI (finetune, prune by heads).
+#[test]
+fn every_command_runs_on_the_llama_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // The first 4,000 characters of WikiText-2 valid: a few dozen blocks.
+    let valid =
+        std::fs::read_to_string(root().join("../shared/data/wikitext-2/valid.txt")).unwrap();
+    let text = tmp.path().join("valid-head.txt");
+    std::fs::write(&text, &valid[..valid.char_indices().nth(4000).unwrap().0]).unwrap();
+    let model = s(&dir("qwen2"));
+    let lm = |cmd: &str, model: &str, extra: &[&str]| {
+        let mut a = vec![
+            cmd.to_string(),
+            "--task".into(),
+            "lm".into(),
+            "--model".into(),
+            model.to_string(),
+            "--text".into(),
+            s(&text),
+            "--block-size".into(),
+            "24".into(),
+            "--json".into(),
+            "--quiet".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&bertology(&argv))
+    };
+    let imp = tmp.path().join("importance");
+    let i = lm(
+        "importance",
+        &model,
+        &["--data-subset", "24", "--output-dir", &s(&imp)],
+    );
+    assert_eq!(i["kv_heads"], 2);
+    let groups = bertology::npy::read(&imp.join("group_importance.npy")).unwrap();
+    let heads = bertology::npy::read(&imp.join("head_importance.npy")).unwrap();
+    assert_eq!(groups.size(), [2, 2]);
+    close(
+        &groups,
+        &heads
+            .view([2, 2, 3])
+            .sum_dim_intlist(-1, false, Kind::Float),
+        "group importance is the sum over the group's query heads",
+    );
+    let prune_dir = tmp.path().join("prune");
+    let p = lm(
+        "prune",
+        &model,
+        &[
+            "--data-subset",
+            "24",
+            "--prune-unit",
+            "group",
+            "--target-heads",
+            "0.5",
+            "--timing-runs",
+            "1",
+            "--output-dir",
+            &s(&prune_dir),
+        ],
+    );
+    assert_eq!(p["heads_kept"], 6);
+    assert_eq!(p["settings"]["prune_unit"], "group");
+    // Whole groups go: each layer keeps 0, 3 or 6 query heads.
+    for k in p["heads_kept_per_layer"].as_array().unwrap() {
+        assert!(
+            k.as_i64().unwrap() % 3 == 0,
+            "{}",
+            p["heads_kept_per_layer"]
+        );
+    }
+    assert!(p["max_abs_logit_diff_pruned_vs_masked"].as_f64().unwrap() <= 1e-5);
+    let pruned = s(&prune_dir.join("pruned_model"));
+    let e = lm(
+        "eval",
+        &pruned,
+        &[
+            "--data-subset",
+            "24",
+            "--output-dir",
+            &s(&tmp.path().join("eval")),
+        ],
+    );
+    let (es, ps) = (
+        e["score"].as_f64().unwrap(),
+        p["pruned_score"].as_f64().unwrap(),
+    );
+    assert!((es - ps).abs() < 1e-6, "eval {es} vs prune {ps}: {e}");
+    let tuned = tmp.path().join("tuned");
+    let f = lm(
+        "finetune",
+        &pruned,
+        &[
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--output-dir",
+            &s(&tuned),
+        ],
+    );
+    assert_eq!(f["epochs"].as_array().unwrap().len(), 1);
+    let inspect = ok(&bertology(&["inspect", "--json", "--model", &s(&tuned)]));
+    assert_eq!(inspect["heads_per_layer"], p["heads_kept_per_layer"]);
+    for (cmd, out) in [("attention", "attn"), ("hidden-states", "hidden")] {
+        let out = s(&tmp.path().join(out));
+        ok(&bertology(&[
+            cmd,
+            "--model",
+            &pruned,
+            "--text",
+            "The cat sat on the mat.",
+            "--output-dir",
+            &out,
+            "--json",
+            "--quiet",
+        ]));
+    }
+    for dir in [&imp, &prune_dir] {
+        let out = bertology(&["report", dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The classifier on MRPC: a base without its score head gets a fresh 2-way one from
+    // finetune, then is pruned by query heads.
+    let base = with_config("llama-cls", |c| {
+        let c = c.as_object_mut().unwrap();
+        for k in ["id2label", "label2id", "num_labels", "problem_type"] {
+            c.remove(k);
+        }
+    });
+    let weights = base.path().join("model.safetensors");
+    let kept: Vec<(String, Tensor)> = Tensor::read_safetensors(&weights)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("score."))
+        .collect();
+    Tensor::write_safetensors(&kept, &weights).unwrap();
+    let cls = |cmd: &str, model: &str, extra: &[&str]| {
+        let mut a = vec![
+            cmd,
+            "--task",
+            "mrpc",
+            "--model",
+            model,
+            "--max-seq-length",
+            "32",
+            "--json",
+            "--quiet",
+        ];
+        a.extend(extra);
+        ok(&bertology(&a))
+    };
+    let cls_tuned = s(&tmp.path().join("cls-tuned"));
+    cls(
+        "finetune",
+        &s(base.path()),
+        &[
+            "--train-subset",
+            "16",
+            "--eval-subset",
+            "16",
+            "--epochs",
+            "1",
+            "--output-dir",
+            &cls_tuned,
+        ],
+    );
+    let cp = cls(
+        "prune",
+        &cls_tuned,
+        &[
+            "--data-subset",
+            "16",
+            "--target-heads",
+            "0.5",
+            "--timing-runs",
+            "1",
+            "--output-dir",
+            &s(&tmp.path().join("cls-prune")),
+        ],
+    );
+    assert_eq!(cp["heads_kept"], 6);
+    assert!(cp["max_abs_logit_diff_pruned_vs_masked"].as_f64().unwrap() <= 1e-5);
+}
