@@ -86,7 +86,7 @@ def check_tokenizer(gguf_path, folder, text_path, fixture):
     return agree == len(lines)
 
 
-def check_model(gguf_path, folder, text_path, blocks, block_size, binary):
+def check_model(gguf_path, folder, text_path, blocks, block_size, binary, cache):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     d, name = os.path.split(os.path.abspath(gguf_path))
@@ -112,7 +112,7 @@ def check_model(gguf_path, folder, text_path, blocks, block_size, binary):
     # bertology itself, when its llama family can run the model.
     run = subprocess.run([binary, "eval", "--task", "lm", "--model", gguf_path, "--text", text_path,
                           "--block-size", str(block_size), "--json", "--quiet", "--device", "cpu"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=dict(os.environ, BERTOLOGY_GGUF_CACHE=cache))
     if run.returncode == 0:
         print(f"bertology eval --task lm: {run.stdout.strip()[:400]}")
     else:
@@ -138,7 +138,7 @@ def main():
     print(f"converted folder: {folder} (bertology inspect took {took:.1f} s; exit {run.returncode})")
     ok = check_tokenizer(a.gguf, folder, a.text, a.fixture)
     if not a.no_model:
-        ok = check_model(a.gguf, folder, a.text, a.blocks, a.block_size, a.bertology) and ok
+        ok = check_model(a.gguf, folder, a.text, a.blocks, a.block_size, a.bertology, cache) and ok
     sys.exit(0 if ok else 1)
 
 
