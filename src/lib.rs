@@ -7,6 +7,7 @@ pub mod device;
 pub mod eval;
 pub mod finetune;
 pub mod finite;
+pub mod gguf;
 pub mod hidden_states;
 pub mod hub;
 pub mod importance;

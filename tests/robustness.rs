@@ -62,6 +62,16 @@ fn with_env(mut c: Case, key: &'static str, value: &str) -> Case {
 
 fn nothing(_: &Ctx) {}
 
+/// `eval --model` on a bad GGUF fixture copied into the case's folder, converting into a cache
+/// inside it (so the folder check also proves that no cache folder is left).
+fn gguf_case(input: &'static str, file: &'static str, needles: &[&'static str]) -> Case {
+    let cmd = format!("eval --model {{TMP}}/{file} {{D}} --output-dir {{OUT}}");
+    let c = case(input, &cmd, 1, needles, move |c: &Ctx| {
+        std::fs::copy(fixture("gguf").join("bad").join(file), c.root.join(file)).unwrap();
+    });
+    with_env(c, "BERTOLOGY_GGUF_CACHE", "{TMP}/gguf-cache")
+}
+
 fn write(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
@@ -107,6 +117,13 @@ fn cases() -> Vec<Case> {
         case("--model: a weights file instead of its folder", "eval --model {T}/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "is a file"], nothing),
         case("--model: a missing .safetensors path (not a hub id)", "eval --model {TMP}/x/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "no such file or folder"], nothing),
         case("--model: a hub id not in the cache", "eval --model org/absent {D} --output-dir {OUT}", 1, &["--model org/absent", "not in the hub cache"], nothing),
+        // GGUF files (issue 24): the conversion's cache is inside the case's folder, which must stay as it was.
+        gguf_case("--model: a truncated GGUF file", "truncated.gguf", &["truncated.gguf", "truncated GGUF file"]),
+        gguf_case("--model: a GGUF file with the wrong magic", "bad_magic.gguf", &["bad_magic.gguf", "expected the magic \"GGUF\""]),
+        gguf_case("--model: a GGUF tensor of an unknown type id", "unknown_type.gguf", &["unknown_type.gguf", "unknown GGML type id 99"]),
+        gguf_case("--model: GGUF tensor data past the end of the file", "data_past_end.gguf", &["data_past_end.gguf", "runs past the end of the file"]),
+        gguf_case("--model: a GGUF file without tokenizer.ggml.tokens", "no_tokenizer_tokens.gguf", &["no_tokenizer_tokens.gguf", "tokenizer.ggml.tokens is missing"]),
+        with_env(case("--model: a missing .gguf path", "eval --model {TMP}/absent.gguf {D} --output-dir {OUT}", 1, &["--model", "no such file or folder"], nothing), "BERTOLOGY_GGUF_CACHE", "{TMP}/gguf-cache"),
         case("config.json missing", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "missing"], |c| std::fs::remove_file(c.t.join("config.json")).unwrap()),
         case("config.json empty", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "malformed config"], |c| write(&c.t.join("config.json"), "")),
         case("config.json not JSON", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "malformed config"], |c| write(&c.t.join("config.json"), "{hidden_size: 32")),

@@ -1,4 +1,5 @@
-//! Where a model comes from: a local folder, or a hub id `ORG/NAME[@REV]` found in the standard
+//! Where a model comes from: a local folder, a GGUF file (converted once into a cached
+//! Hugging Face folder, see `crate::gguf`), or a hub id `ORG/NAME[@REV]` found in the standard
 //! Hugging Face cache (`models--ORG--NAME/snapshots/<commit>/`), else downloaded into it.
 use crate::hub::{self, Client, Settings};
 use anyhow::{anyhow, bail, Result};
@@ -12,8 +13,9 @@ pub fn hub_cache_dir() -> PathBuf {
     hub::cache_dir()
 }
 
-/// Resolves a model argument to a folder holding `config.json`: a local folder, else the hub
-/// cache, else a download (unless $HF_HUB_OFFLINE); `quiet` hides the download progress.
+/// Resolves a model argument to a folder holding `config.json`: a local folder, a GGUF file's
+/// converted folder, else the hub cache, else a download (unless $HF_HUB_OFFLINE); `quiet`
+/// hides the download and conversion progress.
 pub fn resolve_model(spec: &str, quiet: bool) -> Result<PathBuf> {
     resolve_model_with(spec, Settings::from_env(), quiet)
 }
@@ -32,15 +34,20 @@ fn resolve_model_with(spec: &str, settings: Settings, quiet: bool) -> Result<Pat
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
+    if crate::gguf::is_gguf(path) {
+        // Converted once into a Hugging Face folder in the GGUF cache, then read from there.
+        return crate::gguf::resolve(path, quiet).map_err(|e| anyhow!("--model {e:#}"));
+    }
     if path.exists() {
         bail!(
-            "--model {spec}: is a file; pass the folder that holds config.json and model.safetensors"
+            "--model {spec}: is a file; pass the folder that holds config.json and model.safetensors (or a .gguf file)"
         );
     }
     // A name ending in a weight or config file's extension is a path, not a hub id.
     let file_like = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         [
             "safetensors",
+            "gguf",
             "bin",
             "json",
             "h5",
