@@ -673,3 +673,188 @@ fn every_command_runs_on_the_llama_family() {
     assert_eq!(cp["heads_kept"], 6);
     assert!(cp["max_abs_logit_diff_pruned_vs_masked"].as_f64().unwrap() <= 1e-5);
 }
+
+/// FNV-1a over little-endian u32 ids, as make_smollm2_reference.py hashes them.
+fn fnv1a(ids: &[i64]) -> String {
+    let mut h: u64 = 0xCBF29CE484222325;
+    for &i in ids {
+        for b in (i as u32).to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001B3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().flat_map(numbers).collect(),
+        v => vec![v.as_f64().unwrap()],
+    }
+}
+
+/// The real SmolLM2-135M-Instruct (scripts/setup.sh installs its Q4_1 GGUF) on WikiText-2 valid
+/// against transformers reading the same file (scripts/reference/make_smollm2_reference.py):
+/// the token ids, logits (1e-5... of their scale), the loss (1e-5 relative), head importance
+/// (1e-3) through `importance`, the loss under a head mask through `eval --head-mask`; and
+/// `attention` and `hidden-states` run on it.
+#[test]
+fn smollm2_on_wikitext2_matches_transformers() {
+    let gguf = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        gguf.display()
+    );
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("smollm2_wikitext2.json")).unwrap()).unwrap();
+    let blocks = reference["blocks"].as_i64().unwrap();
+    let text = root().join("data/wikitext-2/valid.txt");
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let folder = bertology::model::source::resolve_model(&s(&gguf), true).unwrap();
+    let model = Model::load(
+        &folder,
+        &LoadOptions {
+            device: Device::Cpu,
+            seed: 0,
+            task: Some(bertology::data::glue::Task::Lm.into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            model.net.num_layers(),
+            model.net.num_heads(),
+            model.net.num_kv_heads()
+        ),
+        (30, 9, 3)
+    );
+    // The blocks bertology's --text makes: the whole file tokenised, cut into 128s.
+    let tok =
+        bertology::model::tokenizer::TextTokenizer::from_dir(&folder, usize::MAX / 2).unwrap();
+    let all = bertology::data::lm::text_blocks(&tok, &[text.clone()], 128, None, 49152, "--text")
+        .unwrap();
+    let ids: Vec<i64> = all[..blocks as usize].concat();
+    assert_eq!(
+        fnv1a(&ids),
+        reference["ids_fnv1a"].as_str().unwrap(),
+        "token ids differ"
+    );
+    // Logits of block 0 at a few positions: the first 64 entries, logsumexp and argmax.
+    let x = Tensor::from_slice(&all[0]).view([1, 128]);
+    let (types, att) = (x.zeros_like(), x.ones_like());
+    let inputs = Inputs {
+        input_ids: &x,
+        token_type_ids: &types,
+        attention_mask: &att,
+    };
+    let logits = tch::no_grad(|| model.net.forward(&inputs, None, Default::default()))
+        .unwrap()
+        .logits
+        .get(0);
+    let want = &reference["logits"];
+    for (i, p) in numbers(&want["positions"]).iter().enumerate() {
+        let row = logits.get(*p as i64);
+        let first = Tensor::from_slice(&numbers(&want["first_64"][i])).to_kind(Kind::Float);
+        let d = max_abs_diff(&row.narrow(0, 0, 64), &first);
+        eprintln!("SmolLM2 logits at position {p}: max |diff| {d:.2e}");
+        assert!(d <= 1e-4, "position {p}: logits differ by {d}");
+        let lse = row.logsumexp([0], false).double_value(&[]);
+        let want_lse = want["logsumexp"][i].as_f64().unwrap();
+        assert!(
+            (lse - want_lse).abs() <= 1e-4,
+            "position {p}: logsumexp {lse} vs {want_lse}"
+        );
+        assert_eq!(
+            row.argmax(0, false).int64_value(&[]),
+            want["argmax"][i].as_i64().unwrap()
+        );
+    }
+    let common = [
+        "--task".to_string(),
+        "lm".into(),
+        "--model".into(),
+        s(&gguf),
+        "--text".into(),
+        s(&text),
+        "--block-size".into(),
+        "128".into(),
+        "--data-subset".into(),
+        blocks.to_string(),
+        "--batch-size".into(),
+        "4".into(),
+        "--json".into(),
+        "--quiet".into(),
+    ];
+    let run = |cmd: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = vec![cmd];
+        a.extend(common.iter().map(String::as_str));
+        a.extend(extra);
+        ok(&bertology(&a))
+    };
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    let e = run("eval", &["--output-dir", &s(&tmp.path().join("eval"))]);
+    let loss = e["metrics"]["loss"].as_f64().unwrap();
+    let want_loss = reference["loss"].as_f64().unwrap();
+    assert!(
+        rel(loss, want_loss) <= 1e-5,
+        "loss {loss} vs transformers {want_loss}"
+    );
+    // The ablation every head study runs: eval with a head mask.
+    let (mask_path, _) = {
+        let mask = Tensor::ones([30, 9], (Kind::Float, Device::Cpu));
+        for l in 0..30 {
+            for h in (0..9).filter(|h| (h + l) % 4 == 0) {
+                let _ = mask.get(l).get(h).fill_(0.0);
+            }
+        }
+        let p = tmp.path().join("ablation.npy");
+        std::fs::write(&p, bertology::npy::to_bytes(&mask).unwrap()).unwrap();
+        (p, mask)
+    };
+    let masked = run(
+        "eval",
+        &[
+            "--head-mask",
+            &s(&mask_path),
+            "--output-dir",
+            &s(&tmp.path().join("masked")),
+        ],
+    );
+    let masked_loss = masked["metrics"]["loss"].as_f64().unwrap();
+    let want_masked = reference["ablation_loss"].as_f64().unwrap();
+    assert!(
+        rel(masked_loss, want_masked) <= 1e-5,
+        "masked loss {masked_loss} vs transformers {want_masked}"
+    );
+    let imp_dir = tmp.path().join("importance");
+    run(
+        "importance",
+        &["--no-entropy", "--output-dir", &s(&imp_dir)],
+    );
+    let importance = bertology::npy::read(&imp_dir.join("head_importance.npy")).unwrap();
+    let want_importance = Tensor::from_slice(&numbers(&reference["importance"]))
+        .view([30, 9])
+        .to_kind(Kind::Float);
+    let d = max_abs_diff(&importance, &want_importance);
+    eprintln!(
+        "SmolLM2: loss {loss} (transformers {want_loss}), masked {masked_loss} ({want_masked}), importance max |diff| {d:.2e}"
+    );
+    assert!(d <= 1e-3, "importance differs from transformers' by {d}");
+    assert!(imp_dir.join("group_importance.npy").is_file());
+    // attention and hidden-states run on it.
+    for (cmd, out) in [("attention", "attn"), ("hidden-states", "hidden")] {
+        ok(&bertology(&[
+            cmd,
+            "--model",
+            &s(&gguf),
+            "--text",
+            "The capital of France is Paris.",
+            "--output-dir",
+            &s(&tmp.path().join(out)),
+            "--json",
+            "--quiet",
+        ]));
+    }
+}
