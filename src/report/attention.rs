@@ -415,6 +415,7 @@ fn labelled_heatmap(
             mask: None,
             legend,
             scale: share.then_some((0.0, 1.0)),
+            group: 1,
         },
     )
 }

@@ -137,6 +137,7 @@ const FIELD_TYPES: &[(&str, &str)] = &[
     ("tokens", "count"),
     ("layers", "count"),
     ("heads", "count"),
+    ("kv_heads", "count"),
     ("heads_total", "count"),
     ("heads_kept", "count"),
     ("parameters_before", "count"),
@@ -338,6 +339,16 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     let mut pictures = Vec::new();
     let importance = dir.join("head_importance.npy");
     let ranks = dir.join("head_ranks.npy");
+    // Query heads per key/value group (runs before grouped-query attention record none).
+    let kv_heads = summary["kv_heads"].as_u64().unwrap_or(0) as usize;
+    let group_of = |values: &[Vec<f64>]| {
+        let width = values.first().map_or(0, Vec::len);
+        if kv_heads > 0 && width % kv_heads == 0 {
+            width / kv_heads
+        } else {
+            1
+        }
+    };
     let mask_file = dir.join("head_mask.npy");
     let mask = if mask_file.is_file() {
         Some(read_matrix(&mask_file)?)
@@ -358,6 +369,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             r.as_deref(),
             mask.as_deref(),
             "importance",
+            group_of(&values),
         )?);
     }
     let entropy = dir.join("attn_entropy.npy");
@@ -370,6 +382,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             None,
             mask.as_deref(),
             "entropy",
+            group_of(&values),
         )?);
     }
     let curve = dir.join("masking_curve.csv");

@@ -68,7 +68,9 @@ pub(crate) fn colour(v: f64, min: f64, max: f64) -> RGBColor {
 }
 
 /// Layers down, heads across; colour = value, each cell labelled with its rank (when given);
-/// heads the mask removes are faded and kept ones framed. A colour bar on the right gives the scale.
+/// heads the mask removes are faded and kept ones framed; under grouped-query attention
+/// (`group` query heads per key/value head) red lines separate the groups. A colour bar on the
+/// right gives the scale.
 pub fn heatmap(
     stem: &Path,
     title: &str,
@@ -76,6 +78,7 @@ pub fn heatmap(
     ranks: Option<&[Vec<f64>]>,
     mask: Option<&[Vec<f64>]>,
     legend: &str,
+    group: usize,
 ) -> Result<Vec<PathBuf>> {
     let labels: Option<Vec<Vec<String>>> = ranks.map(|r| {
         r.iter()
@@ -92,6 +95,16 @@ pub fn heatmap(
         (false, true) => "faded: pruned, framed: kept",
         (false, false) => "",
     };
+    let grouped;
+    let note = if group > 1 {
+        grouped = format!(
+            "{note}{}red lines: key/value groups of {group}",
+            if note.is_empty() { "" } else { "; " }
+        );
+        grouped.as_str()
+    } else {
+        note
+    };
     grid(
         stem,
         &Grid {
@@ -102,6 +115,7 @@ pub fn heatmap(
             mask,
             legend,
             scale: None,
+            group,
         },
     )
 }
@@ -122,6 +136,8 @@ pub(crate) struct Grid<'a> {
     pub legend: &'a str,
     /// Fixed colour scale; `None`: from the smallest to the largest finite value.
     pub scale: Option<(f64, f64)>,
+    /// Query heads per key/value group (1: none drawn).
+    pub group: usize,
 }
 
 /// Draws `spec` to `stem.svg` and `stem.png`, 56 pixels a cell.
@@ -263,6 +279,21 @@ where
                         .map_err(&e)?;
                 }
             }
+        }
+    }
+    // Key/value groups: a red line between neighbouring groups, over every layer.
+    if spec.group > 1 {
+        for k in (spec.group..heads).step_by(spec.group) {
+            let x = SegmentValue::Exact(k as i32);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![
+                        (x.clone(), SegmentValue::Exact(0)),
+                        (x, SegmentValue::Exact(layers as i32)),
+                    ],
+                    ShapeStyle::from(&RED).stroke_width(4),
+                )))
+                .map_err(&e)?;
         }
     }
     colour_bar(&bar, min, max, spec.legend).map_err(&e)?;
