@@ -2,7 +2,7 @@
 use crate::data::custom::Columns;
 use crate::data::glue::{Split, Task};
 use crate::data::source::SourceRequest;
-use crate::device::DeviceChoice;
+use crate::device::{DeviceChoice, Dtype};
 use crate::importance::Estimator;
 use crate::masking::{Order, PruneUnit};
 use clap::{Args, Parser, Subcommand};
@@ -42,6 +42,10 @@ pub struct GlobalArgs {
     /// initialised or not used).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// Precision of the weights and activations (bfloat16 halves the weights' memory; losses,
+    /// scores and written outputs stay float32).
+    #[arg(long, global = true, value_enum, default_value_t = Dtype::Float32)]
+    pub dtype: Dtype,
     /// CPU threads for libtorch (default: libtorch's choice, all cores).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,

@@ -5,6 +5,7 @@ use crate::data::custom::ModelLabels;
 use crate::data::glue::Task;
 use crate::data::source::{Loaded, Source, SourceRequest};
 use crate::data::spec::TaskSpec;
+use crate::device::Dtype;
 use crate::eval::Dataset;
 use crate::importance::Estimator;
 use crate::model::config::ModelConfig;
@@ -86,8 +87,8 @@ pub fn log_load(model: &Model, global: &GlobalArgs) {
 
 /// Loads a model a command will run, refusing weights that hold NaN or infinity (they would
 /// turn every result into NaN).
-pub fn load_model(dir: &std::path::Path, opts: &LoadOptions) -> Result<Model> {
-    let model = Model::load(dir, opts)?;
+pub fn load_model(dir: &std::path::Path, opts: &LoadOptions, dtype: Dtype) -> Result<Model> {
+    let mut model = Model::load(dir, opts)?;
     let mut vars: Vec<(String, tch::Tensor)> = model.vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, t) in &vars {
@@ -98,6 +99,7 @@ pub fn load_model(dir: &std::path::Path, opts: &LoadOptions) -> Result<Model> {
             );
         }
     }
+    model.set_kind(dtype.kind());
     Ok(model)
 }
 
@@ -218,6 +220,7 @@ pub fn setup(
                 seed: model_args.seed,
                 task: Some(task.into()),
             },
+            global.dtype,
         )?;
         log_load(&model, global);
         return lm_setup(model, &dir, task, data_args, device, model_args.seed);
@@ -243,6 +246,7 @@ pub fn setup(
             seed: model_args.seed,
             task: Some(loaded.spec.clone()),
         },
+        global.dtype,
     )?;
     log_load(&model, global);
     if data_args.max_seq_length as i64 > model.net.max_positions() {

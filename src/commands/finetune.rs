@@ -179,6 +179,7 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
             seed: args.seed,
             task: Some(spec.clone()),
         },
+        global.dtype,
     )?;
     // A new classifier is what fine-tuning is for: no warning about it unless asked.
     if global.verbose {
@@ -308,6 +309,7 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
             seed: args.seed,
             task: Some(task.into()),
         },
+        global.dtype,
     )?;
     if global.verbose {
         log_load(&model, global);

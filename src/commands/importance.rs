@@ -139,22 +139,24 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         flat(&stats.entropy),
     );
     let rk: Vec<i64> = Vec::try_from(head_ranks.flatten(0, -1))?;
+    // Under grouped-query attention a kv_group column follows head (absent otherwise, so the
+    // file of every other model keeps its columns).
+    let grouped = kv_heads < heads;
+    let header: Vec<&str> = ["layer", "head", "kv_group", "importance"]
+        .into_iter()
+        .filter(|&c| grouped || c != "kv_group")
+        .chain(["raw_importance", "entropy", "rank"])
+        .collect();
     write_csv(
         &dir.join("importance.csv"),
-        &[
-            "layer",
-            "head",
-            "kv_group",
-            "importance",
-            "raw_importance",
-            "entropy",
-            "rank",
-        ],
+        &header,
         (0..imp.len()).map(|i| {
-            vec![
-                (i as i64 / heads).to_string(),
-                (i as i64 % heads).to_string(),
-                (i as i64 % heads / group_size).to_string(),
+            let (layer, head) = (i as i64 / heads, i as i64 % heads);
+            let mut row = vec![layer.to_string(), head.to_string()];
+            if grouped {
+                row.push((head / group_size).to_string());
+            }
+            row.extend([
                 imp[i].to_string(),
                 raw[i].to_string(),
                 if args.no_entropy {
@@ -163,7 +165,8 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
                     ent[i].to_string()
                 },
                 rk[i].to_string(),
-            ]
+            ]);
+            row
         }),
     )?;
     let summary = json!({

@@ -160,6 +160,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
                 seed: args.model.seed,
                 task: None,
             },
+            global.dtype,
         )?;
         if global.verbose {
             log_load(&model, global);
@@ -247,6 +248,7 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             seed: args.model.seed,
             task: None,
         },
+        global.dtype,
     )?;
     if global.verbose {
         log_load(&model, global);

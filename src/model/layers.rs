@@ -319,6 +319,7 @@ impl MultiHeadAttention {
             let scores = q.matmul(&k.transpose(-1, -2)) / self.score_divisor + additive_mask;
             let mut probs = self.softmax(&scores).dropout(self.dropout, train);
             if let Some(m) = layer_mask {
+                let m = m.to_kind(probs.kind());
                 probs = probs * m;
             }
             (probs.matmul(&v), Some(probs))
@@ -375,6 +376,7 @@ impl MultiHeadAttention {
                 self.attend(&q, &k, &v, additive_mask, p)
             };
             if let Some(m) = layer_mask {
+                let m = m.to_kind(ctx.kind());
                 ctx = ctx * m;
             }
             (ctx, probs)
@@ -422,7 +424,7 @@ impl MultiHeadAttention {
                 + additive_mask;
             let probs = self.softmax(&scores);
             match layer_mask {
-                Some(m) => probs * m.detach(),
+                Some(m) => probs * m.detach().to_kind(scores.kind()),
                 None => probs,
             }
         })

@@ -190,8 +190,11 @@ impl Model {
     /// A new model of the same family over `config` (e.g. with more heads pruned), its
     /// variables left at their initial values for the caller to fill.
     pub fn empty_like(&self, mut config: ModelConfig) -> Result<Model> {
-        let vs = VarStore::new(self.vs.device());
+        let mut vs = VarStore::new(self.vs.device());
         let net = (self.family.build)(&vs.root(), &config)?;
+        if self.kind() != tch::Kind::Float {
+            vs.set_kind(self.kind());
+        }
         config.set_architecture(net.hf_class());
         Ok(Model {
             config,
@@ -235,6 +238,23 @@ impl Model {
             &dir.join("config.json"),
             config.to_json_string()?.as_bytes(),
         )
+    }
+
+    /// Converts the weights to `kind` (float32 or bfloat16); a no-op when they have it.
+    pub fn set_kind(&mut self, kind: tch::Kind) {
+        if self.kind() != kind {
+            self.vs.set_kind(kind);
+        }
+    }
+
+    /// The weights' precision (float32 unless converted).
+    pub fn kind(&self) -> tch::Kind {
+        self.vs
+            .variables()
+            .values()
+            .map(|t| t.kind())
+            .next()
+            .unwrap_or(tch::Kind::Float)
     }
 
     pub fn num_parameters(&self) -> i64 {

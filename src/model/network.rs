@@ -189,6 +189,8 @@ pub trait Network {
                 losses.sum(losses.kind()) / counted.sum(losses.kind()).clamp_min(1.0)
             };
         }
+        // In float32 whatever the model's precision, as transformers' losses upcast.
+        let logits = logits.to_kind(Kind::Float);
         if self.is_regression() {
             logits
                 .squeeze_dim(-1)
@@ -210,6 +212,7 @@ pub trait Network {
                 counted.sum_dim_intlist(-1, false, losses.kind()),
             );
         }
+        let logits = logits.to_kind(Kind::Float);
         let each = if self.is_regression() {
             logits
                 .squeeze_dim(-1)
@@ -237,7 +240,7 @@ pub trait Network {
                     1,
                 )
             }
-            _ => logits.shallow_clone(),
+            _ => logits.to_kind(Kind::Float),
         }
     }
 

@@ -343,7 +343,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     let kv_heads = summary["kv_heads"].as_u64().unwrap_or(0) as usize;
     let group_of = |values: &[Vec<f64>]| {
         let width = values.first().map_or(0, Vec::len);
-        if kv_heads > 0 && width % kv_heads == 0 {
+        if kv_heads > 0 && width.is_multiple_of(kv_heads) {
             width / kv_heads
         } else {
             1
