@@ -73,6 +73,9 @@ pub enum Command {
     /// Every layer's hidden states (and optionally attentions) as safetensors, with the
     /// token strings and example indices as JSON.
     HiddenStates(crate::commands::hidden_states::HiddenStatesArgs),
+    /// The score with each head masked alone (how many single heads hurt, how many help), and
+    /// with --single-head each layer reduced to one head: ablation.npy, .csv, .json, a picture.
+    Ablate(AblateArgs),
 }
 
 /// Which model, for commands that run one on a task.
@@ -197,6 +200,38 @@ pub struct EvalArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AblateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Also score each layer reduced to each one of its heads (the rest of the model intact):
+    /// one more pass per head.
+    #[arg(long)]
+    pub single_head: bool,
+    /// A head hurts (or helps) when masking it lowers (raises) the score by more than this
+    /// fraction of the unmasked score.
+    #[arg(long, default_value_t = 0.001, value_parser = fraction)]
+    pub tolerance: f64,
+    /// Folder for ablation.npy, ablation.csv, ablation.json and the picture.
+    #[arg(long, default_value = "runs/ablate")]
+    pub output_dir: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A number in [0, 1].
+fn fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1]"))
+    }
 }
 
 /// How head importance is estimated and normalised.

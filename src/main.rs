@@ -74,6 +74,7 @@ fn run() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Eval(args) => commands::eval::run(args, &cli.global),
+        Command::Ablate(args) => commands::ablate::run(args, &cli.global),
         Command::Finetune(args) => commands::finetune::run(args, &cli.global),
         Command::Importance(args) => commands::importance::run(args, &cli.global),
         Command::Prune(args) => commands::prune::run(args, &cli.global),

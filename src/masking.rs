@@ -84,6 +84,9 @@ pub struct MaskingResult {
     /// [layers, heads], 1 keep, 0 masked.
     pub mask: Tensor,
     pub curve: Vec<Step>,
+    /// The mask of each step of the curve, [steps, layers, heads] (the rejected last step of a
+    /// threshold run included): for scoring every point again on other data.
+    pub step_masks: Tensor,
     pub stop: StopReason,
     /// Importance of the unmasked model, as first estimated.
     pub initial_importance: Tensor,
@@ -201,6 +204,7 @@ pub fn mask_heads(
         reestimated: true,
         accepted: true,
     }];
+    let mut step_masks = vec![mask.concat()];
     tick(format!("unmasked {metric} {original_score:.4}"));
     let device = batches
         .first()
@@ -248,6 +252,7 @@ pub fn mask_heads(
             Goal::Threshold(t) => s >= t * original_score,
             Goal::KeepHeads(_) => true,
         };
+        step_masks.push(next.concat());
         curve.push(Step {
             step: curve.len(),
             heads_kept: kept_now(&next),
@@ -274,6 +279,11 @@ pub fn mask_heads(
         original_score,
         final_score,
         mask: Tensor::from_slice(&mask.concat()).view([layers as i64, heads as i64]),
+        step_masks: Tensor::from_slice(&step_masks.concat()).view([
+            step_masks.len() as i64,
+            layers as i64,
+            heads as i64,
+        ]),
         curve,
         stop,
         initial_importance,

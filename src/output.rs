@@ -22,6 +22,7 @@ pub const RUN_FILES: &[&str] = &[
     "importance.csv",
     "importance.json",
     "masking_curve.csv",
+    "masking_masks.npy",
     "prune.json",
     "pruned_model",
     "report.md",
@@ -46,6 +47,15 @@ pub const REPORT_FILES: &[&str] = &[
 pub const COMPARE_FILES: &[&str] = &["pruning_curve.svg", "pruning_curve.png"];
 /// What `eval` writes.
 pub const EVAL_FILES: &[&str] = &["eval.json", "predictions.csv"];
+/// What `ablate` writes.
+pub const ABLATION_FILES: &[&str] = &[
+    "ablation.npy",
+    "single_head.npy",
+    "ablation.csv",
+    "ablation.json",
+    "ablation.png",
+    "ablation.svg",
+];
 /// What `attention` writes over a split (the pictures of src/report/attention.rs; a
 /// statistic that was not measured has none, so an earlier run's must go).
 pub const ATTENTION_FILES: &[&str] = &[

@@ -966,3 +966,76 @@ fn bfloat16_runs_every_family_close_to_float32() {
         "importance in bfloat16 differs from float32's by {d}"
     );
 }
+
+/// `ablate`: each head masked alone, and each layer reduced to one head, scored on the same
+/// data; every entry equals `eval --head-mask` with that mask, the counts add up, and the
+/// picture is drawn with the key/value groups.
+#[test]
+fn ablate_scores_every_single_head_mask_like_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let text = s(&root().join("data/wikitext-2/valid.txt"));
+    let m = s(&dir("qwen2"));
+    let data = [
+        "--task",
+        "lm",
+        "--model",
+        &m,
+        "--text",
+        &text,
+        "--block-size",
+        "24",
+        "--data-subset",
+        "16",
+    ];
+    let out = tmp.path().join("ablate");
+    let mut args = vec!["ablate"];
+    args.extend(data);
+    args.extend([
+        "--single-head",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    let a = ok(&bertology(&args));
+    let drop = bertology::npy::read(&out.join("ablation.npy")).unwrap();
+    let alone = bertology::npy::read(&out.join("single_head.npy")).unwrap();
+    assert_eq!(drop.size(), [2, 6]);
+    let base = a["score"].as_f64().unwrap();
+    let tolerance = a["tolerance"].as_f64().unwrap() * base;
+    let drops: Vec<f64> = Vec::try_from(drop.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+    let hurt = drops.iter().filter(|&&d| d > tolerance).count();
+    let helped = drops.iter().filter(|&&d| d < -tolerance).count();
+    assert_eq!(a["heads_that_hurt_when_masked"], hurt);
+    assert_eq!(a["heads_that_help_when_masked"], helped);
+    assert!(out.join("ablation.png").is_file());
+    // Two entries against eval --head-mask: layer 1 without head 4; layer 0 with head 2 alone.
+    let eval_with = |mask: &Tensor, name: &str| {
+        let p = tmp.path().join(format!("{name}.npy"));
+        std::fs::write(&p, bertology::npy::to_bytes(mask).unwrap()).unwrap();
+        let mut args = vec!["eval"];
+        args.extend(data);
+        let (p, o) = (s(&p), s(&tmp.path().join(name)));
+        args.extend(["--head-mask", &p, "--output-dir", &o, "--json", "--quiet"]);
+        ok(&bertology(&args))["score"].as_f64().unwrap()
+    };
+    let without = Tensor::ones([2, 6], (Kind::Float, Device::Cpu));
+    let _ = without.get(1).get(4).fill_(0.0);
+    let want = base - eval_with(&without, "without");
+    assert!(
+        (drops[6 + 4] - want).abs() < 1e-6,
+        "{} vs {want}",
+        drops[10]
+    );
+    let only = Tensor::ones([2, 6], (Kind::Float, Device::Cpu));
+    let _ = only.get(0).fill_(0.0);
+    let _ = only.get(0).get(2).fill_(1.0);
+    let want = eval_with(&only, "alone");
+    let got = alone.get(0).get(2).double_value(&[]);
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    let best = &a["best_single_head_per_layer"][0];
+    let best_score = best["score"].as_f64().unwrap();
+    let row: Vec<f64> = Vec::try_from(alone.get(0).to_kind(Kind::Double)).unwrap();
+    assert_eq!(best_score, row.iter().cloned().fold(f64::MIN, f64::max));
+}

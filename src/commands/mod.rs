@@ -1,4 +1,5 @@
 //! One module per subcommand.
+pub mod ablate;
 pub mod attention;
 pub mod common;
 pub mod eval;

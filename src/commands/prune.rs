@@ -252,6 +252,8 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     let dir = staging.dir();
     save_pruned(&pruned, &model.dir, &dir.join("pruned_model"))?;
     write_npy(&dir.join("head_mask.npy"), &result.mask)?;
+    // Every step's mask, in the order of masking_curve.csv's rows.
+    write_npy(&dir.join("masking_masks.npy"), &result.step_masks)?;
     write_npy(&dir.join("head_importance.npy"), &result.initial_importance)?;
     write_npy(
         &dir.join("head_ranks.npy"),
@@ -335,7 +337,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "seconds": start.elapsed().as_secs_f64(),
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
         "command": crate::cli::command_line(),
-        "outputs": fingerprints(dir, &["head_mask.npy", "head_importance.npy", "head_ranks.npy", "masking_curve.csv"])?,
+        "outputs": fingerprints(dir, &["head_mask.npy", "head_importance.npy", "head_ranks.npy", "masking_curve.csv", "masking_masks.npy"])?,
     });
     // Outside json!, whose macro recursion this long object already nearly exhausts.
     let mut summary = summary;
