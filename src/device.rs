@@ -11,6 +11,9 @@ pub enum Dtype {
     /// Half the weights' memory, as people run 1-8B models; losses and softmaxes of the
     /// Llama family stay in float32, as in transformers.
     Bfloat16,
+    /// Double precision: for checking that two computations are equal beyond float32's
+    /// rounding (a pruned model against the masked original).
+    Float64,
 }
 
 impl Dtype {
@@ -18,6 +21,7 @@ impl Dtype {
         match self {
             Dtype::Float32 => Kind::Float,
             Dtype::Bfloat16 => Kind::BFloat16,
+            Dtype::Float64 => Kind::Double,
         }
     }
 }

@@ -88,8 +88,14 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
-        let h = x.to_kind(Kind::Float);
-        let variance = h.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        // float32 at least (transformers upcasts half precision; float64 stays).
+        let stats = if kind == Kind::Double {
+            kind
+        } else {
+            Kind::Float
+        };
+        let h = x.to_kind(stats);
+        let variance = h.pow_tensor_scalar(2).mean_dim(-1, true, stats);
         let normed = h * (variance + self.eps).rsqrt();
         &self.weight * normed.to_kind(kind)
     }
@@ -430,9 +436,10 @@ impl MultiHeadAttention {
         })
     }
 
-    /// Softmax over keys, in float32 for the Llama family (back to the scores' precision).
+    /// Softmax over keys, in float32 for the Llama family when the scores are half precision
+    /// (back to the scores' precision).
     fn softmax(&self, scores: &Tensor) -> Tensor {
-        if self.softmax_in_float32 && scores.kind() != Kind::Float {
+        if self.softmax_in_float32 && matches!(scores.kind(), Kind::BFloat16 | Kind::Half) {
             scores.softmax(-1, Kind::Float).to_kind(scores.kind())
         } else {
             scores.softmax(-1, scores.kind())
