@@ -3,7 +3,7 @@
 //! storage), a GET resumed with a Range from `blobs/<etag>.incomplete`, a sha256 check for LFS
 //! files (their ETag is the sha256), and a rename into `blobs/`.
 use super::cache::{checked_relative, RepoCache};
-use super::{RepoType, Settings};
+use super::{is_commit_hash, RepoType, Settings};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -133,10 +133,20 @@ impl Client {
             .sha
             .filter(|s| !s.is_empty())
             .ok_or_else(|| anyhow!("{}: the listing from {url} has no \"sha\"", t.spec()))?;
-        Ok(RepoInfo {
-            commit,
-            files: info.siblings.into_iter().map(|s| s.rfilename).collect(),
-        })
+        // The commit names the snapshot folder and every file name a path under it: nothing the
+        // server sends becomes a path before it is checked.
+        if !is_commit_hash(&commit) {
+            bail!(
+                "{}: the listing from {url} gives the commit {:?}, not a commit hash (40 hexadecimal digits); is HF_ENDPOINT a hub?",
+                t.spec(),
+                shorten(&commit)
+            );
+        }
+        let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        for f in &files {
+            checked_relative(f).map_err(|e| anyhow!("{}: {url}: {e}", t.spec()))?;
+        }
+        Ok(RepoInfo { commit, files })
     }
 
     /// The local path of `file` at `commit` (of the user's `revision`), downloaded into the
@@ -209,8 +219,13 @@ impl Client {
                 .or_else(|| header(h, "etag"))
                 .map(normalize_etag)
                 .ok_or_else(|| missing("ETag"))?;
-            if etag.is_empty() || etag.contains(['/', '\\']) || etag.starts_with('.') {
-                bail!("{}: the hub gave an unusable ETag {etag:?}", t.spec());
+            if !is_plain_etag(&etag) {
+                bail!(
+                    "{}: {}: the hub gave the ETag {:?}, which is not a plain name (letters, digits, - and _, at most 128)",
+                    t.spec(),
+                    t.file.unwrap_or(""),
+                    shorten(&etag)
+                );
             }
             let size = header(h, "x-linked-size")
                 .or_else(|| header(h, "content-length"))
@@ -483,6 +498,24 @@ fn normalize_etag(etag: &str) -> String {
         .trim_start_matches("W/")
         .trim_matches('"')
         .to_string()
+}
+
+/// An ETag fit to name a file in `blobs/`: a git blob id, a sha256, or a mirror's plain token;
+/// never a path, a dot file or `<etag>.incomplete`.
+fn is_plain_etag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A server's string, cut for an error message (a hostile one can be megabytes).
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(80).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 fn is_sha256(s: &str) -> bool {
