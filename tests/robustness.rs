@@ -1116,3 +1116,147 @@ fn a_closed_stdout_is_not_an_internal_error() {
         out.status
     );
 }
+
+// ---- Issue 28 ----
+
+/// A model with every head of every layer pruned, made by `prune --target-heads 0`.
+fn all_heads_pruned(tmp: &Path, model: &Path, args: &[&str]) -> PathBuf {
+    let out = tmp.join(format!(
+        "prune0-{}",
+        model.file_name().unwrap().to_string_lossy()
+    ));
+    let mut a = vec![
+        "prune",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--target-heads",
+        "0",
+        "--timing-runs",
+        "1",
+        "--quiet",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ];
+    a.extend(args);
+    ok_run(&bertology(&a));
+    let pruned = out.join("pruned_model");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pruned.join("config.json")).unwrap())
+            .unwrap();
+    let layers = config["pruned_heads"].as_object().unwrap();
+    assert!(!layers.is_empty());
+    pruned
+}
+
+/// Item 2: a model without a single head is evaluated and dumped; importance, prune and
+/// attention over a split say in one line that there is no head (no segfault, no endless map).
+#[test]
+fn a_model_with_every_head_pruned_fails_cleanly_where_there_is_nothing_to_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let mrpc = mrpc_dir();
+    let data = [
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--data-subset",
+        "16",
+        "--max-seq-length",
+        "32",
+    ];
+    let pruned = all_heads_pruned(tmp.path(), &t, &data);
+    let p = pruned.to_str().unwrap();
+    let out = |name: &str| tmp.path().join(name).display().to_string();
+    let with = |cmd: &str, extra: &[&str], dir: &str| {
+        let o = out(dir);
+        let mut a = vec![cmd, "--model", p, "--device", "cpu"];
+        a.extend(data);
+        a.extend(extra);
+        a.extend(["--quiet", "--output-dir", &o]);
+        bertology(&a)
+    };
+    ok_run(&with("eval", &[], "eval"));
+    for (cmd, extra) in [
+        ("importance", &[][..]),
+        ("importance", &["--no-entropy"][..]),
+        ("prune", &["--timing-runs", "1"][..]),
+        ("attention", &[][..]),
+    ] {
+        let o = with(cmd, extra, cmd);
+        let e = one_line_error(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {e}");
+        assert!(
+            e.contains("no attention head") || e.contains("no head to mask"),
+            "{cmd}: {e}"
+        );
+        assert!(!tmp.path().join(cmd).exists());
+    }
+    let hs = out("hs");
+    ok_run(&bertology(&[
+        "hidden-states",
+        "--model",
+        p,
+        "--device",
+        "cpu",
+        "--text",
+        "hello",
+        "--attentions",
+        "--quiet",
+        "--output-dir",
+        &hs,
+    ]));
+    // GPT-2 on text.
+    let gpt2 = fixture("tiny-gpt2");
+    let text = tmp.path().join("t.txt");
+    std::fs::write(
+        &text,
+        "Amrozi accused his brother of deliberately distorting his evidence. ".repeat(8),
+    )
+    .unwrap();
+    let lm = [
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+    ];
+    let pruned = all_heads_pruned(tmp.path(), &gpt2, &lm);
+    let o = bertology(&[
+        "importance",
+        "--model",
+        pruned.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+        "--quiet",
+        "--output-dir",
+        &out("lm-imp"),
+    ]);
+    assert!(one_line_error(&o).contains("no attention head"));
+    ok_run(&bertology(&[
+        "eval",
+        "--model",
+        pruned.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+        "--quiet",
+        "--output-dir",
+        &out("lm-eval"),
+    ]));
+}
+

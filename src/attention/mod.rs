@@ -79,6 +79,7 @@ pub fn analyse(
     map: Option<usize>,
     progress: Option<&ProgressBar>,
 ) -> Result<Analysis> {
+    crate::importance::ensure_some_head(net, "attention")?;
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let kept = net.kept_heads();
     let mut acc = Accumulator::new(layers, heads, kept.clone(), causal);

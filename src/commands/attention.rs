@@ -127,6 +127,7 @@ fn viewer_page(
 ) -> Result<()> {
     let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
     let net = input.model.net.as_ref();
+    crate::importance::ensure_some_head(net, "attention")?;
     let batches = input.batches(1);
     let out = tch::no_grad(|| {
         net.forward(
