@@ -1331,6 +1331,54 @@ fn hostile_cases() -> Vec<(&'static str, Script, &'static [&'static str])> {
             &["../victim.safetensors", "not a plain relative path"],
         ),
         (
+            "a listing that stalls after its headers",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    Reply::Stall(
+                        200,
+                        vec![("Content-Length", "5000".into())],
+                        b"{\"sha\"".to_vec(),
+                    )
+                } else {
+                    file_head(ETAG, 10)
+                }
+            }),
+            &["cannot reach the hub", "HF_HUB_ETAG_TIMEOUT"],
+        ),
+        (
+            "a HEAD that never answers",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    Reply::Silent
+                }
+            }),
+            &["HF_HUB_ETAG_TIMEOUT"],
+        ),
+        (
+            "a download that stalls after 100 bytes",
+            script(move |method, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else if method == "HEAD" {
+                    file_head(ETAG, 1000)
+                } else {
+                    Reply::Stall(
+                        200,
+                        vec![("Content-Length", "1000".into())],
+                        vec![b' '; 100],
+                    )
+                }
+            }),
+            &[
+                "config.json",
+                "broke off after 100 of 1000 bytes",
+                "HF_HUB_DOWNLOAD_TIMEOUT",
+                "resume",
+            ],
+        ),
+        (
             "a download cut short",
             script(move |method, path: &str| {
                 if path.starts_with("/api/") {
@@ -1518,6 +1566,61 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// A stalled download fails after HF_HUB_DOWNLOAD_TIMEOUT and leaves what it received in
+/// `blobs/<etag>.incomplete`, which the next run resumes with a Range request.
+#[test]
+fn a_stalled_download_fails_in_one_line_and_resumes() {
+    let hub = model_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let weights = tiny_bert_files()["model.safetensors"].clone();
+    let sha = sha256(&weights);
+    *hub.state.stall_at.lock().unwrap() = Some(100);
+    let child = run(
+        &hub.url,
+        &cache,
+        &["inspect", "--device", "cpu", "--model", "org/tiny-bert"],
+        &[("HF_HUB_DOWNLOAD_TIMEOUT", "1")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = finish(child, Duration::from_secs(120));
+    let e = one_line_error(&out);
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains(&format!("after 100 of {} bytes", weights.len()))
+            && e.contains("HF_HUB_DOWNLOAD_TIMEOUT")
+            && e.contains("resume"),
+        "{e}"
+    );
+    let incomplete = cache
+        .join("models--org--tiny-bert/blobs")
+        .join(format!("{sha}.incomplete"));
+    assert_eq!(std::fs::metadata(&incomplete).unwrap().len(), 100);
+    *hub.state.stall_at.lock().unwrap() = None;
+    let before = hub.requests().len();
+    assert_ok(&inspect(&hub, &cache, "org/tiny-bert", &[]));
+    let ranges: Vec<_> = hub.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/lfs/"))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges, vec![Some("bytes=100-".to_string())]);
+    // A timeout that is not a number is one line too.
+    let e = one_line_error(&inspect(
+        &hub,
+        &tmp.path().join("hub2"),
+        "org/tiny-bert",
+        &[("HF_HUB_ETAG_TIMEOUT", "soon")],
+    ));
+    assert!(
+        e.contains("HF_HUB_ETAG_TIMEOUT") && e.contains("soon"),
+        "{e}"
+    );
 }
 
 /// `--dataset` takes the same checks: a listing whose commit climbs out is refused before
