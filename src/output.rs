@@ -200,10 +200,60 @@ fn sibling(target: &Path, name: String) -> PathBuf {
 
 /// Whether a process with this id is running (Linux: /proc); elsewhere assume it is.
 fn alive(pid: &str) -> bool {
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return true; // not a name we made: leave it
+    }
     if !Path::new("/proc/self").exists() {
         return true;
     }
     Path::new("/proc").join(pid).exists()
+}
+
+/// The staging folders of runs in progress in this process. A signal handler removes them
+/// (`remove_live_staging`); `commit` holds the lock while it moves files, so an interrupt
+/// never removes a folder halfway through being moved into place.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes every staging folder of this process (for an interrupt: the run is ending and its
+/// outputs must not be left half-written). Returns with the lock held, so no run can commit
+/// after it: the caller exits.
+pub fn remove_live_staging() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let mut dirs = live();
+    for dir in dirs.drain(..) {
+        // The run may still be writing into it: try again until it is gone.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+        }
+    }
+    dirs
+}
+
+/// Removes the staging and set-aside folders that runs of dead processes left in `parent`
+/// (killed too hard to clean up after themselves), whatever output folder they were for.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') {
+            continue;
+        }
+        let pid = ["bertology-staging-", "bertology-old-"]
+            .iter()
+            .find_map(|m| name.rsplit_once(m).map(|(_, pid)| pid));
+        if let Some(pid) = pid {
+            if !alive(pid) && e.path().is_dir() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 impl Staging {
@@ -219,19 +269,8 @@ impl Staging {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("--output-dir {}: cannot create", parent.display()))?;
         let prefix = staging_prefix(&target);
-        if let Ok(entries) = std::fs::read_dir(parent) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(pid) = name
-                    .strip_prefix(&prefix)
-                    .or_else(|| name.strip_prefix(&prefix.replace("-staging-", "-old-")))
-                {
-                    if !alive(pid) {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
+        sweep_stale(parent);
+        let mut registry = live();
         let dir = sibling(&target, format!("{prefix}{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -243,6 +282,8 @@ impl Staging {
                 target.display()
             )
         })?;
+        registry.push(dir.clone());
+        drop(registry);
         Ok(Staging {
             target,
             dir,
@@ -260,6 +301,12 @@ impl Staging {
     /// run are set aside first and restored if any move fails.
     pub fn commit(mut self) -> Result<()> {
         fail_if_injected("(commit)")?;
+        // Held until the files are in place (or restored): an interrupt waits for it.
+        let mut registry = live();
+        if !registry.contains(&self.dir) {
+            bail!("interrupted: the outputs were not moved into place");
+        }
+        registry.retain(|d| d != &self.dir);
         if !self.target.exists() {
             std::fs::rename(&self.dir, &self.target).with_context(|| {
                 format!(
@@ -324,6 +371,8 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
+            let mut registry = live();
+            registry.retain(|d| d != &self.dir);
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -346,8 +395,24 @@ pub fn fail_if_injected(path: impl AsRef<Path>) -> Result<()> {
     Ok(())
 }
 
+/// Test hook: `BERTOLOGY_TEST_HOLD_WRITE=NAME` leaves the file NAME as an empty `NAME.tmp`
+/// and waits there for ever, as a run interrupted mid-write would be (for signal tests).
+fn hold_if_asked(path: &Path) {
+    if let Some(name) = std::env::var_os("BERTOLOGY_TEST_HOLD_WRITE") {
+        if path.file_name().is_some_and(|f| f == name.as_os_str()) {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let _ = std::fs::write(tmp, b"");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     fail_if_injected(path)?;
+    hold_if_asked(path);
     write_atomically(path, bytes)
 }
 

@@ -1260,3 +1260,66 @@ fn a_model_with_every_head_pruned_fails_cleanly_where_there_is_nothing_to_rank()
     ]));
 }
 
+/// Item 4: SIGINT or SIGTERM removes the run's staging folder (no `.<out>.bertology-staging-*`
+/// with 0-byte *.tmp files left), and a staging folder that a killed process left is swept by
+/// the next run next to it.
+#[test]
+fn an_interrupt_leaves_no_staging_folder_and_stale_ones_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    for signal in ["INT", "TERM"] {
+        let late = tmp.path().join(format!("late-{signal}"));
+        let mut child = bertology_command(
+            &std::iter::once("eval".to_string())
+                .chain(mrpc_args(&t, &late))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .env("BERTOLOGY_TEST_HOLD_WRITE", "eval.json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // Wait until the run is mid-write: eval.json.tmp exists in its staging folder (a
+        // state, not a time).
+        let staging = tmp
+            .path()
+            .join(format!(".late-{signal}.bertology-staging-{}", child.id()));
+        while !staging.join("eval.json.tmp").exists() {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let kill = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            e.contains("interrupted") && e.contains(&format!("SIG{signal}")),
+            "{e}"
+        );
+        let left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains("bertology-") || n.starts_with("late"))
+            .collect();
+        assert!(left.is_empty(), "{signal}: {left:?}");
+    }
+    // A stale staging folder of a dead process (pid beyond pid_max), for another output.
+    let stale = tmp.path().join(".other.bertology-staging-4999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("eval.json.tmp"), "").unwrap();
+    let old = tmp.path().join(".other.bertology-old-4999999");
+    std::fs::create_dir_all(&old).unwrap();
+    ok_run(&run(
+        "eval",
+        &mrpc_args(&t, &tmp.path().join("ev")),
+        &["--quiet"],
+    ));
+    assert!(!stale.exists() && !old.exists());
+}
+
