@@ -222,6 +222,11 @@ fn cases() -> Vec<Case> {
         case("report: a summary that is not JSON", "report {OUT}", 1, &["importance.json", "malformed JSON"], |c| write(&c.out.join("importance.json"), "{")),
         case("report: a masking curve with a word for a score", "report {OUT}", 1, &["masking_curve.csv", "line 2", "score"], |c| { write(&c.out.join("prune.json"), r#"{"task":"mrpc","metric":"acc","threshold":0.9,"target_heads":null}"#); for f in ["head_importance.npy", "head_ranks.npy", "importance.json"] { let _ = std::fs::remove_file(c.out.join(f)); } write(&c.out.join("masking_curve.csv"), "step,heads_kept,fraction_kept,score,importance_reestimated,accepted\n0,12,1,abc,true,true\n"); }),
         case("report --compare: a folder that does not exist", "report --compare {TMP}/norun {OUT} --output-dir {TMP}/cmp", 1, &["--compare", "norun"], nothing),
+        // Issue 28: class counts the data cannot support.
+        case("--data-file: an integer label of 100000 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 3", "label 100000", "100001 classes"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1"]); }),
+        case("--data-file: an integer label of 2^40 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label 1099511627776"], |c| { headless(c); labels_csv(c, &["0", "1099511627776", "1"]); }),
+        case("--data-file: a negative integer label", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label -3 is negative"], |c| { headless(c); labels_csv(c, &["0", "-3", "1"]); }),
+        case("finetune --data-file: an integer label of 100000", "finetune --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "label 100000"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1", "0", "1"]); }),
         // A panic that slipped through.
         with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
     ];
@@ -232,6 +237,29 @@ fn cases() -> Vec<Case> {
         c.env.push(("HF_HUB_OFFLINE", "1".into()));
     }
     v
+}
+
+/// T without its classifier and label names, as `base`: a model whose class count the data sets.
+fn headless(c: &Ctx) {
+    let base = c.root.join("base");
+    copy_dir(&c.t, &base);
+    edit_weights(&base, |w| w.retain(|(k, _)| !k.starts_with("classifier.")));
+    edit_json(&base.join("config.json"), |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("id2label");
+        o.remove("label2id");
+        o.remove("num_labels");
+    });
+}
+
+/// `d.csv`: one short text per label.
+fn labels_csv(c: &Ctx, labels: &[&str]) {
+    let rows: String = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("Sentence number {i}.,{l}\n"))
+        .collect();
+    write(&c.root.join("d.csv"), format!("text,label\n{rows}"));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
