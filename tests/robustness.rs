@@ -222,6 +222,34 @@ fn cases() -> Vec<Case> {
         case("report: a summary that is not JSON", "report {OUT}", 1, &["importance.json", "malformed JSON"], |c| write(&c.out.join("importance.json"), "{")),
         case("report: a masking curve with a word for a score", "report {OUT}", 1, &["masking_curve.csv", "line 2", "score"], |c| { write(&c.out.join("prune.json"), r#"{"task":"mrpc","metric":"acc","threshold":0.9,"target_heads":null}"#); for f in ["head_importance.npy", "head_ranks.npy", "importance.json"] { let _ = std::fs::remove_file(c.out.join(f)); } write(&c.out.join("masking_curve.csv"), "step,heads_kept,fraction_kept,score,importance_reestimated,accepted\n0,12,1,abc,true,true\n"); }),
         case("report --compare: a folder that does not exist", "report --compare {TMP}/norun {OUT} --output-dir {TMP}/cmp", 1, &["--compare", "norun"], nothing),
+        // Issue 28: size fields of every family checked against the weights before anything is allocated.
+        case("GPT-2 config.json: n_positions of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions is 1000000000000", "wpe.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_positions"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_inner of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_inner is 1000000000000", "c_fc.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_inner"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_embd of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd is 1099511627776", "wte.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_embd"] = (1i64 << 40).into())),
+        case("GPT-2 config.json: n_layer smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 1", "3 layers"], |c| fam(c, "tiny-gpt2", |v| v["n_layer"] = 1.into())),
+        case("GPT-2 config.json: n_layer larger than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 7", "3 layers"], |c| fam(c, "tiny-gpt2", |v| v["n_layer"] = 7.into())),
+        case("GPT-2 config.json: n_layer left out (default 12)", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 12 (the default", "3 layers"], |c| fam(c, "tiny-gpt2", |v| { v.as_object_mut().unwrap().remove("n_layer"); })),
+        case("GPT-2 config.json: vocab_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "vocab_size is 301", "wte.weight"], |c| fam(c, "tiny-gpt2", |v| v["vocab_size"] = 301.into())),
+        case("GPT-2 config.json: n_head of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_head is 1099511627776", "larger than any dimension"], |c| fam(c, "tiny-gpt2", |v| v["n_head"] = (1i64 << 40).into())),
+        case("GPT-2 config.json: n_ctx of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_ctx is 1000000000000"], |c| fam(c, "tiny-gpt2", |v| v["n_ctx"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_positions 0", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions must be a positive integer"], |c| fam(c, "tiny-gpt2", |v| v["n_positions"] = 0.into())),
+        case("GPT-2 config.json: n_embd negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd must be a positive integer"], |c| fam(c, "tiny-gpt2", |v| v["n_embd"] = (-16).into())),
+        case("GPT-2 config.json: n_inner smaller than the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_inner is 8", "[16, 24]"], |c| fam(c, "tiny-gpt2", |v| v["n_inner"] = 8.into())),
+        case("OpenAI GPT config.json: n_positions of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions is 1000000000000", "positions_embed.weight"], |c| fam(c, "tiny-gpt", |v| v["n_positions"] = 1_000_000_000_000i64.into())),
+        case("OpenAI GPT config.json: n_embd of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd is 1099511627776"], |c| fam(c, "tiny-gpt", |v| v["n_embd"] = (1i64 << 40).into())),
+        case("OpenAI GPT config.json: n_layer smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 1", "layers"], |c| fam(c, "tiny-gpt", |v| v["n_layer"] = 1.into())),
+        case("OpenAI GPT config.json: vocab_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "vocab_size is 7", "tokens_embed.weight"], |c| fam(c, "tiny-gpt", |v| v["vocab_size"] = 7.into())),
+        case("DistilBERT config.json: dim disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "dim is 64", "word_embeddings.weight"], |c| fam(c, "families/distilbert", |v| { v["dim"] = 64.into(); })),
+        case("DistilBERT config.json: hidden_dim of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "hidden_dim is 1000000000000", "ffn.lin1.weight"], |c| fam(c, "families/distilbert", |v| v["hidden_dim"] = 1_000_000_000_000i64.into())),
+        case("DistilBERT config.json: n_layers smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layers is 2", "3 layers"], |c| fam(c, "families/distilbert", |v| v["n_layers"] = 2.into())),
+        case("DistilBERT config.json: max_position_embeddings disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "max_position_embeddings is 4096"], |c| fam(c, "families/distilbert", |v| v["max_position_embeddings"] = 4096.into())),
+        case("ELECTRA config.json: embedding_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "embedding_size is 32", "word_embeddings.weight"], |c| fam(c, "families/electra", |v| v["embedding_size"] = 32.into())),
+        case("ELECTRA config.json: intermediate_size of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "intermediate_size is 1000000000000"], |c| fam(c, "families/electra", |v| v["intermediate_size"] = 1_000_000_000_000i64.into())),
+        case("ELECTRA config.json: num_hidden_layers smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "num_hidden_layers is 1"], |c| fam(c, "families/electra", |v| v["num_hidden_layers"] = 1.into())),
+        case("RoBERTa config.json: hidden_size of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "hidden_size is 1099511627776"], |c| fam(c, "families/roberta", |v| v["hidden_size"] = (1i64 << 40).into())),
+        case("config.json: intermediate_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "intermediate_size is 3000", "intermediate.dense.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["intermediate_size"] = 3000.into())),
+        case("config.json: hidden_size larger than the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "hidden_size is 64"], |c| edit_json(&c.t.join("config.json"), |v| { v["hidden_size"] = 64.into(); })),
+        case("config.json: type_vocab_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "type_vocab_size is 5", "token_type_embeddings.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["type_vocab_size"] = 5.into())),
         // Issue 28: class counts the data cannot support.
         case("--data-file: an integer label of 100000 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 3", "label 100000", "100001 classes"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1"]); }),
         case("--data-file: an integer label of 2^40 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label 1099511627776"], |c| { headless(c); labels_csv(c, &["0", "1099511627776", "1"]); }),
@@ -237,6 +265,13 @@ fn cases() -> Vec<Case> {
         c.env.push(("HF_HUB_OFFLINE", "1".into()));
     }
     v
+}
+
+/// A copy of a fixture model as `m`, its config edited.
+fn fam(c: &Ctx, fixture_name: &str, edit: impl Fn(&mut serde_json::Value)) {
+    let m = c.root.join("m");
+    copy_dir(&fixture(fixture_name), &m);
+    edit_json(&m.join("config.json"), edit);
 }
 
 /// T without its classifier and label names, as `base`: a model whose class count the data sets.
@@ -1146,6 +1181,74 @@ fn a_closed_stdout_is_not_an_internal_error() {
 }
 
 // ---- Issue 28 ----
+
+/// The tiny checkpoint of each family, for tests that go over every family.
+fn family_fixture(family: &str) -> PathBuf {
+    let name = match family {
+        "bert" => "tiny-bert",
+        "roberta" => "families/roberta",
+        "distilbert" => "families/distilbert",
+        "electra" => "families/electra",
+        "gpt2" => "tiny-gpt2",
+        "openai-gpt" => "tiny-gpt",
+        other => panic!("no tiny checkpoint for family {other}: add one to family_fixture"),
+    };
+    fixture(name)
+}
+
+/// Item 6: under a 3 GiB address-space limit, every size field a family declares, set to
+/// 10^12, is refused in one line by every command that loads the model; none aborts
+/// allocating, none is killed.
+#[test]
+fn no_size_field_makes_a_command_allocate_what_the_weights_do_not_justify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_bertology");
+    let mut checked = 0;
+    for family in bertology::model::families::all() {
+        let fields = family.sizes.iter().map(|f| f.field).chain(["num_labels"]);
+        for field in fields {
+            let m = tmp.path().join(format!("{}-{field}", family.name));
+            copy_dir(&family_fixture(family.name), &m);
+            edit_json(&m.join("config.json"), |v| {
+                v[field] = 1_000_000_000_000i64.into();
+                if field == "num_labels" {
+                    v.as_object_mut().unwrap().remove("id2label");
+                    v.as_object_mut().unwrap().remove("label2id");
+                }
+            });
+            for cmd in [
+                format!("inspect --device cpu --model {}", m.display()),
+                format!(
+                    "hidden-states --device cpu --model {} --text hi --output-dir {}/hs",
+                    m.display(),
+                    tmp.path().display()
+                ),
+            ] {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("ulimit -v 3145728 && exec {bin} {cmd}"))
+                    .output()
+                    .unwrap();
+                let e = String::from_utf8_lossy(&out.stderr).to_string();
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{} {field}: {cmd}: {:?} {e}",
+                    family.name,
+                    out.status
+                );
+                assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+                assert!(
+                    e.contains("config.json") && e.contains(field),
+                    "{} {field}: {e}",
+                    family.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} runs");
+}
 
 /// A model with every head of every layer pruned, made by `prune --target-heads 0`.
 fn all_heads_pruned(tmp: &Path, model: &Path, args: &[&str]) -> PathBuf {

@@ -30,7 +30,44 @@ fn header_shapes(files: &[PathBuf], prefix: &str) -> Result<HashMap<String, Vec<
     Ok(out)
 }
 
-/// Size fields (each is some weight's dimension), layer counts, and dropout probabilities.
+/// Where the checkpoint holds a size field of config.json, so it can be checked against the
+/// safetensors headers before anything is allocated.
+#[derive(Clone, Copy, Debug)]
+pub enum Held {
+    /// Dimension `axis` of this tensor (its name without the family's prefix, e.g.
+    /// `wte.weight`, `embeddings.word_embeddings.weight`): the field must equal it.
+    Dim(&'static str, usize),
+    /// The number of layers: the tensors named `<stem><index>.…` (e.g. `h.`,
+    /// `encoder.layer.`, `layers.`); the field must equal the highest index + 1.
+    Layers(&'static str),
+    /// No tensor holds it alone (a head count): it may not exceed the largest dimension of any
+    /// weight.
+    Bounded,
+}
+
+/// One size field of a family's config.json: its name, the default the family's typed config
+/// uses when the field is absent (`None`: absent or null is not checked, e.g. GPT-2's
+/// `n_inner`, which then follows `n_embd`), and where the weights hold it. Every declared
+/// field must be a positive integer and at most the largest dimension of the weights.
+#[derive(Clone, Copy, Debug)]
+pub struct SizeField {
+    pub field: &'static str,
+    pub default: Option<fn() -> i64>,
+    pub held: Held,
+}
+
+impl SizeField {
+    pub const fn new(field: &'static str, default: Option<fn() -> i64>, held: Held) -> Self {
+        SizeField {
+            field,
+            default,
+            held,
+        }
+    }
+}
+
+/// Size fields checked for every family whatever it declares (each is some weight's
+/// dimension), layer counts, and dropout probabilities.
 const SIZES: &[&str] = &[
     "hidden_size",
     "intermediate_size",
@@ -40,8 +77,14 @@ const SIZES: &[&str] = &[
     "vocab_size",
     "max_position_embeddings",
     "type_vocab_size",
+    "n_embd",
+    "n_positions",
+    "n_ctx",
+    "n_inner",
+    "num_key_value_heads",
+    "head_dim",
 ];
-const LAYERS: &[&str] = &["num_hidden_layers", "n_layers"];
+const LAYERS: &[&str] = &["num_hidden_layers", "n_layers", "n_layer"];
 const PROBABILITIES: &[&str] = &[
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
@@ -65,7 +108,9 @@ pub fn check(
     for k in SIZES.iter().chain(LAYERS) {
         if let Some(v) = raw.get(*k).filter(|v| !v.is_null()) {
             if v.as_i64().is_none_or(|n| n <= 0) {
-                bail!("{at}: {k} must be a positive integer, got {v}");
+                bail!(
+                    "{at}: {k} must be a positive integer (expected an integer above 0), got {v}"
+                );
             }
         }
     }
@@ -81,6 +126,16 @@ pub fn check(
             bail!("{at}: layer_norm_eps must be positive, got {v}");
         }
     }
+    for f in family.sizes {
+        if let Some(v) = raw.get(f.field).filter(|v| !v.is_null()) {
+            if v.as_i64().is_none_or(|n| n <= 0) {
+                bail!(
+                    "{at}: {} must be a positive integer (expected an integer above 0), got {v}",
+                    f.field
+                );
+            }
+        }
+    }
     if config.num_labels() < 1 {
         bail!(
             "{at}: num_labels must be positive, got {}",
@@ -92,42 +147,63 @@ pub fn check(
         .first()
         .map(|f| f.display().to_string())
         .unwrap_or_default();
-    // The embedding tables' rows are exactly these sizes.
-    for (key, field) in [
-        ("embeddings.word_embeddings.weight", "vocab_size"),
-        (
-            "embeddings.position_embeddings.weight",
-            "max_position_embeddings",
-        ),
-        ("embeddings.token_type_embeddings.weight", "type_vocab_size"),
-    ] {
-        if let (Some(shape), Some(want)) = (shapes.get(key), int(field)) {
-            if shape.first() != Some(&(want as usize)) {
-                bail!("{at}: {field} is {want} but {shown} holds {key} of shape {shape:?}");
+    // Each declared field equals the dimension of the weights that holds it (a default
+    // applies when config.json leaves the field out, as the typed config does).
+    for f in family.sizes {
+        let (want, how) = match (int(f.field), f.default) {
+            (Some(v), _) => (v, String::new()),
+            (None, Some(d)) if raw.get(f.field).is_none() => (
+                d(),
+                " (the default: config.json does not set it)".to_string(),
+            ),
+            _ => continue,
+        };
+        let field = f.field;
+        match f.held {
+            Held::Dim(key, axis) => {
+                if let Some(shape) = shapes.get(key) {
+                    if shape.get(axis).map(|&d| d as i64) != Some(want) {
+                        bail!("{at}: {field} is {want}{how} but {shown} holds {key} of shape {shape:?}");
+                    }
+                }
             }
+            Held::Layers(stem) => {
+                let layers = shapes
+                    .keys()
+                    .filter_map(|k| k.strip_prefix(stem)?.split('.').next()?.parse::<i64>().ok())
+                    .max()
+                    .map(|m| m + 1);
+                if let Some(n) = layers.filter(|&n| n != want) {
+                    bail!("{at}: {field} is {want}{how} but {shown} has {n} layers");
+                }
+            }
+            Held::Bounded => {}
         }
     }
-    // The checkpoint's highest layer index must be the config's last layer.
-    let layers = shapes
-        .keys()
-        .filter_map(|k| {
-            let rest = k.split(".layer.").nth(1)?;
-            rest.split('.').next()?.parse::<usize>().ok()
-        })
-        .max()
-        .map(|m| m + 1);
-    if let (Some(n), Some((field, want))) =
-        (layers, LAYERS.iter().find_map(|k| int(k).map(|v| (*k, v))))
-    {
-        if n as i64 != want {
-            bail!("{at}: {field} is {want} but {shown} has {n} layers");
+    // Families that declare nothing: the highest `.layer.` index must be the config's last layer.
+    if family.sizes.is_empty() {
+        let layers = shapes
+            .keys()
+            .filter_map(|k| {
+                let rest = k.split(".layer.").nth(1)?;
+                rest.split('.').next()?.parse::<usize>().ok()
+            })
+            .max()
+            .map(|m| m + 1);
+        if let (Some(n), Some((field, want))) =
+            (layers, LAYERS.iter().find_map(|k| int(k).map(|v| (*k, v))))
+        {
+            if n as i64 != want {
+                bail!("{at}: {field} is {want} but {shown} has {n} layers");
+            }
         }
     }
     // Every size is some weight's dimension: none can exceed the largest one the checkpoint
     // holds (this bounds what libtorch is asked to allocate, whatever the family).
     let largest = shapes.values().flatten().copied().max().unwrap_or(0) as i64;
     if largest > 0 {
-        for k in SIZES {
+        let declared = family.sizes.iter().map(|f| f.field);
+        for k in SIZES.iter().copied().chain(declared) {
             if let Some(v) = int(k).filter(|&v| v > largest) {
                 bail!(
                     "{at}: {k} is {v}, larger than any dimension of the weights in {shown} (at most {largest})"
