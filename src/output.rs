@@ -438,8 +438,25 @@ pub fn write_csv(
     write_bytes(path, &bytes)
 }
 
+/// Writes a tensor whose NaN entries mark heads that are absent (pruned), as
+/// `head_distances.npy` documents; the caller has checked the present heads' values.
+pub fn write_npy_with_absent_heads(path: &Path, tensor: &tch::Tensor) -> Result<()> {
+    if tensor.isinf().any().int64_value(&[]) != 0 {
+        bail!(
+            "non-finite values for {} (infinity; nothing was written)",
+            path.display()
+        );
+    }
+    let bytes = crate::npy::to_bytes(tensor).with_context(|| path.display().to_string())?;
+    write_bytes(path, &bytes)
+}
+
 /// Writes a tensor as a standard .npy file (numpy.load reads it).
 pub fn write_npy(path: &Path, tensor: &tch::Tensor) -> Result<()> {
+    // No output holds NaN or infinity: the run stops instead of writing it.
+    crate::finite::ensure_finite(tensor, "values", || {
+        format!("for {} (nothing was written)", path.display())
+    })?;
     let bytes = crate::npy::to_bytes(tensor).with_context(|| path.display().to_string())?;
     write_bytes(path, &bytes)
 }

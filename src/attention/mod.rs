@@ -89,8 +89,9 @@ pub fn analyse(
         ..Default::default()
     };
     tch::no_grad(|| -> Result<()> {
-        for b in batches {
+        for (n, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), None, opts)?;
+            crate::finite::check_output(&out, n, &b.indices)?;
             let attentions = out
                 .attentions
                 .ok_or_else(|| anyhow!("the model returned no attentions"))?;

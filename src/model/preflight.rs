@@ -93,7 +93,14 @@ const PROBABILITIES: &[&str] = &[
     "attention_dropout",
     "seq_classif_dropout",
     "qa_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
 ];
+/// Normalisation epsilons: zero or negative makes a layer divide by zero or take the square
+/// root of a negative number (NaN from the first token).
+const EPSILONS: &[&str] = &["layer_norm_eps", "layer_norm_epsilon", "rms_norm_eps"];
 
 /// Errors when a size in `config` is impossible or disagrees with the checkpoint's tensors.
 pub fn check(
@@ -121,9 +128,16 @@ pub fn check(
             }
         }
     }
-    if let Some(v) = raw.get("layer_norm_eps") {
-        if !v.as_f64().is_some_and(|e| e > 0.0 && e.is_finite()) {
-            bail!("{at}: layer_norm_eps must be positive, got {v}");
+    for k in EPSILONS {
+        if let Some(v) = raw.get(*k).filter(|v| !v.is_null()) {
+            if !v.as_f64().is_some_and(|e| e > 0.0 && e.is_finite()) {
+                bail!("{at}: {k} must be a positive number, got {v}");
+            }
+        }
+    }
+    if let Some(v) = raw.get("initializer_range").filter(|v| !v.is_null()) {
+        if !v.as_f64().is_some_and(|r| (0.0..=1e3).contains(&r)) {
+            bail!("{at}: initializer_range must be a standard deviation in [0, 1000], got {v}");
         }
     }
     for f in family.sizes {
