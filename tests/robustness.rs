@@ -261,6 +261,12 @@ fn cases() -> Vec<Case> {
         case("--data-file: an integer label of 2^40 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label 1099511627776"], |c| { headless(c); labels_csv(c, &["0", "1099511627776", "1"]); }),
         case("--data-file: a negative integer label", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label -3 is negative"], |c| { headless(c); labels_csv(c, &["0", "-3", "1"]); }),
         case("finetune --data-file: an integer label of 100000", "finetune --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "label 100000"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1", "0", "1"]); }),
+        // Issue 28: regression labels that are not finite.
+        case("--data-file: a NaN score", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label NaN", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "nan", "1.5"]); }),
+        case("--data-file: an infinite score", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 3", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "inf"]); }),
+        case("--data-file: a score beyond float32", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 1", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["1e300", "1.0", "2.0"]); }),
+        case("finetune --data-file: a NaN training score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "row 4", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0", "NaN", "1.0", "3.0"]); }),
+        case("finetune --dev-file: a NaN dev score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --dev-file {TMP}/dev.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["dev.csv", "row 2", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0"]); write(&c.root.join("dev.csv"), "text,label\nA.,1.0\nB.,-inf\n"); }),
         // A panic that slipped through.
         with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
     ];
@@ -290,6 +296,25 @@ fn headless(c: &Ctx) {
         o.remove("id2label");
         o.remove("label2id");
         o.remove("num_labels");
+    });
+}
+
+/// T with a one-output classifier (a regression), as `reg`.
+fn regression_model(c: &Ctx) {
+    let reg = c.root.join("reg");
+    copy_dir(&c.t, &reg);
+    edit_weights(&reg, |w| {
+        for (k, t) in w.iter_mut() {
+            if k.starts_with("classifier.") {
+                *t = t.narrow(0, 0, 1).contiguous();
+            }
+        }
+    });
+    edit_json(&reg.join("config.json"), |v| {
+        v["id2label"] = serde_json::json!({"0": "LABEL_0"});
+        v["label2id"] = serde_json::json!({"LABEL_0": 0});
+        v["num_labels"] = 1.into();
+        v["problem_type"] = "regression".into();
     });
 }
 

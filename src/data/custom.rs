@@ -253,7 +253,17 @@ pub fn resolve(
             let at = |msg: String| anyhow!("{}: row {}: {msg}", s.file.display(), r.row);
             let label = match &r.label {
                 None | Some(Cell::Null) => None,
-                Some(Cell::Float(v)) => Some(Label::Score(*v as f32)),
+                Some(Cell::Float(v)) => {
+                    // As the model reads it (float32): NaN, infinity or beyond float32's range
+                    // would make every metric and the training loss NaN.
+                    if !(*v as f32).is_finite() {
+                        return Err(at(format!(
+                            "label {v:?} in column {:?} is not a finite number (a score must be a real number within float32's range)",
+                            s.label_column.as_deref().unwrap_or("label")
+                        )));
+                    }
+                    Some(Label::Score(*v as f32))
+                }
                 Some(Cell::Int(v)) if regression => Some(Label::Score(*v as f32)),
                 Some(Cell::Int(v)) => {
                     if *v < 0 || *v as usize >= spec.labels.len() {
