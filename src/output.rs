@@ -175,6 +175,37 @@ pub fn ensure_not_input(out_dir: &Path, owned: &[&str], flag: &str, input: &Path
     Ok(())
 }
 
+/// The model folders this process has loaded: no run writes into one (`Staging::new` refuses
+/// an output folder that is one of them or lies inside one), whatever the command.
+static MODEL_INPUTS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that this process reads a model from `dir`.
+pub fn note_model_input(dir: &Path) {
+    let dir = canonical(dir);
+    let mut inputs = MODEL_INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    if !inputs.contains(&dir) {
+        inputs.push(dir);
+    }
+}
+
+/// Refuses an output folder that is, or lies inside, a model folder this run reads.
+fn ensure_not_a_model_input(target: &Path, shown: &Path) -> Result<()> {
+    let inputs = MODEL_INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(model) = inputs.iter().find(|m| target.starts_with(m)) {
+        let what = if target == model.as_path() {
+            "is the model folder"
+        } else {
+            "lies inside the model folder"
+        };
+        bail!(
+            "--output-dir {} {what} this run reads ({}); no command writes into its input model: choose another --output-dir",
+            shown.display(),
+            model.display()
+        );
+    }
+    Ok(())
+}
+
 /// A staging folder for one run's outputs; removed on drop unless committed.
 pub struct Staging {
     target: PathBuf,
@@ -262,7 +293,9 @@ impl Staging {
     pub fn new(target: &Path, owned: &'static [&'static str]) -> Result<Staging> {
         check_output_dir(target)?;
         // `target` may be "." or end in ".."; work on its canonical form.
+        let shown = target;
         let target = canonical(target);
+        ensure_not_a_model_input(&target, shown)?;
         let parent = target
             .parent()
             .ok_or_else(|| anyhow!("--output-dir {}: cannot be the root", target.display()))?;
@@ -301,6 +334,8 @@ impl Staging {
     /// run are set aside first and restored if any move fails.
     pub fn commit(mut self) -> Result<()> {
         fail_if_injected("(commit)")?;
+        // Checked again: a model may have been loaded after the staging folder was made.
+        ensure_not_a_model_input(&self.target, &self.target)?;
         // Held until the files are in place (or restored): an interrupt waits for it.
         let mut registry = live();
         if !registry.contains(&self.dir) {

@@ -267,6 +267,14 @@ fn cases() -> Vec<Case> {
         case("--data-file: a score beyond float32", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 1", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["1e300", "1.0", "2.0"]); }),
         case("finetune --data-file: a NaN training score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "row 4", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0", "NaN", "1.0", "3.0"]); }),
         case("finetune --dev-file: a NaN dev score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --dev-file {TMP}/dev.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["dev.csv", "row 2", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0"]); write(&c.root.join("dev.csv"), "text,label\nA.,1.0\nB.,-inf\n"); }),
+        // Issue 28: no command writes into the model folder it reads.
+        case("eval --output-dir: the model folder", "eval --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder", "no command writes into its input model"], nothing),
+        case("importance --output-dir: the model folder", "importance --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("attention --output-dir: the model folder", "attention --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("attention --text --output-dir: the model folder", "attention --model {T} --text hi --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("hidden-states --output-dir: the model folder", "hidden-states --model {T} --text hi --device cpu --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("hidden-states --output-dir: a folder inside the model folder", "hidden-states --model {T} --text hi --device cpu --output-dir {T}/hs", 1, &["--output-dir", "lies inside the model folder"], nothing),
+        case("eval --output-dir: a link to the model folder", "eval --model {T} {D} --output-dir {TMP}/link", 1, &["--output-dir", "is the model folder"], |c| std::os::unix::fs::symlink(&c.t, c.root.join("link")).unwrap()),
         // A panic that slipped through.
         with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
     ];
