@@ -438,11 +438,19 @@ pub fn base_model_dir() -> PathBuf {
     home_dir().join("models").join("all-MiniLM-L6-v2")
 }
 
+/// The installed base model's folder name.
+pub const BASE_MODEL_NAME: &str = "all-MiniLM-L6-v2";
+
 /// The default model of a task: the base model fine-tuned on it.
 pub fn task_model_dir(task: Task) -> PathBuf {
-    // AX is scored by the MNLI model.
+    fine_tuned_dir(BASE_MODEL_NAME, task)
+}
+
+/// Where `finetune` without --output-dir puts model `name` fine-tuned on `task`:
+/// `models/<name>-<task>` (AX is scored by the MNLI model).
+pub fn fine_tuned_dir(name: &str, task: Task) -> PathBuf {
     let task = if task == Task::Ax { Task::Mnli } else { task };
     home_dir()
         .join("models")
-        .join(format!("all-MiniLM-L6-v2-{}", task.name()))
+        .join(format!("{name}-{}", task.name()))
 }

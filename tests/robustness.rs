@@ -1493,3 +1493,51 @@ fn an_interrupt_leaves_no_staging_folder_and_stale_ones_are_swept() {
     assert!(!stale.exists() && !old.exists());
 }
 
+/// Item 11: finetune --model X without --output-dir names its output after X, and never
+/// creates the default model the other commands would then pick up.
+#[test]
+fn finetune_without_output_dir_names_the_output_after_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let t = tiny_classifier(tmp.path());
+    let x = tmp.path().join("my-tiny");
+    std::fs::rename(&t, &x).unwrap();
+    let mrpc = mrpc_dir();
+    let args = [
+        "finetune",
+        "--model",
+        x.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--epochs",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let o = bertology_command(&args)
+        .env("BERTOLOGY_HOME", &home)
+        .output()
+        .unwrap();
+    ok_run(&o);
+    assert!(home.join("models/my-tiny-mrpc/model.safetensors").is_file());
+    assert!(!home.join("models/all-MiniLM-L6-v2-mrpc").exists());
+    let o = bertology_command(&args)
+        .env("BERTOLOGY_HOME", &home)
+        .output()
+        .unwrap();
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("my-tiny-mrpc") && e.contains("--overwrite"),
+        "{e}"
+    );
+}
+
