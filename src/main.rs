@@ -1,6 +1,5 @@
 use bertology::cli::{Cli, Command};
 use bertology::commands;
-use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -87,8 +86,16 @@ fn clean_up_on_signals() {
 #[cfg(not(unix))]
 fn clean_up_on_signals() {}
 
+/// The command line, with the flags that do not apply to it refused.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut matches = Cli::command().try_get_matches()?;
+    bertology::cli::check_inapplicable(&matches)?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
 fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };

@@ -267,6 +267,16 @@ fn cases() -> Vec<Case> {
         case("--data-file: a score beyond float32", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 1", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["1e300", "1.0", "2.0"]); }),
         case("finetune --data-file: a NaN training score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "row 4", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0", "NaN", "1.0", "3.0"]); }),
         case("finetune --dev-file: a NaN dev score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --dev-file {TMP}/dev.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["dev.csv", "row 2", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0"]); write(&c.root.join("dev.csv"), "text,label\nA.,1.0\nB.,-inf\n"); }),
+        // Issue 28: flags that do not apply.
+        case("--text-column without --data-file", "eval --model {T} {D} --text-column sentence --output-dir {OUT}", 2, &["--text-column", "--data-file"], nothing),
+        case("--text-pair-column without --data-file", "importance --model {T} {D} --text-pair-column s2 --output-dir {OUT}", 2, &["--text-pair-column", "--data-file"], nothing),
+        case("--label-column without --data-file", "prune --model {T} {D} --label-column y --output-dir {OUT}", 2, &["--label-column", "--data-file"], nothing),
+        case("--block-size with a GLUE task", "eval --model {T} {D} --block-size 64 --output-dir {OUT}", 2, &["--block-size", "--task mrpc"], nothing),
+        case("--block-size with --data-file", "eval --model {T} --data-file {TMP}/d.csv --block-size 64 --output-dir {OUT}", 2, &["--block-size", "--data-file"], |c| labels_csv(c, &["0", "1"])),
+        case("finetune --block-size with a GLUE task", "finetune --model {T} --task mrpc --block-size 64 --output-dir {TMP}/ft", 2, &["--block-size", "--task mrpc"], nothing),
+        case("--split with --task lm", "eval --model {TMP}/gpt2 --task lm --text {TMP}/t.txt --split train --output-dir {OUT}", 2, &["--split", "--task lm"], |c| copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2"))),
+        case("--split with --task mlm (importance)", "importance --model {T} --task mlm --text {TMP}/t.txt --split dev --output-dir {OUT}", 2, &["--split", "--task mlm"], nothing),
+        case("--pad-to-max-length with --task lm", "prune --model {TMP}/gpt2 --task lm --text {TMP}/t.txt --pad-to-max-length --output-dir {OUT}", 2, &["--pad-to-max-length", "--task lm"], nothing),
         // Issue 28: no command writes into the model folder it reads.
         case("eval --output-dir: the model folder", "eval --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder", "no command writes into its input model"], nothing),
         case("importance --output-dir: the model folder", "importance --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
