@@ -175,6 +175,10 @@ pub struct DataArgs {
     /// --task lm/mlm: tokens per block of --text.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
     pub block_size: u64,
+    /// Only this example (0-based, after --data-subset) of the split is read and checked
+    /// (`attention --example N`).
+    #[arg(skip)]
+    pub example: Option<u64>,
 }
 
 #[derive(Args, Debug)]

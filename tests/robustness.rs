@@ -1555,3 +1555,41 @@ fn finetune_without_output_dir_names_the_output_after_the_model() {
     );
 }
 
+/// Item 14: `attention --example N` reads example N alone: an earlier row without tokens (an
+/// empty text through GPT-2's tokenizer) is no reason to fail; example N empty itself is.
+#[test]
+fn attention_example_ignores_earlier_empty_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
+    let mut lines: Vec<String> = text.lines().take(5).map(str::to_string).collect();
+    let f: Vec<String> = lines[2].split('\t').map(str::to_string).collect();
+    lines[2] = format!("{}\t{}\t{}\t\t", f[0], f[1], f[2]);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("dev.tsv"), lines.join("\n") + "\n").unwrap();
+    let gpt2 = fixture("tiny-gpt2");
+    let att = |n: &str, out: &str| {
+        bertology(&[
+            "attention",
+            "--model",
+            gpt2.to_str().unwrap(),
+            "--task",
+            "mrpc",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--example",
+            n,
+            "--max-seq-length",
+            "16",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--output-dir",
+            tmp.path().join(out).to_str().unwrap(),
+        ])
+    };
+    ok_run(&att("3", "a3"));
+    assert!(tmp.path().join("a3/attention.html").is_file());
+    let e = one_line_error(&att("1", "a1"));
+    assert!(e.contains("example 1 ") && e.contains("no tokens"), "{e}");
+}
