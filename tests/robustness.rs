@@ -239,6 +239,7 @@ fn cases() -> Vec<Case> {
         case("GPT-2 config.json: layer_norm_epsilon negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "layer_norm_epsilon"], |c| fam(c, "tiny-gpt2", |v| v["layer_norm_epsilon"] = (-1.0).into())),
         case("GPT-2 config.json: resid_pdrop above 1", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "resid_pdrop must be a probability"], |c| fam(c, "tiny-gpt2", |v| v["resid_pdrop"] = 2.into())),
         case("GPT-2 config.json: a negative initializer_range", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "initializer_range"], |c| fam(c, "tiny-gpt2", |v| v["initializer_range"] = (-0.02).into())),
+        case("GPT-2 config.json: pad_token_id negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "pad_token_id -5 is outside the vocabulary"], |c| fam(c, "tiny-gpt2", |v| v["pad_token_id"] = (-5).into())),
         case("OpenAI GPT config.json: n_positions of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions is 1000000000000", "positions_embed.weight"], |c| fam(c, "tiny-gpt", |v| v["n_positions"] = 1_000_000_000_000i64.into())),
         case("OpenAI GPT config.json: n_embd of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd is 1099511627776"], |c| fam(c, "tiny-gpt", |v| v["n_embd"] = (1i64 << 40).into())),
         case("OpenAI GPT config.json: n_layer smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 1", "layers"], |c| fam(c, "tiny-gpt", |v| v["n_layer"] = 1.into())),
@@ -250,10 +251,13 @@ fn cases() -> Vec<Case> {
         case("ELECTRA config.json: embedding_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "embedding_size is 32", "word_embeddings.weight"], |c| fam(c, "families/electra", |v| v["embedding_size"] = 32.into())),
         case("ELECTRA config.json: intermediate_size of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "intermediate_size is 1000000000000"], |c| fam(c, "families/electra", |v| v["intermediate_size"] = 1_000_000_000_000i64.into())),
         case("ELECTRA config.json: num_hidden_layers smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "num_hidden_layers is 1"], |c| fam(c, "families/electra", |v| v["num_hidden_layers"] = 1.into())),
+        case("RoBERTa config.json: pad_token_id beyond the vocabulary", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "pad_token_id 100000 is outside the vocabulary"], |c| fam(c, "families/roberta", |v| v["pad_token_id"] = 100000.into())),
+        case("RoBERTa config.json: pad_token_id that leaves no position", "inspect --device cpu --model {TMP}/m", 1, &["pad_token_id 60", "max_position_embeddings"], roberta_without_positions),
         case("RoBERTa config.json: hidden_size of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "hidden_size is 1099511627776"], |c| fam(c, "families/roberta", |v| v["hidden_size"] = (1i64 << 40).into())),
         case("config.json: intermediate_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "intermediate_size is 3000", "intermediate.dense.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["intermediate_size"] = 3000.into())),
         case("config.json: hidden_size larger than the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "hidden_size is 64"], |c| edit_json(&c.t.join("config.json"), |v| { v["hidden_size"] = 64.into(); })),
         case("config.json: type_vocab_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "type_vocab_size is 5", "token_type_embeddings.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["type_vocab_size"] = 5.into())),
+        case("config.json: pad_token_id beyond the vocabulary (BERT)", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "pad_token_id 64 is outside the vocabulary 0..63"], |c| edit_json(&c.t.join("config.json"), |v| v["pad_token_id"] = 64.into())),
         case("config.json: layer_norm_eps 0", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["config.json", "layer_norm_eps must be a positive number"], |c| edit_json(&c.t.join("config.json"), |v| v["layer_norm_eps"] = 0.into())),
         case("config.json: layer_norm_eps negative (attention)", "attention --model {T} {D} --output-dir {TMP}/a", 1, &["config.json", "layer_norm_eps"], |c| edit_json(&c.t.join("config.json"), |v| v["layer_norm_eps"] = (-1e-3).into())),
         // Issue 28: sharded indexes.
@@ -306,6 +310,25 @@ fn fam(c: &Ctx, fixture_name: &str, edit: impl Fn(&mut serde_json::Value)) {
     let m = c.root.join("m");
     copy_dir(&fixture(fixture_name), &m);
     edit_json(&m.join("config.json"), edit);
+}
+
+/// The RoBERTa fixture as `m` with its position table cut to 61 rows and pad_token_id 60, which
+/// leaves no position for a token.
+fn roberta_without_positions(c: &Ctx) {
+    fam(c, "families/roberta", |v| {
+        v["pad_token_id"] = 60.into();
+        v["max_position_embeddings"] = 61.into();
+    });
+    {
+        let m = c.root.join("m");
+        edit_weights(&m, |w| {
+            for (k, t) in w.iter_mut() {
+                if k.ends_with("position_embeddings.weight") {
+                    *t = t.narrow(0, 0, 61).contiguous();
+                }
+            }
+        });
+    }
 }
 
 /// T without its classifier and label names, as `base`: a model whose class count the data sets.

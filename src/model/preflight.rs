@@ -194,6 +194,26 @@ pub fn check(
             Held::Bounded => {}
         }
     }
+    // Token ids the config names index the embedding rows: one past them fails deep inside
+    // libtorch, or shifts RoBERTa's positions below zero.
+    let vocab = family
+        .sizes
+        .iter()
+        .find(|f| f.field == "vocab_size")
+        .and_then(|f| int(f.field).or_else(|| f.default.map(|d| d())))
+        .or_else(|| int("vocab_size"));
+    if let Some(vocab) = vocab {
+        for k in ["pad_token_id"] {
+            if let Some(v) = raw.get(k).filter(|v| !v.is_null()) {
+                if !v.as_i64().is_some_and(|id| (0..vocab).contains(&id)) {
+                    bail!(
+                        "{at}: {k} {v} is outside the vocabulary 0..{} (vocab_size {vocab}); it must be a token id",
+                        vocab - 1
+                    );
+                }
+            }
+        }
+    }
     // Families that declare nothing: the highest `.layer.` index must be the config's last layer.
     if family.sizes.is_empty() {
         let layers = shapes

@@ -10,7 +10,7 @@ use super::families::Family;
 use super::layers::{Encoder, Linear};
 use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
 use super::preflight::{Held, SizeField};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde_json::json;
 use tch::{nn, Kind, Tensor};
 
@@ -126,6 +126,15 @@ impl RobertaForSequenceClassification {
             config,
             &[("vocab_size", json!(50265)), ("pad_token_id", json!(1))],
         )?;
+        let pad = c.pad_token_id.unwrap_or(1);
+        // Positions count from pad + 1: a padding index at or past the position table leaves
+        // no position for a token (and a negative limit in every message after).
+        if pad < 0 || pad + 1 >= c.max_position_embeddings {
+            bail!(
+                "pad_token_id {pad} leaves no position: RoBERTa numbers positions from pad_token_id + 1, so it must be below max_position_embeddings - 1 ({})",
+                c.max_position_embeddings - 1
+            );
+        }
         let base = root / "roberta";
         let classifier =
             ClassificationHead::new(root / "classifier", &c, config.num_labels(), true);
@@ -138,7 +147,7 @@ impl RobertaForSequenceClassification {
             embeddings: BertEmbeddings::new(&base / "embeddings", &c, c.hidden_size),
             encoder: bert_encoder(&base, &c, config),
             classifier,
-            pad: c.pad_token_id.unwrap_or(1),
+            pad,
             regression: config.is_regression(),
             config: c,
             class,
