@@ -43,6 +43,7 @@ pub const SIZES: &[SizeField] = &[
         Held::Layers("transformer.layer."),
     ),
     SizeField::new("n_heads", Some(d::n_heads), Held::Bounded),
+    SizeField::new("pad_token_id", None, Held::TokenId),
 ];
 
 pub static FAMILY: Family = Family {

@@ -43,6 +43,12 @@ pub enum Held {
     /// No tensor holds it alone (a head count): it may not exceed the largest dimension of any
     /// weight.
     Bounded,
+    /// No weight holds it and it may exceed every weight's dimension (RoPE's
+    /// max_position_embeddings): at most this fixed bound, which also caps what it sizes.
+    AtMost(i64),
+    /// A token id the network reads (pad_token_id where embeddings or positions use it): in
+    /// 0..vocab_size. Not a size: 0 is allowed, and absent or null is not checked.
+    TokenId,
 }
 
 /// One size field of a family's config.json: its name, the default the family's typed config
@@ -140,7 +146,11 @@ pub fn check(
             bail!("{at}: initializer_range must be a standard deviation in [0, 1000], got {v}");
         }
     }
-    for f in family.sizes {
+    for f in family
+        .sizes
+        .iter()
+        .filter(|f| !matches!(f.held, Held::TokenId))
+    {
         if let Some(v) = raw.get(f.field).filter(|v| !v.is_null()) {
             if v.as_i64().is_none_or(|n| n <= 0) {
                 bail!(
@@ -191,10 +201,15 @@ pub fn check(
                     bail!("{at}: {field} is {want}{how} but {shown} has {n} layers");
                 }
             }
-            Held::Bounded => {}
+            Held::Bounded | Held::TokenId => {}
+            Held::AtMost(limit) => {
+                if want > limit {
+                    bail!("{at}: {field} is {want}{how}, more than {limit}");
+                }
+            }
         }
     }
-    // Token ids the config names index the embedding rows: one past them fails deep inside
+    // Token ids the network reads index the embedding rows: one past them fails deep inside
     // libtorch, or shifts RoBERTa's positions below zero.
     let vocab = family
         .sizes
@@ -203,12 +218,16 @@ pub fn check(
         .and_then(|f| int(f.field).or_else(|| f.default.map(|d| d())))
         .or_else(|| int("vocab_size"));
     if let Some(vocab) = vocab {
-        for k in ["pad_token_id"] {
-            if let Some(v) = raw.get(k).filter(|v| !v.is_null()) {
+        for f in family
+            .sizes
+            .iter()
+            .filter(|f| matches!(f.held, Held::TokenId))
+        {
+            if let Some(v) = raw.get(f.field).filter(|v| !v.is_null()) {
                 if !v.as_i64().is_some_and(|id| (0..vocab).contains(&id)) {
                     bail!(
-                        "{at}: {k} {v} is outside the vocabulary 0..{} (vocab_size {vocab}); it must be a token id",
-                        vocab - 1
+                        "{at}: {} {v} is outside the vocabulary 0..{vocab} (vocab_size); it must be a token id",
+                        f.field
                     );
                 }
             }
@@ -236,8 +255,20 @@ pub fn check(
     // holds (this bounds what libtorch is asked to allocate, whatever the family).
     let largest = shapes.values().flatten().copied().max().unwrap_or(0) as i64;
     if largest > 0 {
+        // Except the fields a family bounds itself (Held::AtMost).
+        let own_bound = |k: &str| {
+            family
+                .sizes
+                .iter()
+                .any(|f| f.field == k && matches!(f.held, Held::AtMost(_) | Held::TokenId))
+        };
         let declared = family.sizes.iter().map(|f| f.field);
-        for k in SIZES.iter().copied().chain(declared) {
+        for k in SIZES
+            .iter()
+            .copied()
+            .chain(declared)
+            .filter(|k| !own_bound(k))
+        {
             if let Some(v) = int(k).filter(|&v| v > largest) {
                 bail!(
                     "{at}: {k} is {v}, larger than any dimension of the weights in {shown} (at most {largest})"
@@ -252,4 +283,65 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checkpoint::KeyLayout;
+
+    /// A family as a new architecture declares it (Llama's RoPE positions have no weight).
+    static ROPE: Family = Family {
+        name: "rope-test",
+        model_types: &["rope-test"],
+        layout: KeyLayout {
+            prefix: "model",
+            head: "lm_head.",
+            optional: &[],
+        },
+        sizes: &[
+            SizeField::new("vocab_size", None, Held::Dim("embed_tokens.weight", 0)),
+            SizeField::new("hidden_size", None, Held::Dim("embed_tokens.weight", 1)),
+            SizeField::new("num_hidden_layers", None, Held::Layers("layers.")),
+            SizeField::new("num_key_value_heads", None, Held::Bounded),
+            SizeField::new("max_position_embeddings", None, Held::AtMost(1 << 20)),
+        ],
+        build: |_, _| unreachable!("preflight builds nothing"),
+    };
+
+    fn check_config(json: serde_json::Value) -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("model.safetensors");
+        let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
+        tch::Tensor::write_safetensors(
+            &[
+                ("model.embed_tokens.weight", t(&[64, 8])),
+                ("model.layers.0.mlp.gate_proj.weight", t(&[16, 8])),
+                ("model.layers.1.mlp.gate_proj.weight", t(&[16, 8])),
+            ],
+            &weights,
+        )
+        .unwrap();
+        let config = ModelConfig::from_json(&json.to_string()).unwrap();
+        check(&dir.path().join("config.json"), &config, &ROPE, &[weights])
+    }
+
+    #[test]
+    fn declared_fields_are_checked_and_at_most_bounds_itself() {
+        let ok = serde_json::json!({"model_type": "rope-test", "vocab_size": 64, "hidden_size": 8,
+            "num_hidden_layers": 2, "num_key_value_heads": 2, "max_position_embeddings": 4096});
+        check_config(ok.clone()).unwrap();
+        for (field, value, says) in [
+            ("max_position_embeddings", 1i64 << 40, "more than 1048576"),
+            ("num_hidden_layers", 3, "has 2 layers"),
+            ("hidden_size", 16, "embed_tokens.weight of shape [64, 8]"),
+            ("num_key_value_heads", 1000, "larger than any dimension"),
+            ("vocab_size", 0, "positive integer"),
+        ] {
+            let mut bad = ok.clone();
+            bad[field] = value.into();
+            let e = check_config(bad).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(says), "{field}: {e}");
+        }
+    }
 }

@@ -56,6 +56,7 @@ pub const SIZES: &[SizeField] = &[
         Some(d::num_attention_heads),
         Held::Bounded,
     ),
+    SizeField::new("pad_token_id", None, Held::TokenId),
 ];
 
 pub static FAMILY: Family = Family {
