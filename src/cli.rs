@@ -182,6 +182,10 @@ pub struct DataArgs {
     /// --task lm/mlm: tokens per block of --text.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
     pub block_size: u64,
+    /// Only this example (0-based, after --data-subset) of the split is read and checked
+    /// (`attention --example N`).
+    #[arg(skip)]
+    pub example: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -486,11 +490,72 @@ pub fn base_model_dir() -> PathBuf {
     home_dir().join("models").join("all-MiniLM-L6-v2")
 }
 
+/// The installed base model's folder name.
+pub const BASE_MODEL_NAME: &str = "all-MiniLM-L6-v2";
+
 /// The default model of a task: the base model fine-tuned on it.
 pub fn task_model_dir(task: Task) -> PathBuf {
-    // AX is scored by the MNLI model.
+    fine_tuned_dir(BASE_MODEL_NAME, task)
+}
+
+/// Where `finetune` without --output-dir puts model `name` fine-tuned on `task`:
+/// `models/<name>-<task>` (AX is scored by the MNLI model).
+pub fn fine_tuned_dir(name: &str, task: Task) -> PathBuf {
     let task = if task == Task::Ax { Task::Mnli } else { task };
     home_dir()
         .join("models")
-        .join(format!("all-MiniLM-L6-v2-{}", task.name()))
+        .join(format!("{name}-{}", task.name()))
+}
+
+/// Flags that the rest of the command line makes meaningless, refused as clap refuses a
+/// conflict (one line, exit code 2) instead of being ignored: --block-size without --task lm
+/// or mlm, --split or --pad-to-max-length with them, the column flags without --data-file.
+/// clap cannot say these itself: they depend on --task's value, and flags with defaults.
+pub fn check_inapplicable(matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    use clap::parser::ValueSource;
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let given = |id: &str| {
+        sub.try_contains_id(id).unwrap_or(false)
+            && sub.value_source(id) == Some(ValueSource::CommandLine)
+    };
+    let task = sub.try_get_one::<Task>("task").ok().flatten().copied();
+    let lm = task.is_some_and(|t| t.is_language_model());
+    let data_file = given("data_file");
+    let what = match task {
+        Some(t) => format!("--task {}", t.name()),
+        None if data_file => "--data-file".to_string(),
+        None => String::new(),
+    };
+    let problem = if given("block_size") && !lm && !what.is_empty() {
+        Some(format!(
+            "the argument '--block-size' applies only to --task lm or mlm (their --text blocks), not with {what}"
+        ))
+    } else if lm && given("split") {
+        Some(format!(
+            "the argument '--split' cannot be used with {what}: its input is --text or --token-ids"
+        ))
+    } else if lm && given("pad_to_max_length") {
+        Some(format!(
+            "the argument '--pad-to-max-length' cannot be used with {what}: text is cut into --block-size blocks"
+        ))
+    } else {
+        ["text_column", "text_pair_column", "label_column"]
+            .into_iter()
+            .find(|id| given(id) && !data_file)
+            .map(|id| {
+                format!(
+                    "the argument '--{}' applies only to --data-file (a GLUE task's columns are fixed)",
+                    id.replace('_', "-")
+                )
+            })
+    };
+    match problem {
+        Some(msg) => Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("{msg} (bertology {name})\n"),
+        )),
+        None => Ok(()),
+    }
 }

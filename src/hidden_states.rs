@@ -71,8 +71,9 @@ pub fn collect(
     let mut mask = Tensor::zeros([inputs as i64, width], (Kind::Int64, Device::Cpu));
     let mut lengths = Tensor::zeros([inputs as i64], (Kind::Int64, Device::Cpu));
     tch::no_grad(|| -> Result<()> {
-        for b in batches {
+        for (n, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), None, opts)?;
+            crate::finite::check_output(&out, n, &b.indices)?;
             let states = out
                 .hidden_states
                 .ok_or_else(|| anyhow!("the model returned no hidden states"))?;

@@ -98,6 +98,19 @@ fn groups(
     out
 }
 
+/// Errors when every head of every layer is pruned: there is no head mask to differentiate
+/// (libtorch hands back an undefined gradient, which crashes the next operation), nothing to
+/// rank and nothing to look at.
+pub fn ensure_some_head(net: &dyn Network, what: &str) -> Result<()> {
+    if net.heads_per_layer().iter().all(|&h| h == 0) {
+        anyhow::bail!(
+            "{what}: the model has no attention head left (every head of its {} layers is pruned): there is nothing to rank or show; eval and hidden-states still run it",
+            net.num_layers()
+        );
+    }
+    Ok(())
+}
+
 /// One pass: importance (and entropy) of every head under `mask` ([layers, heads], ones if None).
 pub fn compute(
     net: &dyn Network,
@@ -118,6 +131,7 @@ fn compute_in_groups(
     progress: Option<&ProgressBar>,
     group_examples: usize,
 ) -> Result<HeadStats> {
+    ensure_some_head(net, "head importance")?;
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let device = batches
         .first()
@@ -193,9 +207,20 @@ fn compute_in_groups(
                 Tensor::stack(&each, 0).sum(num.kind())
             }
         };
-        let grad = Tensor::run_backward(&[&loss], &[&xi], false, false)
-            .remove(0)
-            .to_kind(Kind::Double);
+        // A loss that does not depend on the mask (no kept head reads it) has no autograd
+        // graph, and libtorch's engine dereferences the missing root (a segfault in
+        // Engine::compute_dependencies, exit 139): its gradient is zero. An undefined gradient
+        // (the mask reached no node) is zero too.
+        let grad = if loss.requires_grad() {
+            Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0)
+        } else {
+            xi.zeros_like()
+        };
+        let grad = if grad.defined() {
+            grad.to_kind(Kind::Double)
+        } else {
+            xi.zeros_like().to_kind(Kind::Double)
+        };
         crate::finite::ensure_finite(&grad, "head-mask gradient", || format!("in batch {first}"))?;
         match settings.estimator {
             Estimator::PerExample => {

@@ -1,6 +1,5 @@
 use bertology::cli::{Cli, Command};
 use bertology::commands;
-use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -60,11 +59,47 @@ fn one_line(msg: &str) -> String {
     s
 }
 
+/// On SIGINT, SIGTERM or SIGHUP: remove the staging folders of the runs in progress (their
+/// outputs are incomplete) and exit 128 + the signal, as a shell reports it. The handler runs
+/// on its own thread (signal-hook), so it may take locks and remove files.
+#[cfg(unix)]
+fn clean_up_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let name = match sig {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            let _held = bertology::output::remove_live_staging();
+            eprintln!("error: interrupted ({name}); the run's outputs were not written");
+            // _exit: no atexit handlers or libtorch destructors racing the threads still at work.
+            signal_hook::low_level::exit(128 + sig);
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn clean_up_on_signals() {}
+
+/// The command line, with the flags that do not apply to it refused.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut matches = Cli::command().try_get_matches()?;
+    bertology::cli::check_inapplicable(&matches)?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
 fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    clean_up_on_signals();
     if std::env::var_os("BERTOLOGY_TEST_PANIC").is_some() {
         // A test hook: proves a panic ends in one line and exit code 70.
         panic!("panic requested by BERTOLOGY_TEST_PANIC");

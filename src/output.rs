@@ -186,6 +186,37 @@ pub fn ensure_not_input(out_dir: &Path, owned: &[&str], flag: &str, input: &Path
     Ok(())
 }
 
+/// The model folders this process has loaded: no run writes into one (`Staging::new` refuses
+/// an output folder that is one of them or lies inside one), whatever the command.
+static MODEL_INPUTS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that this process reads a model from `dir`.
+pub fn note_model_input(dir: &Path) {
+    let dir = canonical(dir);
+    let mut inputs = MODEL_INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    if !inputs.contains(&dir) {
+        inputs.push(dir);
+    }
+}
+
+/// Refuses an output folder that is, or lies inside, a model folder this run reads.
+fn ensure_not_a_model_input(target: &Path, shown: &Path) -> Result<()> {
+    let inputs = MODEL_INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(model) = inputs.iter().find(|m| target.starts_with(m)) {
+        let what = if target == model.as_path() {
+            "is the model folder"
+        } else {
+            "lies inside the model folder"
+        };
+        bail!(
+            "--output-dir {} {what} this run reads ({}); no command writes into its input model: choose another --output-dir",
+            shown.display(),
+            model.display()
+        );
+    }
+    Ok(())
+}
+
 /// A staging folder for one run's outputs; removed on drop unless committed.
 pub struct Staging {
     target: PathBuf,
@@ -211,10 +242,60 @@ fn sibling(target: &Path, name: String) -> PathBuf {
 
 /// Whether a process with this id is running (Linux: /proc); elsewhere assume it is.
 fn alive(pid: &str) -> bool {
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return true; // not a name we made: leave it
+    }
     if !Path::new("/proc/self").exists() {
         return true;
     }
     Path::new("/proc").join(pid).exists()
+}
+
+/// The staging folders of runs in progress in this process. A signal handler removes them
+/// (`remove_live_staging`); `commit` holds the lock while it moves files, so an interrupt
+/// never removes a folder halfway through being moved into place.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes every staging folder of this process (for an interrupt: the run is ending and its
+/// outputs must not be left half-written). Returns with the lock held, so no run can commit
+/// after it: the caller exits.
+pub fn remove_live_staging() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let mut dirs = live();
+    for dir in dirs.drain(..) {
+        // The run may still be writing into it: try again until it is gone.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+        }
+    }
+    dirs
+}
+
+/// Removes the staging and set-aside folders that runs of dead processes left in `parent`
+/// (killed too hard to clean up after themselves), whatever output folder they were for.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') {
+            continue;
+        }
+        let pid = ["bertology-staging-", "bertology-old-"]
+            .iter()
+            .find_map(|m| name.rsplit_once(m).map(|(_, pid)| pid));
+        if let Some(pid) = pid {
+            if !alive(pid) && e.path().is_dir() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 impl Staging {
@@ -223,26 +304,17 @@ impl Staging {
     pub fn new(target: &Path, owned: &'static [&'static str]) -> Result<Staging> {
         check_output_dir(target)?;
         // `target` may be "." or end in ".."; work on its canonical form.
+        let shown = target;
         let target = canonical(target);
+        ensure_not_a_model_input(&target, shown)?;
         let parent = target
             .parent()
             .ok_or_else(|| anyhow!("--output-dir {}: cannot be the root", target.display()))?;
         std::fs::create_dir_all(parent)
             .with_context(|| format!("--output-dir {}: cannot create", parent.display()))?;
         let prefix = staging_prefix(&target);
-        if let Ok(entries) = std::fs::read_dir(parent) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(pid) = name
-                    .strip_prefix(&prefix)
-                    .or_else(|| name.strip_prefix(&prefix.replace("-staging-", "-old-")))
-                {
-                    if !alive(pid) {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
+        sweep_stale(parent);
+        let mut registry = live();
         let dir = sibling(&target, format!("{prefix}{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -254,6 +326,8 @@ impl Staging {
                 target.display()
             )
         })?;
+        registry.push(dir.clone());
+        drop(registry);
         Ok(Staging {
             target,
             dir,
@@ -271,6 +345,14 @@ impl Staging {
     /// run are set aside first and restored if any move fails.
     pub fn commit(mut self) -> Result<()> {
         fail_if_injected("(commit)")?;
+        // Checked again: a model may have been loaded after the staging folder was made.
+        ensure_not_a_model_input(&self.target, &self.target)?;
+        // Held until the files are in place (or restored): an interrupt waits for it.
+        let mut registry = live();
+        if !registry.contains(&self.dir) {
+            bail!("interrupted: the outputs were not moved into place");
+        }
+        registry.retain(|d| d != &self.dir);
         if !self.target.exists() {
             std::fs::rename(&self.dir, &self.target).with_context(|| {
                 format!(
@@ -335,6 +417,8 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
+            let mut registry = live();
+            registry.retain(|d| d != &self.dir);
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -357,8 +441,24 @@ pub fn fail_if_injected(path: impl AsRef<Path>) -> Result<()> {
     Ok(())
 }
 
+/// Test hook: `BERTOLOGY_TEST_HOLD_WRITE=NAME` leaves the file NAME as an empty `NAME.tmp`
+/// and waits there for ever, as a run interrupted mid-write would be (for signal tests).
+fn hold_if_asked(path: &Path) {
+    if let Some(name) = std::env::var_os("BERTOLOGY_TEST_HOLD_WRITE") {
+        if path.file_name().is_some_and(|f| f == name.as_os_str()) {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let _ = std::fs::write(tmp, b"");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     fail_if_injected(path)?;
+    hold_if_asked(path);
     write_atomically(path, bytes)
 }
 
@@ -384,8 +484,25 @@ pub fn write_csv(
     write_bytes(path, &bytes)
 }
 
+/// Writes a tensor whose NaN entries mark heads that are absent (pruned), as
+/// `head_distances.npy` documents; the caller has checked the present heads' values.
+pub fn write_npy_with_absent_heads(path: &Path, tensor: &tch::Tensor) -> Result<()> {
+    if tensor.isinf().any().int64_value(&[]) != 0 {
+        bail!(
+            "non-finite values for {} (infinity; nothing was written)",
+            path.display()
+        );
+    }
+    let bytes = crate::npy::to_bytes(tensor).with_context(|| path.display().to_string())?;
+    write_bytes(path, &bytes)
+}
+
 /// Writes a tensor as a standard .npy file (numpy.load reads it).
 pub fn write_npy(path: &Path, tensor: &tch::Tensor) -> Result<()> {
+    // No output holds NaN or infinity: the run stops instead of writing it.
+    crate::finite::ensure_finite(tensor, "values", || {
+        format!("for {} (nothing was written)", path.display())
+    })?;
     let bytes = crate::npy::to_bytes(tensor).with_context(|| path.display().to_string())?;
     write_bytes(path, &bytes)
 }

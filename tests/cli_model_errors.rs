@@ -110,11 +110,12 @@ fn weight_of_the_wrong_shape() {
     copy_tiny(d.path());
     edit_config(d.path(), |v| v["intermediate_size"] = 38.into());
     let e = inspect_error(d.path());
+    // Caught before anything is allocated: the config's size against the weight that holds it.
     assert!(
-        e.contains("model.safetensors") && e.contains("layer.0.intermediate.dense.bias"),
+        e.contains("config.json: intermediate_size is 38")
+            && e.contains("model.safetensors holds encoder.layer.0.intermediate.dense.weight of shape [37, 32]"),
         "{e}"
     );
-    assert!(e.contains("has shape [37], expected [38]"), "{e}");
 }
 
 #[test]

@@ -1077,3 +1077,576 @@ fn a_full_disk_is_one_line_and_leaves_no_blob() {
     );
     assert!(!blob_written && !linked);
 }
+
+// ---- A hostile hub (issue 28, items 1 and 3) ----
+
+/// What the hostile hub answers to one request.
+enum Reply {
+    /// A whole answer, then the connection closes.
+    Full(u16, Vec<(&'static str, String)>, Vec<u8>),
+    /// The status, headers and these bytes of the body, then nothing until the test ends.
+    Stall(u16, Vec<(&'static str, String)>, Vec<u8>),
+    /// Bytes that are not HTTP, then the connection closes.
+    Raw(Vec<u8>),
+    /// Nothing at all until the test ends (a server that accepted and hangs).
+    Silent,
+}
+
+type Script = Arc<dyn Fn(&str, &str) -> Reply + Send + Sync>;
+
+/// A script from a closure of (method, path).
+fn script(f: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Script {
+    Arc::new(f)
+}
+
+/// A hub on 127.0.0.1 answering every request by a script; at most 64 connections, stopped
+/// (and every stalled answer released) when dropped.
+struct Hostile {
+    url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hostile {
+    fn start(script: Script) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let base = url.clone();
+        let thread = std::thread::spawn(move || {
+            let mut connections = 0;
+            while !s.load(Ordering::SeqCst) && connections < 64 {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        connections += 1;
+                        let (s, script, base) = (s.clone(), script.clone(), base.clone());
+                        std::thread::spawn(move || {
+                            let _ = answer(stream, &script, &s, &base);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Hostile {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request; `{BASE}` in a header value becomes the server's own URL.
+fn answer(
+    mut stream: TcpStream,
+    script: &Script,
+    stop: &AtomicBool,
+    base: &str,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let head = |code: u16, headers: &[(&str, String)], body_len: Option<usize>| {
+        let mut s = format!("HTTP/1.1 {code} {}\r\n", status_text(code));
+        for (k, v) in headers {
+            s.push_str(&format!("{k}: {}\r\n", v.replace("{BASE}", base)));
+        }
+        if let Some(n) = body_len {
+            s.push_str(&format!("Content-Length: {n}\r\n"));
+        }
+        s + "Connection: close\r\n\r\n"
+    };
+    let has_length = |h: &[(&str, String)]| {
+        h.iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    };
+    match script(method, path) {
+        Reply::Full(code, h, body) => {
+            let n = (!has_length(&h)).then_some(body.len());
+            stream.write_all(head(code, &h, n).as_bytes())?;
+            if method != "HEAD" {
+                stream.write_all(&body)?;
+            }
+        }
+        Reply::Stall(code, h, body) => {
+            stream.write_all(head(code, &h, None).as_bytes())?;
+            stream.write_all(&body)?;
+            stream.flush()?;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Reply::Raw(bytes) => stream.write_all(&bytes)?,
+        Reply::Silent => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_reply(v: serde_json::Value) -> Reply {
+    Reply::Full(
+        200,
+        vec![("Content-Type", "application/json".into())],
+        v.to_string().into_bytes(),
+    )
+}
+
+fn listing(sha: &str, files: &[&str]) -> Reply {
+    let siblings: Vec<_> = files
+        .iter()
+        .map(|f| serde_json::json!({ "rfilename": f }))
+        .collect();
+    json_reply(serde_json::json!({ "sha": sha, "siblings": siblings }))
+}
+
+/// HEAD of a small file as the hub answers it.
+fn file_head(etag: &str, size: usize) -> Reply {
+    Reply::Full(
+        200,
+        vec![
+            ("X-Repo-Commit", COMMIT.to_string()),
+            ("ETag", format!("\"{etag}\"")),
+            ("Content-Length", size.to_string()),
+        ],
+        Vec::new(),
+    )
+}
+
+const FILES: &[&str] = &["config.json", "model.safetensors", "vocab.txt"];
+const ETAG: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// The hostile cases: (name, script, what the one-line error must say).
+fn hostile_cases() -> Vec<(&'static str, Script, &'static [&'static str])> {
+    let listing_only = |sha: &'static str, files: &'static [&'static str]| -> Script {
+        script(move |_, path| {
+            if path.starts_with("/api/") {
+                listing(sha, files)
+            } else {
+                file_head(ETAG, 10)
+            }
+        })
+    };
+    let config = br#"{"model_type": "bert"}"#.to_vec();
+    let n = config.len();
+    vec![
+        (
+            "a commit that climbs out of the cache",
+            listing_only("../../../../victim", FILES),
+            &["commit", "../../../../victim", "40 hexadecimal"],
+        ),
+        (
+            "an absolute commit",
+            listing_only("/tmp/victim", FILES),
+            &["commit", "not a commit hash"],
+        ),
+        (
+            "a commit with a backslash",
+            listing_only("..\\..\\victim", FILES),
+            &["commit"],
+        ),
+        (
+            "a file name that climbs out",
+            listing_only(
+                COMMIT,
+                &[
+                    "config.json",
+                    "../../../../victim.json",
+                    "model.safetensors",
+                ],
+            ),
+            &["../../../../victim.json", "not a plain relative path"],
+        ),
+        (
+            "an absolute file name",
+            listing_only(COMMIT, &["/tmp/victim", "config.json", "model.safetensors"]),
+            &["/tmp/victim", "not a plain relative path"],
+        ),
+        (
+            "a file name with a backslash",
+            listing_only(COMMIT, &["config.json", "..\\victim", "model.safetensors"]),
+            &["not a plain relative path"],
+        ),
+        (
+            "an ETag that is a path",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    file_head("../../../../victim", 10)
+                }
+            }),
+            &["ETag", "not a plain name"],
+        ),
+        (
+            "an ETag ending in .incomplete",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    file_head("abc.incomplete", 10)
+                }
+            }),
+            &["ETag", "not a plain name"],
+        ),
+        (
+            "a shard name that climbs out",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(
+                        COMMIT,
+                        &[
+                            "config.json",
+                            "model.safetensors.index.json",
+                            "../victim.safetensors",
+                        ],
+                    )
+                } else {
+                    file_head(ETAG, 10)
+                }
+            }),
+            &["../victim.safetensors", "not a plain relative path"],
+        ),
+        (
+            "a listing that stalls after its headers",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    Reply::Stall(
+                        200,
+                        vec![("Content-Length", "5000".into())],
+                        b"{\"sha\"".to_vec(),
+                    )
+                } else {
+                    file_head(ETAG, 10)
+                }
+            }),
+            &["cannot reach the hub", "HF_HUB_ETAG_TIMEOUT"],
+        ),
+        (
+            "a HEAD that never answers",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    Reply::Silent
+                }
+            }),
+            &["HF_HUB_ETAG_TIMEOUT"],
+        ),
+        (
+            "a download that stalls after 100 bytes",
+            script(move |method, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else if method == "HEAD" {
+                    file_head(ETAG, 1000)
+                } else {
+                    Reply::Stall(
+                        200,
+                        vec![("Content-Length", "1000".into())],
+                        vec![b' '; 100],
+                    )
+                }
+            }),
+            &[
+                "config.json",
+                "broke off after 100 of 1000 bytes",
+                "HF_HUB_DOWNLOAD_TIMEOUT",
+                "resume",
+            ],
+        ),
+        (
+            "a download cut short",
+            script(move |method, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else if method == "HEAD" {
+                    file_head(ETAG, 1000)
+                } else {
+                    Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{}", " ".repeat(100)).into_bytes())
+                }
+            }),
+            &["config.json", "100 of 1000 bytes", "resume"],
+        ),
+        (
+            "a body longer than the HEAD said",
+            script(move |method, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else if method == "HEAD" {
+                    file_head(ETAG, n - 5)
+                } else {
+                    Reply::Full(200, vec![], config.clone())
+                }
+            }),
+            &["config.json", "bytes"],
+        ),
+        (
+            "a redirect loop on HEAD",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    Reply::Full(302, vec![("Location", path.to_string())], Vec::new())
+                }
+            }),
+            &["more than 10 redirects"],
+        ),
+        (
+            "a redirect loop on the download",
+            script(|method, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else if method == "HEAD" && !path.starts_with("/loop") {
+                    Reply::Full(
+                        302,
+                        vec![
+                            ("X-Repo-Commit", COMMIT.into()),
+                            ("X-Linked-Etag", format!("\"{}\"", "ab".repeat(32))),
+                            ("X-Linked-Size", "10".into()),
+                            ("Location", "{BASE}/loop".into()),
+                        ],
+                        Vec::new(),
+                    )
+                } else {
+                    Reply::Full(302, vec![("Location", "/loop".into())], Vec::new())
+                }
+            }),
+            &["more than 10 redirects"],
+        ),
+        (
+            "a listing that is not JSON",
+            script(|_, _: &str| Reply::Full(200, vec![], b"<html>hello</html>".to_vec())),
+            &["did not answer with a repository listing"],
+        ),
+        (
+            "an answer that is not HTTP",
+            script(|_, _: &str| Reply::Raw(b"\x00\x01\x02garbage\r\n\r\n".to_vec())),
+            &["cannot reach the hub"],
+        ),
+        (
+            "a HEAD without an ETag",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    Reply::Full(
+                        200,
+                        vec![
+                            ("X-Repo-Commit", COMMIT.into()),
+                            ("Content-Length", "10".into()),
+                        ],
+                        Vec::new(),
+                    )
+                }
+            }),
+            &["lacks the ETag header"],
+        ),
+        (
+            "a HEAD with a size that is not a number",
+            script(|_, path: &str| {
+                if path.starts_with("/api/") {
+                    listing(COMMIT, FILES)
+                } else {
+                    Reply::Full(
+                        200,
+                        vec![
+                            ("X-Repo-Commit", COMMIT.into()),
+                            ("ETag", format!("\"{ETAG}\"")),
+                            ("X-Linked-Size", "lots".into()),
+                            ("Content-Length", "0".into()),
+                        ],
+                        Vec::new(),
+                    )
+                }
+            }),
+            &["Content-Length"],
+        ),
+    ]
+}
+
+/// Every hostile answer ends in one line within the timeouts, and nothing is written outside
+/// the cache: the folders around it are as they were, and no file named victim exists.
+#[test]
+fn a_hostile_hub_writes_nothing_outside_the_cache_and_every_case_is_one_line() {
+    let cases = hostile_cases();
+    for (name, script, needles) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        // Deep enough that "../../../../victim" from a snapshot folder stays inside tmp.
+        let cache = tmp.path().join("a/b/c/hub");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(tmp.path().join("a/b/keep.txt"), "mine").unwrap();
+        let hub = Hostile::start(script);
+        let outside = |p: &Path| -> BTreeMap<String, u64> {
+            let mut out = BTreeMap::new();
+            let mut stack = vec![p.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap().flatten() {
+                    let path = e.path();
+                    if path.starts_with(&cache) {
+                        continue;
+                    }
+                    let meta = path.symlink_metadata().unwrap();
+                    if meta.is_dir() {
+                        stack.push(path.clone());
+                    }
+                    out.insert(
+                        path.display().to_string(),
+                        meta.len() * u64::from(!meta.is_dir()),
+                    );
+                }
+            }
+            out
+        };
+        let before = outside(tmp.path());
+        let child = run(
+            &hub.url,
+            &cache,
+            &["inspect", "--device", "cpu", "--model", "org/evil"],
+            &[
+                ("HF_HUB_ETAG_TIMEOUT", "1"),
+                ("HF_HUB_DOWNLOAD_TIMEOUT", "1"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // A bound on a hang, not a timing: each case needs a second or two.
+        let out = finish(child, Duration::from_secs(120));
+        let e = one_line_error(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {e}");
+        assert!(e.contains("--model org/evil"), "{name}: {e}");
+        for n in needles {
+            assert!(e.contains(n), "{name}: lacks {n:?}: {e}");
+        }
+        assert_eq!(
+            before,
+            outside(tmp.path()),
+            "{name}: wrote outside the cache"
+        );
+        let victims: Vec<_> = walk(tmp.path())
+            .into_iter()
+            .filter(|p| p.contains("victim"))
+            .collect();
+        assert!(victims.is_empty(), "{name}: {victims:?}");
+        drop(hub);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(e.path().display().to_string());
+        if e.path().symlink_metadata().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// A stalled download fails after HF_HUB_DOWNLOAD_TIMEOUT and leaves what it received in
+/// `blobs/<etag>.incomplete`, which the next run resumes with a Range request.
+#[test]
+fn a_stalled_download_fails_in_one_line_and_resumes() {
+    let hub = model_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let weights = tiny_bert_files()["model.safetensors"].clone();
+    let sha = sha256(&weights);
+    *hub.state.stall_at.lock().unwrap() = Some(100);
+    let child = run(
+        &hub.url,
+        &cache,
+        &["inspect", "--device", "cpu", "--model", "org/tiny-bert"],
+        &[("HF_HUB_DOWNLOAD_TIMEOUT", "1")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = finish(child, Duration::from_secs(120));
+    let e = one_line_error(&out);
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains(&format!("after 100 of {} bytes", weights.len()))
+            && e.contains("HF_HUB_DOWNLOAD_TIMEOUT")
+            && e.contains("resume"),
+        "{e}"
+    );
+    let incomplete = cache
+        .join("models--org--tiny-bert/blobs")
+        .join(format!("{sha}.incomplete"));
+    assert_eq!(std::fs::metadata(&incomplete).unwrap().len(), 100);
+    *hub.state.stall_at.lock().unwrap() = None;
+    let before = hub.requests().len();
+    assert_ok(&inspect(&hub, &cache, "org/tiny-bert", &[]));
+    let ranges: Vec<_> = hub.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/lfs/"))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges, vec![Some("bytes=100-".to_string())]);
+    // A timeout that is not a number is one line too.
+    let e = one_line_error(&inspect(
+        &hub,
+        &tmp.path().join("hub2"),
+        "org/tiny-bert",
+        &[("HF_HUB_ETAG_TIMEOUT", "soon")],
+    ));
+    assert!(
+        e.contains("HF_HUB_ETAG_TIMEOUT") && e.contains("soon"),
+        "{e}"
+    );
+}
+
+/// `--dataset` takes the same checks: a listing whose commit climbs out is refused before
+/// anything is written.
+#[test]
+fn a_dataset_listing_with_a_path_for_a_commit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("a/b/c/hub");
+    let hub = Hostile::start(script(|_, path: &str| {
+        if path.starts_with("/api/") {
+            listing(
+                "../../../../victim",
+                &["mrpc/validation-00000-of-00001.parquet"],
+            )
+        } else {
+            file_head(&"ab".repeat(32), 10)
+        }
+    }));
+    let client =
+        bertology::hub::Client::new(bertology::hub::Settings::new(&hub.url, cache.clone()), true);
+    let e = bertology::hub::dataset::parquet_files(&client, "org/evil", "main", "mrpc")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--dataset org/evil") && e.contains("commit"),
+        "{e}"
+    );
+    assert!(walk(tmp.path()).iter().all(|p| !p.contains("victim")));
+}

@@ -239,6 +239,77 @@ fn cases() -> Vec<Case> {
         case("report: a summary that is not JSON", "report {OUT}", 1, &["importance.json", "malformed JSON"], |c| write(&c.out.join("importance.json"), "{")),
         case("report: a masking curve with a word for a score", "report {OUT}", 1, &["masking_curve.csv", "line 2", "score"], |c| { write(&c.out.join("prune.json"), r#"{"task":"mrpc","metric":"acc","threshold":0.9,"target_heads":null}"#); for f in ["head_importance.npy", "head_ranks.npy", "importance.json"] { let _ = std::fs::remove_file(c.out.join(f)); } write(&c.out.join("masking_curve.csv"), "step,heads_kept,fraction_kept,score,importance_reestimated,accepted\n0,12,1,abc,true,true\n"); }),
         case("report --compare: a folder that does not exist", "report --compare {TMP}/norun {OUT} --output-dir {TMP}/cmp", 1, &["--compare", "norun"], nothing),
+        // Issue 28: size fields of every family checked against the weights before anything is allocated.
+        case("GPT-2 config.json: n_positions of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions is 1000000000000", "wpe.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_positions"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_inner of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_inner is 1000000000000", "c_fc.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_inner"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_embd of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd is 1099511627776", "wte.weight"], |c| fam(c, "tiny-gpt2", |v| v["n_embd"] = (1i64 << 40).into())),
+        case("GPT-2 config.json: n_layer smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 1", "3 layers"], |c| fam(c, "tiny-gpt2", |v| v["n_layer"] = 1.into())),
+        case("GPT-2 config.json: n_layer larger than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 7", "3 layers"], |c| fam(c, "tiny-gpt2", |v| v["n_layer"] = 7.into())),
+        case("GPT-2 config.json: n_layer left out (default 12)", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 12 (the default", "3 layers"], |c| fam(c, "tiny-gpt2", |v| { v.as_object_mut().unwrap().remove("n_layer"); })),
+        case("GPT-2 config.json: vocab_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "vocab_size is 301", "wte.weight"], |c| fam(c, "tiny-gpt2", |v| v["vocab_size"] = 301.into())),
+        case("GPT-2 config.json: n_head of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_head is 1099511627776", "larger than any dimension"], |c| fam(c, "tiny-gpt2", |v| v["n_head"] = (1i64 << 40).into())),
+        case("GPT-2 config.json: n_ctx of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_ctx is 1000000000000"], |c| fam(c, "tiny-gpt2", |v| v["n_ctx"] = 1_000_000_000_000i64.into())),
+        case("GPT-2 config.json: n_positions 0", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions must be a positive integer"], |c| fam(c, "tiny-gpt2", |v| v["n_positions"] = 0.into())),
+        case("GPT-2 config.json: n_embd negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd must be a positive integer"], |c| fam(c, "tiny-gpt2", |v| v["n_embd"] = (-16).into())),
+        case("GPT-2 config.json: n_inner smaller than the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_inner is 8", "[16, 24]"], |c| fam(c, "tiny-gpt2", |v| v["n_inner"] = 8.into())),
+        case("GPT-2 config.json: layer_norm_epsilon 0 (NaN from the first layer)", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "layer_norm_epsilon must be a positive number"], |c| fam(c, "tiny-gpt2", |v| v["layer_norm_epsilon"] = 0.into())),
+        case("GPT-2 config.json: layer_norm_epsilon negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "layer_norm_epsilon"], |c| fam(c, "tiny-gpt2", |v| v["layer_norm_epsilon"] = (-1.0).into())),
+        case("GPT-2 config.json: resid_pdrop above 1", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "resid_pdrop must be a probability"], |c| fam(c, "tiny-gpt2", |v| v["resid_pdrop"] = 2.into())),
+        case("GPT-2 config.json: a negative initializer_range", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "initializer_range"], |c| fam(c, "tiny-gpt2", |v| v["initializer_range"] = (-0.02).into())),
+        case("DistilBERT config.json: pad_token_id negative", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "pad_token_id -5 is outside the vocabulary"], |c| fam(c, "families/distilbert", |v| v["pad_token_id"] = (-5).into())),
+        case("OpenAI GPT config.json: n_positions of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_positions is 1000000000000", "positions_embed.weight"], |c| fam(c, "tiny-gpt", |v| v["n_positions"] = 1_000_000_000_000i64.into())),
+        case("OpenAI GPT config.json: n_embd of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_embd is 1099511627776"], |c| fam(c, "tiny-gpt", |v| v["n_embd"] = (1i64 << 40).into())),
+        case("OpenAI GPT config.json: n_layer smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layer is 1", "layers"], |c| fam(c, "tiny-gpt", |v| v["n_layer"] = 1.into())),
+        case("OpenAI GPT config.json: vocab_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "vocab_size is 7", "tokens_embed.weight"], |c| fam(c, "tiny-gpt", |v| v["vocab_size"] = 7.into())),
+        case("DistilBERT config.json: dim disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "dim is 64", "word_embeddings.weight"], |c| fam(c, "families/distilbert", |v| { v["dim"] = 64.into(); })),
+        case("DistilBERT config.json: hidden_dim of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "hidden_dim is 1000000000000", "ffn.lin1.weight"], |c| fam(c, "families/distilbert", |v| v["hidden_dim"] = 1_000_000_000_000i64.into())),
+        case("DistilBERT config.json: n_layers smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "n_layers is 2", "3 layers"], |c| fam(c, "families/distilbert", |v| v["n_layers"] = 2.into())),
+        case("DistilBERT config.json: max_position_embeddings disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "max_position_embeddings is 4096"], |c| fam(c, "families/distilbert", |v| v["max_position_embeddings"] = 4096.into())),
+        case("ELECTRA config.json: embedding_size disagrees with the weights", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "embedding_size is 32", "word_embeddings.weight"], |c| fam(c, "families/electra", |v| v["embedding_size"] = 32.into())),
+        case("ELECTRA config.json: intermediate_size of 10^12", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "intermediate_size is 1000000000000"], |c| fam(c, "families/electra", |v| v["intermediate_size"] = 1_000_000_000_000i64.into())),
+        case("ELECTRA config.json: num_hidden_layers smaller than the checkpoint", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "num_hidden_layers is 1"], |c| fam(c, "families/electra", |v| v["num_hidden_layers"] = 1.into())),
+        case("RoBERTa config.json: pad_token_id beyond the vocabulary", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "pad_token_id 100000 is outside the vocabulary"], |c| fam(c, "families/roberta", |v| v["pad_token_id"] = 100000.into())),
+        case("RoBERTa config.json: pad_token_id that leaves no position", "inspect --device cpu --model {TMP}/m", 1, &["pad_token_id 60", "max_position_embeddings"], roberta_without_positions),
+        case("RoBERTa config.json: hidden_size of 2^40", "inspect --device cpu --model {TMP}/m", 1, &["config.json", "hidden_size is 1099511627776"], |c| fam(c, "families/roberta", |v| v["hidden_size"] = (1i64 << 40).into())),
+        case("config.json: intermediate_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "intermediate_size is 3000", "intermediate.dense.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["intermediate_size"] = 3000.into())),
+        case("config.json: hidden_size larger than the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "hidden_size is 64"], |c| edit_json(&c.t.join("config.json"), |v| { v["hidden_size"] = 64.into(); })),
+        case("config.json: type_vocab_size disagrees with the weights", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "type_vocab_size is 5", "token_type_embeddings.weight"], |c| edit_json(&c.t.join("config.json"), |v| v["type_vocab_size"] = 5.into())),
+        case("config.json: pad_token_id beyond the vocabulary (BERT)", "eval --model {T} {D} --output-dir {OUT}", 1, &["config.json", "pad_token_id 64 is outside the vocabulary 0..64"], |c| edit_json(&c.t.join("config.json"), |v| v["pad_token_id"] = 64.into())),
+        case("config.json: layer_norm_eps 0", "hidden-states --model {T} --text hi --device cpu --output-dir {TMP}/hs", 1, &["config.json", "layer_norm_eps must be a positive number"], |c| edit_json(&c.t.join("config.json"), |v| v["layer_norm_eps"] = 0.into())),
+        case("config.json: layer_norm_eps negative (attention)", "attention --model {T} {D} --output-dir {TMP}/a", 1, &["config.json", "layer_norm_eps"], |c| edit_json(&c.t.join("config.json"), |v| v["layer_norm_eps"] = (-1e-3).into())),
+        // Issue 28: sharded indexes.
+        case("a sharded index with an empty weight_map", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors.index.json", "weight_map is empty"], |c| { std::fs::remove_file(c.t.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors.index.json"), r#"{"weight_map":{}}"#); }),
+        case("a sharded index naming a shard outside the folder", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors.index.json", "../model.safetensors", "not a file name inside the model folder"], |c| { std::fs::rename(c.t.join("model.safetensors"), c.root.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"../model.safetensors"}}"#); }),
+        case("a sharded index naming an absolute shard", "eval --model {T} {D} --output-dir {OUT}", 1, &["model.safetensors.index.json", "not a file name inside the model folder"], |c| { std::fs::remove_file(c.t.join("model.safetensors")).unwrap(); write(&c.t.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"/etc/hostname"}}"#); }),
+        // Issue 28: class counts the data cannot support.
+        case("--data-file: an integer label of 100000 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 3", "label 100000", "100001 classes"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1"]); }),
+        case("--data-file: an integer label of 2^40 on a model without a classifier", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label 1099511627776"], |c| { headless(c); labels_csv(c, &["0", "1099511627776", "1"]); }),
+        case("--data-file: a negative integer label", "eval --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label -3 is negative"], |c| { headless(c); labels_csv(c, &["0", "-3", "1"]); }),
+        case("finetune --data-file: an integer label of 100000", "finetune --model {TMP}/base --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "label 100000"], |c| { headless(c); labels_csv(c, &["0", "1", "100000", "1", "0", "1"]); }),
+        // Issue 28: regression labels that are not finite.
+        case("--data-file: a NaN score", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 2", "label NaN", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "nan", "1.5"]); }),
+        case("--data-file: an infinite score", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 3", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "inf"]); }),
+        case("--data-file: a score beyond float32", "eval --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {OUT}", 1, &["d.csv", "row 1", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["1e300", "1.0", "2.0"]); }),
+        case("finetune --data-file: a NaN training score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["d.csv", "row 4", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0", "NaN", "1.0", "3.0"]); }),
+        case("finetune --dev-file: a NaN dev score", "finetune --model {TMP}/reg --data-file {TMP}/d.csv --dev-file {TMP}/dev.csv --max-seq-length 32 --device cpu --output-dir {TMP}/ft", 1, &["dev.csv", "row 2", "not a finite number"], |c| { regression_model(c); labels_csv(c, &["0.5", "1.0", "2.0"]); write(&c.root.join("dev.csv"), "text,label\nA.,1.0\nB.,-inf\n"); }),
+        // Issue 28: flags that do not apply.
+        case("--text-column without --data-file", "eval --model {T} {D} --text-column sentence --output-dir {OUT}", 2, &["--text-column", "--data-file"], nothing),
+        case("--text-pair-column without --data-file", "importance --model {T} {D} --text-pair-column s2 --output-dir {OUT}", 2, &["--text-pair-column", "--data-file"], nothing),
+        case("--label-column without --data-file", "prune --model {T} {D} --label-column y --output-dir {OUT}", 2, &["--label-column", "--data-file"], nothing),
+        case("--block-size with a GLUE task", "eval --model {T} {D} --block-size 64 --output-dir {OUT}", 2, &["--block-size", "--task mrpc"], nothing),
+        case("--block-size with --data-file", "eval --model {T} --data-file {TMP}/d.csv --block-size 64 --output-dir {OUT}", 2, &["--block-size", "--data-file"], |c| labels_csv(c, &["0", "1"])),
+        case("finetune --block-size with a GLUE task", "finetune --model {T} --task mrpc --block-size 64 --output-dir {TMP}/ft", 2, &["--block-size", "--task mrpc"], nothing),
+        case("--split with --task lm", "eval --model {TMP}/gpt2 --task lm --text {TMP}/t.txt --split train --output-dir {OUT}", 2, &["--split", "--task lm"], |c| copy_dir(&fixture("tiny-gpt2"), &c.root.join("gpt2"))),
+        case("--split with --task mlm (importance)", "importance --model {T} --task mlm --text {TMP}/t.txt --split dev --output-dir {OUT}", 2, &["--split", "--task mlm"], nothing),
+        case("--pad-to-max-length with --task lm", "prune --model {TMP}/gpt2 --task lm --text {TMP}/t.txt --pad-to-max-length --output-dir {OUT}", 2, &["--pad-to-max-length", "--task lm"], nothing),
+        // Issue 28: no command writes into the model folder it reads.
+        case("eval --output-dir: the model folder", "eval --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder", "no command writes into its input model"], nothing),
+        case("importance --output-dir: the model folder", "importance --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("attention --output-dir: the model folder", "attention --model {T} {D} --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("attention --text --output-dir: the model folder", "attention --model {T} --text hi --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("hidden-states --output-dir: the model folder", "hidden-states --model {T} --text hi --device cpu --output-dir {T}", 1, &["--output-dir", "is the model folder"], nothing),
+        case("hidden-states --output-dir: a folder inside the model folder", "hidden-states --model {T} --text hi --device cpu --output-dir {T}/hs", 1, &["--output-dir", "lies inside the model folder"], nothing),
+        case("eval --output-dir: a link to the model folder", "eval --model {T} {D} --output-dir {TMP}/link", 1, &["--output-dir", "is the model folder"], |c| std::os::unix::fs::symlink(&c.t, c.root.join("link")).unwrap()),
         // A panic that slipped through.
         with_env(case("a panic (simulated by BERTOLOGY_TEST_PANIC)", "inspect --model {T}", 70, &["internal error", "please report"], nothing), "BERTOLOGY_TEST_PANIC", "1"),
     ];
@@ -249,6 +320,74 @@ fn cases() -> Vec<Case> {
         c.env.push(("HF_HUB_OFFLINE", "1".into()));
     }
     v
+}
+
+/// A copy of a fixture model as `m`, its config edited.
+fn fam(c: &Ctx, fixture_name: &str, edit: impl Fn(&mut serde_json::Value)) {
+    let m = c.root.join("m");
+    copy_dir(&fixture(fixture_name), &m);
+    edit_json(&m.join("config.json"), edit);
+}
+
+/// The RoBERTa fixture as `m` with its position table cut to 61 rows and pad_token_id 60, which
+/// leaves no position for a token.
+fn roberta_without_positions(c: &Ctx) {
+    fam(c, "families/roberta", |v| {
+        v["pad_token_id"] = 60.into();
+        v["max_position_embeddings"] = 61.into();
+    });
+    {
+        let m = c.root.join("m");
+        edit_weights(&m, |w| {
+            for (k, t) in w.iter_mut() {
+                if k.ends_with("position_embeddings.weight") {
+                    *t = t.narrow(0, 0, 61).contiguous();
+                }
+            }
+        });
+    }
+}
+
+/// T without its classifier and label names, as `base`: a model whose class count the data sets.
+fn headless(c: &Ctx) {
+    let base = c.root.join("base");
+    copy_dir(&c.t, &base);
+    edit_weights(&base, |w| w.retain(|(k, _)| !k.starts_with("classifier.")));
+    edit_json(&base.join("config.json"), |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("id2label");
+        o.remove("label2id");
+        o.remove("num_labels");
+    });
+}
+
+/// T with a one-output classifier (a regression), as `reg`.
+fn regression_model(c: &Ctx) {
+    let reg = c.root.join("reg");
+    copy_dir(&c.t, &reg);
+    edit_weights(&reg, |w| {
+        for (k, t) in w.iter_mut() {
+            if k.starts_with("classifier.") {
+                *t = t.narrow(0, 0, 1).contiguous();
+            }
+        }
+    });
+    edit_json(&reg.join("config.json"), |v| {
+        v["id2label"] = serde_json::json!({"0": "LABEL_0"});
+        v["label2id"] = serde_json::json!({"LABEL_0": 0});
+        v["num_labels"] = 1.into();
+        v["problem_type"] = "regression".into();
+    });
+}
+
+/// `d.csv`: one short text per label.
+fn labels_csv(c: &Ctx, labels: &[&str]) {
+    let rows: String = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("Sentence number {i}.,{l}\n"))
+        .collect();
+    write(&c.root.join("d.csv"), format!("text,label\n{rows}"));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -1132,4 +1271,366 @@ fn a_closed_stdout_is_not_an_internal_error() {
         "{:?}: {e}",
         out.status
     );
+}
+
+// ---- Issue 28 ----
+
+/// The tiny checkpoint of each family, for tests that go over every family.
+fn family_fixture(family: &str) -> PathBuf {
+    let name = match family {
+        "bert" => "tiny-bert",
+        "roberta" => "families/roberta",
+        "distilbert" => "families/distilbert",
+        "electra" => "families/electra",
+        "gpt2" => "tiny-gpt2",
+        "openai-gpt" => "tiny-gpt",
+        "llama" => "families/llama",
+        other => panic!("no tiny checkpoint for family {other}: add one to family_fixture"),
+    };
+    fixture(name)
+}
+
+/// Item 6: under a 3 GiB address-space limit, every size field a family declares, set to
+/// 10^12, is refused in one line by every command that loads the model; none aborts
+/// allocating, none is killed.
+#[test]
+fn no_size_field_makes_a_command_allocate_what_the_weights_do_not_justify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_bertology");
+    let mut checked = 0;
+    for family in bertology::model::families::all() {
+        let fields = family.sizes.iter().map(|f| f.field).chain(["num_labels"]);
+        for field in fields {
+            let m = tmp.path().join(format!("{}-{field}", family.name));
+            copy_dir(&family_fixture(family.name), &m);
+            edit_json(&m.join("config.json"), |v| {
+                v[field] = 1_000_000_000_000i64.into();
+                if field == "num_labels" {
+                    v.as_object_mut().unwrap().remove("id2label");
+                    v.as_object_mut().unwrap().remove("label2id");
+                }
+            });
+            for cmd in [
+                format!("inspect --device cpu --model {}", m.display()),
+                format!(
+                    "hidden-states --device cpu --model {} --text hi --output-dir {}/hs",
+                    m.display(),
+                    tmp.path().display()
+                ),
+            ] {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("ulimit -v 3145728 && exec {bin} {cmd}"))
+                    .output()
+                    .unwrap();
+                let e = String::from_utf8_lossy(&out.stderr).to_string();
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{} {field}: {cmd}: {:?} {e}",
+                    family.name,
+                    out.status
+                );
+                assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+                assert!(
+                    e.contains("config.json") && e.contains(field),
+                    "{} {field}: {e}",
+                    family.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} runs");
+}
+
+/// A model with every head of every layer pruned, made by `prune --target-heads 0`.
+fn all_heads_pruned(tmp: &Path, model: &Path, args: &[&str]) -> PathBuf {
+    let out = tmp.join(format!(
+        "prune0-{}",
+        model.file_name().unwrap().to_string_lossy()
+    ));
+    let mut a = vec![
+        "prune",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--target-heads",
+        "0",
+        "--timing-runs",
+        "1",
+        "--quiet",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ];
+    a.extend(args);
+    ok_run(&bertology(&a));
+    let pruned = out.join("pruned_model");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pruned.join("config.json")).unwrap())
+            .unwrap();
+    let layers = config["pruned_heads"].as_object().unwrap();
+    assert!(!layers.is_empty());
+    pruned
+}
+
+/// Item 2: a model without a single head is evaluated and dumped; importance, prune and
+/// attention over a split say in one line that there is no head (no segfault, no endless map).
+#[test]
+fn a_model_with_every_head_pruned_fails_cleanly_where_there_is_nothing_to_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    let mrpc = mrpc_dir();
+    let data = [
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--data-subset",
+        "16",
+        "--max-seq-length",
+        "32",
+    ];
+    let pruned = all_heads_pruned(tmp.path(), &t, &data);
+    let p = pruned.to_str().unwrap();
+    let out = |name: &str| tmp.path().join(name).display().to_string();
+    let with = |cmd: &str, extra: &[&str], dir: &str| {
+        let o = out(dir);
+        let mut a = vec![cmd, "--model", p, "--device", "cpu"];
+        a.extend(data);
+        a.extend(extra);
+        a.extend(["--quiet", "--output-dir", &o]);
+        bertology(&a)
+    };
+    ok_run(&with("eval", &[], "eval"));
+    for (cmd, extra) in [
+        ("importance", &[][..]),
+        ("importance", &["--no-entropy"][..]),
+        ("prune", &["--timing-runs", "1"][..]),
+        ("attention", &[][..]),
+    ] {
+        let o = with(cmd, extra, cmd);
+        let e = one_line_error(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {e}");
+        assert!(
+            e.contains("no attention head") || e.contains("no head to mask"),
+            "{cmd}: {e}"
+        );
+        assert!(!tmp.path().join(cmd).exists());
+    }
+    let hs = out("hs");
+    ok_run(&bertology(&[
+        "hidden-states",
+        "--model",
+        p,
+        "--device",
+        "cpu",
+        "--text",
+        "hello",
+        "--attentions",
+        "--quiet",
+        "--output-dir",
+        &hs,
+    ]));
+    // GPT-2 on text.
+    let gpt2 = fixture("tiny-gpt2");
+    let text = tmp.path().join("t.txt");
+    std::fs::write(
+        &text,
+        "Amrozi accused his brother of deliberately distorting his evidence. ".repeat(8),
+    )
+    .unwrap();
+    let lm = [
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+    ];
+    let pruned = all_heads_pruned(tmp.path(), &gpt2, &lm);
+    let o = bertology(&[
+        "importance",
+        "--model",
+        pruned.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+        "--quiet",
+        "--output-dir",
+        &out("lm-imp"),
+    ]);
+    assert!(one_line_error(&o).contains("no attention head"));
+    ok_run(&bertology(&[
+        "eval",
+        "--model",
+        pruned.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--task",
+        "lm",
+        "--text",
+        text.to_str().unwrap(),
+        "--block-size",
+        "8",
+        "--quiet",
+        "--output-dir",
+        &out("lm-eval"),
+    ]));
+}
+
+/// Item 4: SIGINT or SIGTERM removes the run's staging folder (no `.<out>.bertology-staging-*`
+/// with 0-byte *.tmp files left), and a staging folder that a killed process left is swept by
+/// the next run next to it.
+#[test]
+fn an_interrupt_leaves_no_staging_folder_and_stale_ones_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tiny_classifier(tmp.path());
+    for signal in ["INT", "TERM"] {
+        let late = tmp.path().join(format!("late-{signal}"));
+        let mut child = bertology_command(
+            &std::iter::once("eval".to_string())
+                .chain(mrpc_args(&t, &late))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .env("BERTOLOGY_TEST_HOLD_WRITE", "eval.json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // Wait until the run is mid-write: eval.json.tmp exists in its staging folder (a
+        // state, not a time).
+        let staging = tmp
+            .path()
+            .join(format!(".late-{signal}.bertology-staging-{}", child.id()));
+        while !staging.join("eval.json.tmp").exists() {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let kill = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            e.contains("interrupted") && e.contains(&format!("SIG{signal}")),
+            "{e}"
+        );
+        let left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains("bertology-") || n.starts_with("late"))
+            .collect();
+        assert!(left.is_empty(), "{signal}: {left:?}");
+    }
+    // A stale staging folder of a dead process (pid beyond pid_max), for another output.
+    let stale = tmp.path().join(".other.bertology-staging-4999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("eval.json.tmp"), "").unwrap();
+    let old = tmp.path().join(".other.bertology-old-4999999");
+    std::fs::create_dir_all(&old).unwrap();
+    ok_run(&run(
+        "eval",
+        &mrpc_args(&t, &tmp.path().join("ev")),
+        &["--quiet"],
+    ));
+    assert!(!stale.exists() && !old.exists());
+}
+
+/// Item 11: finetune --model X without --output-dir names its output after X, and never
+/// creates the default model the other commands would then pick up.
+#[test]
+fn finetune_without_output_dir_names_the_output_after_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let t = tiny_classifier(tmp.path());
+    let x = tmp.path().join("my-tiny");
+    std::fs::rename(&t, &x).unwrap();
+    let mrpc = mrpc_dir();
+    let args = [
+        "finetune",
+        "--model",
+        x.to_str().unwrap(),
+        "--task",
+        "mrpc",
+        "--data-dir",
+        mrpc.to_str().unwrap(),
+        "--train-subset",
+        "8",
+        "--eval-subset",
+        "8",
+        "--epochs",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let o = bertology_command(&args)
+        .env("BERTOLOGY_HOME", &home)
+        .output()
+        .unwrap();
+    ok_run(&o);
+    assert!(home.join("models/my-tiny-mrpc/model.safetensors").is_file());
+    assert!(!home.join("models/all-MiniLM-L6-v2-mrpc").exists());
+    let o = bertology_command(&args)
+        .env("BERTOLOGY_HOME", &home)
+        .output()
+        .unwrap();
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("my-tiny-mrpc") && e.contains("--overwrite"),
+        "{e}"
+    );
+}
+
+/// Item 14: `attention --example N` reads example N alone: an earlier row without tokens (an
+/// empty text through GPT-2's tokenizer) is no reason to fail; example N empty itself is.
+#[test]
+fn attention_example_ignores_earlier_empty_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(mrpc_dir().join("dev.tsv")).unwrap();
+    let mut lines: Vec<String> = text.lines().take(5).map(str::to_string).collect();
+    let f: Vec<String> = lines[2].split('\t').map(str::to_string).collect();
+    lines[2] = format!("{}\t{}\t{}\t\t", f[0], f[1], f[2]);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("dev.tsv"), lines.join("\n") + "\n").unwrap();
+    let gpt2 = fixture("tiny-gpt2");
+    let att = |n: &str, out: &str| {
+        bertology(&[
+            "attention",
+            "--model",
+            gpt2.to_str().unwrap(),
+            "--task",
+            "mrpc",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--example",
+            n,
+            "--max-seq-length",
+            "16",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--output-dir",
+            tmp.path().join(out).to_str().unwrap(),
+        ])
+    };
+    ok_run(&att("3", "a3"));
+    assert!(tmp.path().join("a3/attention.html").is_file());
+    let e = one_line_error(&att("1", "a1"));
+    assert!(e.contains("example 1 ") && e.contains("no tokens"), "{e}");
 }

@@ -79,6 +79,7 @@ pub fn analyse(
     map: Option<usize>,
     progress: Option<&ProgressBar>,
 ) -> Result<Analysis> {
+    crate::importance::ensure_some_head(net, "attention")?;
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let kept = net.kept_heads();
     let mut acc = Accumulator::new(layers, heads, kept.clone(), causal);
@@ -88,8 +89,9 @@ pub fn analyse(
         ..Default::default()
     };
     tch::no_grad(|| -> Result<()> {
-        for b in batches {
+        for (n, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), None, opts)?;
+            crate::finite::check_output(&out, n, &b.indices)?;
             let attentions = out
                 .attentions
                 .ok_or_else(|| anyhow!("the model returned no attentions"))?;

@@ -6,7 +6,7 @@ use crate::attention::{analyse, map::classical_mds, stats, token_classes};
 use crate::cli::GlobalArgs;
 use crate::importance::ranks;
 use crate::model::{write_atomically, ForwardOptions};
-use crate::output::{write_csv, write_json, write_npy, Staging, ATTENTION_FILES, VIEWER_FILES};
+use crate::output::{write_csv, write_json, Staging, ATTENTION_FILES, VIEWER_FILES};
 use crate::progress;
 use crate::report::{attention as report, read_matrix};
 use anyhow::{anyhow, bail, Result};
@@ -127,6 +127,7 @@ fn viewer_page(
 ) -> Result<()> {
     let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
     let net = input.model.net.as_ref();
+    crate::importance::ensure_some_head(net, "attention")?;
     let batches = input.batches(1);
     let out = tch::no_grad(|| {
         net.forward(
@@ -138,6 +139,7 @@ fn viewer_page(
             },
         )
     })?;
+    crate::finite::check_output(&out, 0, &input.indices)?;
     let attentions = out
         .attentions
         .ok_or_else(|| anyhow!("the model returned no attentions"))?;
@@ -263,10 +265,22 @@ fn statistics(
     if let Some(d) = &analysis.distances {
         let n = d.len() as i64;
         let flat: Vec<f64> = d.iter().flatten().copied().collect();
-        write_npy(
-            &dir.join("head_distances.npy"),
-            &Tensor::from_slice(&flat).view([n, n]),
+        // NaN marks a pruned head's row and column (documented); between present heads every
+        // distance must be finite.
+        let kept = net.kept_heads();
+        let present: Vec<i64> = kept
+            .iter()
+            .enumerate()
+            .flat_map(|(l, hs)| hs.iter().map(move |&h| l as i64 * heads + h))
+            .collect();
+        let all = Tensor::from_slice(&flat).view([n, n]);
+        let idx = Tensor::from_slice(&present);
+        crate::finite::ensure_finite(
+            &all.index_select(0, &idx).index_select(1, &idx),
+            "distances between present heads",
+            || format!("for {}", out_dir.join("head_distances.npy").display()),
         )?;
+        crate::output::write_npy_with_absent_heads(&dir.join("head_distances.npy"), &all)?;
         let xy = classical_mds(d);
         write_csv(
             &dir.join("head_map.csv"),

@@ -261,9 +261,15 @@ pub fn setup(
     if let Some(n) = data_args.data_subset {
         examples.truncate(n as usize);
     }
+    select_example(&mut examples, data_args.example, data_args.split)?;
     let mut data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
     pad_as_config(&mut data, &model);
-    check_token_ids(&data, model.net.vocab_size(), &dir)?;
+    check_token_ids_from(
+        &data,
+        model.net.vocab_size(),
+        &dir,
+        data_args.example.unwrap_or(0) as usize,
+    )?;
     let split_name = match task {
         Some(_) => format!("{:?}", data_args.split).to_lowercase(),
         None => "file".into(),
@@ -279,6 +285,28 @@ pub fn setup(
     })
 }
 
+/// Keeps only example `n` of a split (`attention --example N`), so that the other rows are
+/// neither tokenised nor checked: an empty row before it is no reason to fail.
+pub fn select_example<T>(
+    examples: &mut Vec<T>,
+    n: Option<u64>,
+    split: crate::data::glue::Split,
+) -> Result<()> {
+    if let Some(n) = n {
+        let n = n as usize;
+        if n >= examples.len() {
+            bail!(
+                "--example {n}: the {} split has only {} examples",
+                format!("{split:?}").to_lowercase(),
+                examples.len()
+            );
+        }
+        let kept = examples.swap_remove(n);
+        *examples = vec![kept];
+    }
+    Ok(())
+}
+
 /// Pads with the config's pad_token_id when it has one: GPT-2's classifier finds each
 /// example's last token by it, and the tokenizer may know no [PAD] (GPT-2's pads with its
 /// end-of-text token, 50256, where our tokenizer would say 0).
@@ -292,9 +320,21 @@ pub fn pad_as_config(data: &mut Dataset, model: &Model) {
 /// tokenizer with a larger vocabulary than the checkpoint's `vocab_size` would otherwise fail
 /// deep inside libtorch.
 pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
+    check_token_ids_from(data, vocab_size, dir, 0)
+}
+
+/// `check_token_ids` for examples numbered from `first` in their split (`--example N` keeps
+/// example N alone: its messages say N, not 0).
+pub fn check_token_ids_from(
+    data: &Dataset,
+    vocab_size: i64,
+    dir: &std::path::Path,
+    first: usize,
+) -> Result<()> {
     // An empty text leaves no token for a tokenizer without special tokens (GPT-2): the
     // model would read padding only, or fail on an empty batch.
     if let Some(i) = data.encoded.iter().position(|e| e.ids.is_empty()) {
+        let i = i + first;
         bail!(
             "{}: example {i} of the {} data has no tokens: its text is empty and the tokenizer adds no special tokens; remove or fill the empty rows",
             dir.display(),
@@ -305,7 +345,7 @@ pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -
         e.ids
             .iter()
             .find(|&&id| id >= vocab_size)
-            .map(|&id| (i, id))
+            .map(|&id| (i + first, id))
     });
     if let Some((i, id)) = found {
         bail!(

@@ -151,12 +151,30 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
     let output_dir = match (&args.output_dir, task) {
         (Some(dir), _) => dir.clone(),
         (None, Some(task)) => {
-            let dir = task_model_dir(task);
+            // Named after the model fine-tuned: only the base model's fine-tune is the
+            // default model that eval, importance and prune pick up without --model.
+            let base = args
+                .model
+                .as_deref()
+                .map(model_name)
+                .filter(|n| n != crate::cli::BASE_MODEL_NAME);
+            let (dir, what) = match &base {
+                Some(name) => (
+                    crate::cli::fine_tuned_dir(name, task),
+                    format!("the {} fine-tune of {name}", task.name()),
+                ),
+                None => (
+                    task_model_dir(task),
+                    format!(
+                        "the default {} model that eval, importance and prune use",
+                        task.name()
+                    ),
+                ),
+            };
             if dir.exists() && !args.overwrite {
                 bail!(
-                    "{} already exists: it is the default {} model that eval, importance and prune use; pass --overwrite to replace it, or --output-dir to write elsewhere",
+                    "{} already exists: it is {what}; pass --overwrite to replace it, or --output-dir to write elsewhere",
                     dir.display(),
-                    task.name()
                 );
             }
             dir
@@ -685,4 +703,19 @@ fn train_epochs(
         seconds: start.elapsed().as_secs_f64(),
         train_seconds,
     })
+}
+
+/// The name of a model argument: a folder's last component, a hub id's NAME (without @REV).
+fn model_name(spec: &str) -> String {
+    let id = spec.split('@').next().unwrap_or(spec);
+    let trimmed = id.trim_end_matches('/');
+    let name = Path::new(trimmed)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| trimmed.replace('/', "--"));
+    if name.is_empty() || name == "." || name == ".." {
+        "model".to_string()
+    } else {
+        name
+    }
 }

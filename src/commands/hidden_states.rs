@@ -53,6 +53,9 @@ pub fn run(args: &HiddenStatesArgs, global: &GlobalArgs) -> Result<()> {
     let path = out_dir.join("hidden_states.safetensors");
     let staged = staging.dir().join("hidden_states.safetensors");
     crate::output::fail_if_injected(&staged)?;
+    for (name, t) in &tensors {
+        crate::finite::ensure_finite(t, name, || format!("for {}", path.display()))?;
+    }
     tch::Tensor::write_safetensors(&tensors, &staged)
         .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
     let shapes: serde_json::Map<String, serde_json::Value> = tensors

@@ -1,6 +1,6 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
-use super::common::{check_token_ids, load_model, log_load, model_dir, setup, TaskSetup};
+use super::common::{load_model, log_load, model_dir, setup, TaskSetup};
 use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
 use crate::data::batch::{make_batches, Batch, Padding};
 use crate::data::custom::ModelLabels;
@@ -130,6 +130,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         text: Vec::new(),
         token_ids: None,
         block_size: 128,
+        example: args.example,
     };
     // Without --model the task's fine-tuned default is used (built first if missing, as the
     // other task commands do). With --model no task head is needed: reading attentions and
@@ -184,31 +185,27 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         if let Some(n) = subset {
             examples.truncate(n as usize);
         }
+        super::common::select_example(&mut examples, args.example, args.split)?;
         let data = Dataset::new(loaded.spec, args.split, examples, &tokenizer)?;
-        check_token_ids(&data, model.net.vocab_size(), &dir)?;
+        super::common::check_token_ids_from(
+            &data,
+            model.net.vocab_size(),
+            &dir,
+            args.example.unwrap_or(0) as usize,
+        )?;
         let data_dir = loaded.location;
         (device, model, tokenizer, data, data_dir)
     };
     let mut indices: Vec<usize> = (0..data.len()).collect();
-    let mut encoded = data.encoded;
-    let mut texts: Vec<(String, Option<String>)> = data
+    let encoded = data.encoded;
+    let texts: Vec<(String, Option<String>)> = data
         .examples
         .into_iter()
         .map(|e| (e.text_a, e.text_b))
         .collect();
+    // Only that example was read (`select_example`).
     if let Some(n) = args.example {
-        let n = n as usize;
-        if n >= encoded.len() {
-            bail!(
-                "--example {n}: the {} split of {} has only {} examples",
-                format!("{:?}", args.split).to_lowercase(),
-                task.name(),
-                encoded.len()
-            );
-        }
-        encoded = vec![encoded.swap_remove(n)];
-        texts = vec![texts.swap_remove(n)];
-        indices = vec![n];
+        indices = vec![n as usize];
     }
     let source = json!({
         "task": task.name(),

@@ -207,7 +207,7 @@ pub fn resolve(
         let n = match (&model.names, model.outputs) {
             (Some(names), _) => names.len(),
             (None, Some(k)) => k,
-            (None, None) => max_int(splits) as usize + 1,
+            (None, None) => class_count(splits)?,
         };
         let names = model
             .names
@@ -253,7 +253,17 @@ pub fn resolve(
             let at = |msg: String| anyhow!("{}: row {}: {msg}", s.file.display(), r.row);
             let label = match &r.label {
                 None | Some(Cell::Null) => None,
-                Some(Cell::Float(v)) => Some(Label::Score(*v as f32)),
+                Some(Cell::Float(v)) => {
+                    // As the model reads it (float32): NaN, infinity or beyond float32's range
+                    // would make every metric and the training loss NaN.
+                    if !(*v as f32).is_finite() {
+                        return Err(at(format!(
+                            "label {v:?} in column {:?} is not a finite number (a score must be a real number within float32's range)",
+                            s.label_column.as_deref().unwrap_or("label")
+                        )));
+                    }
+                    Some(Label::Score(*v as f32))
+                }
                 Some(Cell::Int(v)) if regression => Some(Label::Score(*v as f32)),
                 Some(Cell::Int(v)) => {
                     if *v < 0 || *v as usize >= spec.labels.len() {
@@ -310,17 +320,43 @@ fn class_names(splits: &[&RawSplit], model: &ModelLabels) -> Result<Vec<String>>
     Ok(set.into_iter().map(str::to_string).collect())
 }
 
-fn max_int(splits: &[&RawSplit]) -> i64 {
-    splits
-        .iter()
-        .flat_map(|s| s.rows.iter())
-        .filter_map(|r| match r.label {
-            Some(Cell::Int(v)) => Some(v),
-            _ => None,
+/// The most classes integer labels may make: a classifier this wide is already far more than
+/// any data file here trains.
+pub const MAX_CLASSES: usize = 1 << 16;
+
+/// The class count of integer labels on a model without a classifier: the largest label + 1,
+/// refused (naming its row) before anything is sized by it when the data cannot support it —
+/// more than `MAX_CLASSES`, or more than ten times the labelled examples (every class should
+/// have examples; a label of 10^5 among ten rows is a typo or a score column).
+fn class_count(splits: &[&RawSplit]) -> Result<usize> {
+    let ints = || {
+        splits.iter().flat_map(|s| {
+            s.rows.iter().filter_map(move |r| match r.label {
+                Some(Cell::Int(v)) => Some((s, r.row, v)),
+                _ => None,
+            })
         })
-        .max()
-        .unwrap_or(0)
-        .max(0)
+    };
+    if let Some((s, row, v)) = ints().find(|(_, _, v)| *v < 0) {
+        bail!(
+            "{}: row {row}: label {v} is negative; integer labels are class indices 0..N-1",
+            s.file.display()
+        );
+    }
+    let examples = ints().count();
+    let Some((s, row, max)) = ints().max_by_key(|(_, _, v)| *v) else {
+        return Ok(1);
+    };
+    let bound = MAX_CLASSES.min(10 * examples.max(10));
+    if max as u64 >= bound as u64 {
+        bail!(
+            "{}: row {row}: label {max} would make {} classes for {examples} labelled example{}; integer labels are class indices 0..N-1 (at most {bound} classes here: ten times the examples, and never more than {MAX_CLASSES})",
+            s.file.display(),
+            (max as u64).saturating_add(1),
+            if examples == 1 { "" } else { "s" }
+        );
+    }
+    Ok(max as usize + 1)
 }
 
 /// Splits one file's rows into train and dev: every k-th row goes to dev, so the split is the

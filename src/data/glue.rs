@@ -316,11 +316,17 @@ impl Task {
                 Some(col) => {
                     let raw = field(col)?.trim();
                     Some(if self.is_regression() {
-                        Label::Score(raw.parse::<f32>().map_err(|_| {
+                        let score = raw.parse::<f32>().map_err(|_| {
                             anyhow!(
                                 "line {n}: label {raw:?} is not a number (STS-B scores are 0 to 5)"
                             )
-                        })?)
+                        })?;
+                        if !score.is_finite() {
+                            bail!(
+                                "line {n}: label {raw:?} is not a finite number (STS-B scores are 0 to 5)"
+                            );
+                        }
+                        Label::Score(score)
                     } else {
                         let idx = labels.iter().position(|l| l == raw).ok_or_else(|| {
                             anyhow!(

@@ -120,6 +120,9 @@ pub fn examples(task: Task, t: &Table) -> Result<Vec<Example>> {
         };
         let label = match (task.is_regression(), cell) {
             (_, table::Cell::Int(-1)) | (_, table::Cell::Null) => None,
+            (true, table::Cell::Float(v)) if !(*v as f32).is_finite() => {
+                return Err(bad("is not a finite number (STS-B scores are 0 to 5)"))
+            }
             (true, table::Cell::Float(v)) => Some(Label::Score(*v as f32)),
             (true, table::Cell::Int(v)) => Some(Label::Score(*v as f32)),
             (false, table::Cell::Int(v)) => {

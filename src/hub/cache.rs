@@ -30,7 +30,8 @@ impl RepoCache {
             return Some(revision.to_string());
         }
         let commit = std::fs::read_to_string(self.path().join("refs").join(revision)).ok()?;
-        Some(commit.trim().to_string()).filter(|c| !c.is_empty())
+        // A refs file names a snapshot folder: one plain name, never a path.
+        Some(commit.trim().to_string()).filter(|c| is_plain_name(c))
     }
 
     pub fn snapshot(&self, commit: &str) -> PathBuf {
@@ -59,7 +60,10 @@ impl RepoCache {
         if revision == commit {
             return Ok(());
         }
-        let path = self.path().join("refs").join(revision);
+        if !is_plain_name(commit) {
+            bail!("refusing to record the commit {commit:?} for {revision}: not a plain name");
+        }
+        let path = self.path().join("refs").join(checked_relative(revision)?);
         if std::fs::read_to_string(&path).is_ok_and(|c| c.trim() == commit) {
             return Ok(());
         }
@@ -75,6 +79,11 @@ impl RepoCache {
     /// Points `snapshots/<commit>/<file>` at `blobs/<etag>` with a relative symlink, as
     /// huggingface_hub does; replaces whatever was there.
     pub fn link(&self, commit: &str, file: &str, etag: &str) -> Result<PathBuf> {
+        if !is_plain_name(commit) || !is_plain_name(etag) {
+            bail!(
+                "refusing to link {file}: commit {commit:?} or ETag {etag:?} is not a plain name"
+            );
+        }
         let pointer = self.snapshot(commit).join(checked_relative(file)?);
         let dir = pointer.parent().expect("a snapshot file has a folder");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -105,14 +114,32 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A repository path as a relative path that stays inside the snapshot folder.
+/// One folder or file name: not empty, not `.` or `..`, no separator (`/` or `\\`), no NUL or
+/// other control character.
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 255
+        && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+/// A repository path as a relative path that stays inside the snapshot folder: `/`-separated
+/// plain names (no `..`, no absolute path, no backslash, no empty segment).
 pub fn checked_relative(file: &str) -> Result<PathBuf> {
-    let path = Path::new(file);
-    let ok = !file.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+    let ok = file.len() <= 4096
+        && file.split('/').all(is_plain_name)
+        && Path::new(file)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
     if !ok {
-        bail!("the hub listed a file named {file:?}, which is not a plain relative path");
+        let mut shown: String = file.chars().take(80).collect();
+        if shown.len() < file.len() {
+            shown.push('…');
+        }
+        bail!("the hub named a file {shown:?}, which is not a plain relative path (no .., no leading /, no backslash)");
     }
-    Ok(path.to_path_buf())
+    Ok(PathBuf::from(file))
 }
 
 #[cfg(unix)]
@@ -155,5 +182,12 @@ mod tests {
         assert_eq!(repo.commit_for("main"), None);
         assert!(checked_relative("../x").is_err());
         assert!(checked_relative("/etc/x").is_err());
+        for bad in ["a/../b", "a\\..\\b", "..", "a//b", "./a", "", "a/", "a\0b"] {
+            assert!(checked_relative(bad).is_err(), "{bad:?}");
+        }
+        assert!(checked_relative("cfg/train/0000.parquet").is_ok());
+        std::fs::create_dir_all(repo.path().join("refs")).unwrap();
+        std::fs::write(repo.path().join("refs/evil"), "../../../victim").unwrap();
+        assert_eq!(repo.commit_for("evil"), None);
     }
 }

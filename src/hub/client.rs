@@ -3,7 +3,7 @@
 //! storage), a GET resumed with a Range from `blobs/<etag>.incomplete`, a sha256 check for LFS
 //! files (their ETag is the sha256), and a rename into `blobs/`.
 use super::cache::{checked_relative, RepoCache};
-use super::{RepoType, Settings};
+use super::{is_commit_hash, RepoType, Settings};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -64,32 +64,44 @@ impl Target<'_> {
 
 pub struct Client {
     settings: Settings,
+    /// Listings and HEADs: silent for at most HF_HUB_ETAG_TIMEOUT.
     agent: ureq::Agent,
+    /// File bytes: silent for at most HF_HUB_DOWNLOAD_TIMEOUT.
+    bytes_agent: ureq::Agent,
     quiet: bool,
 }
 
 impl Client {
     /// A client for the hub the settings name; `quiet` hides the progress bars.
     pub fn new(settings: Settings, quiet: bool) -> Self {
-        let mut config = ureq::Agent::config_builder();
         // Proxies come from the environment (HTTPS_PROXY, NO_PROXY...), except for a hub on this
         // machine, which a proxy could not reach.
         let host = origin(&settings.endpoint).split("://").nth(1).unwrap_or("");
-        if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
-            config = config.proxy(None);
-        }
-        let agent = config
-            .http_status_as_error(false)
-            // Followed by hand: the token goes only to the hub's own host, never to storage.
-            .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .user_agent(format!("bertology/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let local =
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        // As requests' timeout in huggingface_hub: the connection and every read may each be
+        // silent for the timeout, so a stalled server fails instead of hanging.
+        let agent = |timeout: Duration| -> ureq::Agent {
+            let mut config = ureq::Agent::config_builder();
+            if local {
+                config = config.proxy(None);
+            }
+            config
+                .http_status_as_error(false)
+                // Followed by hand: the token goes only to the hub's own host, never to storage.
+                .max_redirects(0)
+                .timeout_connect(Some(timeout))
+                .timeout_recv_response(Some(timeout))
+                .timeout_per_read(Some(timeout))
+                .timeout_per_write(Some(timeout))
+                .user_agent(format!("bertology/{}", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into()
+        };
         Client {
+            agent: agent(settings.etag_timeout),
+            bytes_agent: agent(settings.download_timeout),
             settings,
-            agent,
             quiet,
         }
     }
@@ -106,6 +118,9 @@ impl Client {
             revision,
             file: None,
         };
+        if let Some(e) = self.settings.env_error() {
+            bail!("{}: {e}", t.spec());
+        }
         let url = format!(
             "{}/api/{}/{}/revision/{}",
             self.settings.endpoint,
@@ -133,10 +148,20 @@ impl Client {
             .sha
             .filter(|s| !s.is_empty())
             .ok_or_else(|| anyhow!("{}: the listing from {url} has no \"sha\"", t.spec()))?;
-        Ok(RepoInfo {
-            commit,
-            files: info.siblings.into_iter().map(|s| s.rfilename).collect(),
-        })
+        // The commit names the snapshot folder and every file name a path under it: nothing the
+        // server sends becomes a path before it is checked.
+        if !is_commit_hash(&commit) {
+            bail!(
+                "{}: the listing from {url} gives the commit {:?}, not a commit hash (40 hexadecimal digits); is HF_ENDPOINT a hub?",
+                t.spec(),
+                shorten(&commit)
+            );
+        }
+        let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        for f in &files {
+            checked_relative(f).map_err(|e| anyhow!("{}: {url}: {e}", t.spec()))?;
+        }
+        Ok(RepoInfo { commit, files })
     }
 
     /// The local path of `file` at `commit` (of the user's `revision`), downloaded into the
@@ -209,8 +234,13 @@ impl Client {
                 .or_else(|| header(h, "etag"))
                 .map(normalize_etag)
                 .ok_or_else(|| missing("ETag"))?;
-            if etag.is_empty() || etag.contains(['/', '\\']) || etag.starts_with('.') {
-                bail!("{}: the hub gave an unusable ETag {etag:?}", t.spec());
+            if !is_plain_etag(&etag) {
+                bail!(
+                    "{}: {}: the hub gave the ETag {:?}, which is not a plain name (letters, digits, - and _, at most 128)",
+                    t.spec(),
+                    t.file.unwrap_or(""),
+                    shorten(&etag)
+                );
             }
             let size = header(h, "x-linked-size")
                 .or_else(|| header(h, "content-length"))
@@ -314,7 +344,7 @@ impl Client {
         let mut url = meta.url.clone();
         let mut response = None;
         for _ in 0..MAX_REDIRECTS {
-            let r = self.call(t, &url, "GET", Some(start).filter(|&s| s > 0))?;
+            let r = self.call(t, &url, "GET BYTES", Some(start).filter(|&s| s > 0))?;
             if r.status().is_redirection() {
                 let location = header(r.headers(), "location")
                     .ok_or_else(|| anyhow!("{}: a redirect without Location", t.spec()))?;
@@ -357,8 +387,18 @@ impl Client {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     bar.abandon();
+                    let why = if e.kind() == std::io::ErrorKind::TimedOut
+                        || e.to_string().to_ascii_lowercase().contains("timeout")
+                    {
+                        format!(
+                            "nothing received for {} s, HF_HUB_DOWNLOAD_TIMEOUT",
+                            self.settings.download_timeout.as_secs_f64()
+                        )
+                    } else {
+                        e.to_string().replace('\n', " ")
+                    };
                     bail!(
-                        "{}: {file}: the download broke off after {received} of {} bytes ({e}); run again to resume",
+                        "{}: {file}: the download broke off after {received} of {} bytes ({why}); run again to resume",
                         t.spec(),
                         meta.size
                     );
@@ -401,6 +441,7 @@ impl Client {
     ) -> Result<Response<ureq::Body>> {
         let mut request = match method {
             "HEAD" => self.agent.head(url),
+            "GET BYTES" => self.bytes_agent.get(url),
             _ => self.agent.get(url),
         }
         // Sizes and checksums are those of the file itself, never of a compressed stream.
@@ -423,7 +464,15 @@ impl Client {
             }
             ureq::Error::HostNotFound => "host not found".to_string(),
             ureq::Error::ConnectionFailed => "connection failed".to_string(),
-            ureq::Error::Timeout(_) => "timed out".to_string(),
+            ureq::Error::Timeout(_) => self.silence(),
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                self.silence()
+            }
             other => other.to_string().replace('\n', " "),
         };
         anyhow!(
@@ -431,6 +480,14 @@ impl Client {
             t.spec(),
             self.settings.endpoint,
             self.settings.cache_dir.display()
+        )
+    }
+
+    /// What a timeout says: the limits and the variables that set them.
+    fn silence(&self) -> String {
+        format!(
+            "no answer within {} s; HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT set the limits",
+            self.settings.etag_timeout.as_secs_f64()
         )
     }
 
@@ -483,6 +540,24 @@ fn normalize_etag(etag: &str) -> String {
         .trim_start_matches("W/")
         .trim_matches('"')
         .to_string()
+}
+
+/// An ETag fit to name a file in `blobs/`: a git blob id, a sha256, or a mirror's plain token;
+/// never a path, a dot file or `<etag>.incomplete`.
+fn is_plain_etag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A server's string, cut for an error message (a hostile one can be megabytes).
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(80).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 fn is_sha256(s: &str) -> bool {

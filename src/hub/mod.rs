@@ -8,6 +8,7 @@ pub mod model;
 
 pub use client::{Client, RepoInfo};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The hub that answers when HF_ENDPOINT is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -56,6 +57,14 @@ pub struct Settings {
     pub offline: bool,
     /// $HF_TOKEN, else the file $HF_TOKEN_PATH, else $HF_HOME/token. Never printed.
     token: Option<String>,
+    /// $HF_HUB_ETAG_TIMEOUT (default 10 s): how long a listing or a file's HEAD may keep the
+    /// line silent (connecting, or between two reads).
+    pub etag_timeout: Duration,
+    /// $HF_HUB_DOWNLOAD_TIMEOUT (default 10 s): the same for a file's bytes; a download that
+    /// stalls longer fails, and the next run resumes it.
+    pub download_timeout: Duration,
+    /// A timeout variable that is not a positive number of seconds: every request fails with it.
+    env_error: Option<String>,
 }
 
 // Written by hand so that no debug print can show the token.
@@ -66,6 +75,8 @@ impl std::fmt::Debug for Settings {
             .field("cache_dir", &self.cache_dir)
             .field("offline", &self.offline)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("etag_timeout", &self.etag_timeout)
+            .field("download_timeout", &self.download_timeout)
             .finish()
     }
 }
@@ -76,12 +87,32 @@ impl Settings {
             .ok()
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let mut env_error = None;
+        let mut timeout = |var: &str| match seconds(var) {
+            Ok(t) => t,
+            Err(e) => {
+                env_error.get_or_insert(e);
+                DEFAULT_TIMEOUT
+            }
+        };
+        let (etag_timeout, download_timeout) = (
+            timeout("HF_HUB_ETAG_TIMEOUT"),
+            timeout("HF_HUB_DOWNLOAD_TIMEOUT"),
+        );
         Settings {
             endpoint: endpoint.trim().trim_end_matches('/').to_string(),
             cache_dir: cache_dir(),
             offline: truthy("HF_HUB_OFFLINE"),
             token: token(),
+            etag_timeout,
+            download_timeout,
+            env_error,
         }
+    }
+
+    /// An environment variable of these settings that could not be read.
+    pub fn env_error(&self) -> Option<&str> {
+        self.env_error.as_deref()
     }
 
     /// Settings for the hub at `endpoint` and the cache folder `cache_dir`, online, with no
@@ -92,7 +123,17 @@ impl Settings {
             cache_dir,
             offline: false,
             token: None,
+            etag_timeout: DEFAULT_TIMEOUT,
+            download_timeout: DEFAULT_TIMEOUT,
+            env_error: None,
         }
+    }
+
+    /// These settings with other read timeouts (listings and HEADs, file bytes).
+    pub fn with_timeouts(mut self, etag: Duration, download: Duration) -> Self {
+        self.etag_timeout = etag;
+        self.download_timeout = download;
+        self
     }
 
     pub fn with_token(mut self, token: Option<String>) -> Self {
@@ -128,6 +169,27 @@ pub fn cache_dir() -> PathBuf {
     match std::env::var_os("HF_HUB_CACHE").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => hf_home().join("hub"),
+    }
+}
+
+/// huggingface_hub's default for HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A timeout variable in seconds (huggingface_hub reads whole seconds; fractions are kept);
+/// unset or empty is the default.
+fn seconds(var: &str) -> Result<Duration, String> {
+    let Ok(text) = std::env::var(var) else {
+        return Ok(DEFAULT_TIMEOUT);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(DEFAULT_TIMEOUT);
+    }
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 1e6 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{var}={text:?}: expected a positive number of seconds (default 10)"
+        )),
     }
 }
 

@@ -3,12 +3,14 @@
 //! checkpoints map one to one. The encoder (`BERT_LAYER`) is shared with RoBERTa and ELECTRA,
 //! which differ only in their embeddings and heads.
 use super::checkpoint::KeyLayout;
+use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{
     embed, embedding_weight, Encoder, EncoderDims, EncoderLayerNames, LayerNorm, Linear,
 };
 use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
@@ -198,6 +200,46 @@ impl Network for BertForSequenceClassification {
     }
 }
 
+/// BERT's size fields (RoBERTa's and the masked LMs' too) and the weights that hold them.
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(d::vocab_size),
+        Held::Dim("embeddings.word_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "max_position_embeddings",
+        Some(d::max_position_embeddings),
+        Held::Dim("embeddings.position_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "type_vocab_size",
+        Some(d::type_vocab_size),
+        Held::Dim("embeddings.token_type_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "hidden_size",
+        Some(d::hidden_size),
+        Held::Dim("encoder.layer.0.output.dense.weight", 0),
+    ),
+    SizeField::new(
+        "intermediate_size",
+        Some(d::intermediate_size),
+        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+    ),
+    SizeField::new(
+        "num_hidden_layers",
+        Some(d::num_hidden_layers),
+        Held::Layers("encoder.layer."),
+    ),
+    SizeField::new(
+        "num_attention_heads",
+        Some(d::num_attention_heads),
+        Held::Bounded,
+    ),
+    SizeField::new("pad_token_id", None, Held::TokenId),
+];
+
 pub static FAMILY: Family = Family {
     name: "bert",
     model_types: &["bert"],
@@ -206,5 +248,6 @@ pub static FAMILY: Family = Family {
         head: "classifier.",
         optional: &["classifier.", "pooler."],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(BertForSequenceClassification::new(root, config)?)),
 };

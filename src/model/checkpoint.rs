@@ -28,12 +28,31 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| anyhow!("{}: no \"weight_map\" object", index.display()))?;
+        if map.is_empty() {
+            bail!(
+                "{}: the weight_map is empty: the index names no shard (expected {{\"weight_map\": {{\"<weight>\": \"model-00001-of-0000N.safetensors\", ...}}}})",
+                index.display()
+            );
+        }
         let mut files: Vec<PathBuf> = map
-            .values()
-            .map(|v| {
-                v.as_str().map(|f| dir.join(f)).ok_or_else(|| {
+            .iter()
+            .map(|(key, v)| {
+                let f = v.as_str().ok_or_else(|| {
                     anyhow!("{}: weight_map values must be file names", index.display())
-                })
+                })?;
+                // A shard is a file of this folder, as transformers reads it: never a path
+                // out of it.
+                let plain = !f.is_empty()
+                    && Path::new(f)
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !plain {
+                    bail!(
+                        "{}: weight_map names the shard {f:?} for {key}, which is not a file name inside the model folder",
+                        index.display()
+                    );
+                }
+                Ok(dir.join(f))
             })
             .collect::<Result<_>>()?;
         files.sort();

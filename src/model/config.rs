@@ -327,7 +327,7 @@ pub struct BertConfig {
     pub embedding_size: Option<i64>,
 }
 
-mod defaults {
+pub(crate) mod defaults {
     use super::Activation;
     pub fn vocab_size() -> i64 {
         30522

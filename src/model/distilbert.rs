@@ -10,9 +10,41 @@ use super::layers::{
     LayerNorm, Linear,
 };
 use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};
+
+/// DistilBERT's size fields and the weights that hold them (nn.Linear weights are [out, in]).
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(d::vocab_size),
+        Held::Dim("embeddings.word_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "max_position_embeddings",
+        Some(d::max_position_embeddings),
+        Held::Dim("embeddings.position_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "dim",
+        Some(d::dim),
+        Held::Dim("embeddings.word_embeddings.weight", 1),
+    ),
+    SizeField::new(
+        "hidden_dim",
+        Some(d::hidden_dim),
+        Held::Dim("transformer.layer.0.ffn.lin1.weight", 0),
+    ),
+    SizeField::new(
+        "n_layers",
+        Some(d::n_layers),
+        Held::Layers("transformer.layer."),
+    ),
+    SizeField::new("n_heads", Some(d::n_heads), Held::Bounded),
+    SizeField::new("pad_token_id", None, Held::TokenId),
+];
 
 pub static FAMILY: Family = Family {
     name: "distilbert",
@@ -22,6 +54,7 @@ pub static FAMILY: Family = Family {
         head: "classifier.",
         optional: &["classifier.", "pre_classifier."],
     },
+    sizes: SIZES,
     build: |root, config| {
         Ok(Box::new(DistilBertForSequenceClassification::new(
             root, config,

@@ -3,14 +3,62 @@
 //! when the two differ; BERT's encoder; the head dense → gelu → out_proj on the first token.
 use super::bert::{bert_config, bert_encoder, BertEmbeddings};
 use super::checkpoint::KeyLayout;
+use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{Encoder, Linear};
 use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::preflight::{Held, SizeField};
 use super::roberta::ClassificationHead;
 use anyhow::Result;
 use serde_json::json;
 use tch::{nn, Tensor};
+
+/// ELECTRA's size fields: BERT's, with the embeddings' own width (`embedding_size`, absent when
+/// it equals hidden_size).
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(d::vocab_size),
+        Held::Dim("embeddings.word_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "embedding_size",
+        None,
+        Held::Dim("embeddings.word_embeddings.weight", 1),
+    ),
+    SizeField::new(
+        "max_position_embeddings",
+        Some(d::max_position_embeddings),
+        Held::Dim("embeddings.position_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "type_vocab_size",
+        Some(d::type_vocab_size),
+        Held::Dim("embeddings.token_type_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "hidden_size",
+        Some(d::hidden_size),
+        Held::Dim("encoder.layer.0.output.dense.weight", 0),
+    ),
+    SizeField::new(
+        "intermediate_size",
+        Some(d::intermediate_size),
+        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+    ),
+    SizeField::new(
+        "num_hidden_layers",
+        Some(d::num_hidden_layers),
+        Held::Layers("encoder.layer."),
+    ),
+    SizeField::new(
+        "num_attention_heads",
+        Some(d::num_attention_heads),
+        Held::Bounded,
+    ),
+    SizeField::new("pad_token_id", None, Held::TokenId),
+];
 
 pub static FAMILY: Family = Family {
     name: "electra",
@@ -20,6 +68,7 @@ pub static FAMILY: Family = Family {
         head: "classifier.",
         optional: &["classifier."],
     },
+    sizes: SIZES,
     build: |root, config| {
         Ok(Box::new(ElectraForSequenceClassification::new(
             root, config,

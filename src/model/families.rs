@@ -3,6 +3,7 @@
 use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
 use super::network::Network;
+use super::preflight::SizeField;
 use super::{bert, distilbert, electra, gpt2, llama, masked_lm, openai_gpt, roberta};
 use anyhow::{bail, Result};
 use tch::nn;
@@ -13,6 +14,10 @@ pub struct Family {
     pub name: &'static str,
     pub model_types: &'static [&'static str],
     pub layout: KeyLayout,
+    /// The size fields of its config.json and the weights that hold them, checked against the
+    /// safetensors headers before anything is allocated (`preflight`). Declare every field
+    /// the network sizes a tensor by.
+    pub sizes: &'static [SizeField],
     pub build: fn(&nn::Path, &ModelConfig) -> Result<Box<dyn Network>>,
 }
 

@@ -16,9 +16,29 @@ use super::network::{
     check_head_mask, min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
     NetworkShape, Objective,
 };
+use super::preflight::{Held, SizeField};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};
+
+/// GPT-2's size fields and the weights that hold them (Conv1D weights are [in, out]); `n_inner`
+/// null is 4 × n_embd.
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(d::vocab_size),
+        Held::Dim("wte.weight", 0),
+    ),
+    SizeField::new("n_embd", Some(d::n_embd), Held::Dim("wte.weight", 1)),
+    SizeField::new(
+        "n_positions",
+        Some(d::n_positions),
+        Held::Dim("wpe.weight", 0),
+    ),
+    SizeField::new("n_inner", None, Held::Dim("h.0.mlp.c_fc.weight", 1)),
+    SizeField::new("n_layer", Some(d::n_layer), Held::Layers("h.")),
+    SizeField::new("n_head", Some(d::n_head), Held::Bounded),
+];
 
 /// GPT2ForSequenceClassification: the family `--task <GLUE task>` builds.
 pub static FAMILY: Family = Family {
@@ -29,6 +49,7 @@ pub static FAMILY: Family = Family {
         head: "score.",
         optional: &["score."],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::Classification)?)),
 };
 
@@ -42,6 +63,7 @@ pub static LM_FAMILY: Family = Family {
         head: "",
         optional: &[],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::CausalLm)?)),
 };
 

@@ -24,11 +24,31 @@ use super::network::{
     check_head_mask, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
     NetworkShape, Objective, RemoteCode,
 };
+use super::preflight::{Held, SizeField};
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use std::f64::consts::PI;
 use tch::{nn, Device, Kind, Tensor};
+
+/// The config's size fields and the weights that hold them, checked before anything is
+/// allocated. The sizes have no default (a config without them is refused); rotary positions
+/// are held by no weight, so they get a fixed bound.
+pub const SIZES: &[SizeField] = &[
+    SizeField::new("vocab_size", None, Held::Dim("embed_tokens.weight", 0)),
+    SizeField::new("hidden_size", None, Held::Dim("embed_tokens.weight", 1)),
+    SizeField::new(
+        "intermediate_size",
+        None,
+        Held::Dim("layers.0.mlp.gate_proj.weight", 0),
+    ),
+    SizeField::new("num_hidden_layers", None, Held::Layers("layers.")),
+    SizeField::new("num_attention_heads", None, Held::Bounded),
+    SizeField::new("num_key_value_heads", None, Held::Bounded),
+    SizeField::new("head_dim", None, Held::Bounded),
+    SizeField::new("max_position_embeddings", None, Held::AtMost(1 << 20)),
+    SizeField::new("sliding_window", None, Held::AtMost(1 << 20)),
+];
 
 /// `*ForSequenceClassification`: the family `--task <GLUE task>` builds.
 pub static FAMILY: Family = Family {
@@ -39,6 +59,7 @@ pub static FAMILY: Family = Family {
         head: "score.",
         optional: &["score."],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::Classification)?)),
 };
 
@@ -53,6 +74,7 @@ pub static LM_FAMILY: Family = Family {
         head: "",
         optional: &[],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::CausalLm)?)),
 };
 

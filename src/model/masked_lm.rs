@@ -23,6 +23,7 @@ pub static BERT_FAMILY: Family = Family {
         head: "cls.predictions.",
         optional: &[],
     },
+    sizes: super::bert::SIZES,
     build: |root, config| Ok(Box::new(MaskedLm::new(root, config, Kind_::Bert)?)),
 };
 
@@ -34,6 +35,7 @@ pub static ROBERTA_FAMILY: Family = Family {
         head: "lm_head.",
         optional: &[],
     },
+    sizes: super::roberta::SIZES,
     build: |root, config| Ok(Box::new(MaskedLm::new(root, config, Kind_::Roberta)?)),
 };
 

@@ -60,6 +60,8 @@ impl Model {
         if !dir.is_dir() {
             bail!("{}: model folder does not exist", dir.display());
         }
+        // Whatever the command, its outputs may not go into this folder.
+        crate::output::note_model_input(dir);
         let config_path = dir.join("config.json");
         if !config_path.is_file() {
             bail!(

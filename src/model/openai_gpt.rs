@@ -7,9 +7,31 @@ use super::config::{check_heads, check_sizes, Activation, ModelConfig};
 use super::families::Family;
 use super::gpt2::{Decoder, DecoderDims, DecoderHead, DecoderModel};
 use super::network::Objective;
+use super::preflight::{Held, SizeField};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use tch::nn;
+
+/// OpenAI GPT's size fields and the weights that hold them (the MLP is 4 × n_embd, no field).
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(d::vocab_size),
+        Held::Dim("tokens_embed.weight", 0),
+    ),
+    SizeField::new(
+        "n_embd",
+        Some(d::n_embd),
+        Held::Dim("tokens_embed.weight", 1),
+    ),
+    SizeField::new(
+        "n_positions",
+        Some(d::n_positions),
+        Held::Dim("positions_embed.weight", 0),
+    ),
+    SizeField::new("n_layer", Some(d::n_layer), Held::Layers("h.")),
+    SizeField::new("n_head", Some(d::n_head), Held::Bounded),
+];
 
 /// OpenAIGPTForSequenceClassification (`--task <GLUE task>`).
 pub static FAMILY: Family = Family {
@@ -20,6 +42,7 @@ pub static FAMILY: Family = Family {
         head: "score.",
         optional: &["score."],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::Classification)?)),
 };
 
@@ -32,6 +55,7 @@ pub static LM_FAMILY: Family = Family {
         head: "",
         optional: &[],
     },
+    sizes: SIZES,
     build: |root, config| Ok(Box::new(build(root, config, Objective::CausalLm)?)),
 };
 

@@ -30,7 +30,50 @@ fn header_shapes(files: &[PathBuf], prefix: &str) -> Result<HashMap<String, Vec<
     Ok(out)
 }
 
-/// Size fields (each is some weight's dimension), layer counts, and dropout probabilities.
+/// Where the checkpoint holds a size field of config.json, so it can be checked against the
+/// safetensors headers before anything is allocated.
+#[derive(Clone, Copy, Debug)]
+pub enum Held {
+    /// Dimension `axis` of this tensor (its name without the family's prefix, e.g.
+    /// `wte.weight`, `embeddings.word_embeddings.weight`): the field must equal it.
+    Dim(&'static str, usize),
+    /// The number of layers: the tensors named `<stem><index>.…` (e.g. `h.`,
+    /// `encoder.layer.`, `layers.`); the field must equal the highest index + 1.
+    Layers(&'static str),
+    /// No tensor holds it alone (a head count): it may not exceed the largest dimension of any
+    /// weight.
+    Bounded,
+    /// No weight holds it and it may exceed every weight's dimension (RoPE's
+    /// max_position_embeddings): at most this fixed bound, which also caps what it sizes.
+    AtMost(i64),
+    /// A token id the network reads (pad_token_id where embeddings or positions use it): in
+    /// 0..vocab_size. Not a size: 0 is allowed, and absent or null is not checked.
+    TokenId,
+}
+
+/// One size field of a family's config.json: its name, the default the family's typed config
+/// uses when the field is absent (`None`: absent or null is not checked, e.g. GPT-2's
+/// `n_inner`, which then follows `n_embd`), and where the weights hold it. Every declared
+/// field must be a positive integer and at most the largest dimension of the weights.
+#[derive(Clone, Copy, Debug)]
+pub struct SizeField {
+    pub field: &'static str,
+    pub default: Option<fn() -> i64>,
+    pub held: Held,
+}
+
+impl SizeField {
+    pub const fn new(field: &'static str, default: Option<fn() -> i64>, held: Held) -> Self {
+        SizeField {
+            field,
+            default,
+            held,
+        }
+    }
+}
+
+/// Size fields checked for every family whatever it declares (each is some weight's
+/// dimension), layer counts, and dropout probabilities.
 const SIZES: &[&str] = &[
     "hidden_size",
     "intermediate_size",
@@ -40,8 +83,14 @@ const SIZES: &[&str] = &[
     "vocab_size",
     "max_position_embeddings",
     "type_vocab_size",
+    "n_embd",
+    "n_positions",
+    "n_ctx",
+    "n_inner",
+    "num_key_value_heads",
+    "head_dim",
 ];
-const LAYERS: &[&str] = &["num_hidden_layers", "n_layers"];
+const LAYERS: &[&str] = &["num_hidden_layers", "n_layers", "n_layer"];
 const PROBABILITIES: &[&str] = &[
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
@@ -50,7 +99,14 @@ const PROBABILITIES: &[&str] = &[
     "attention_dropout",
     "seq_classif_dropout",
     "qa_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
 ];
+/// Normalisation epsilons: zero or negative makes a layer divide by zero or take the square
+/// root of a negative number (NaN from the first token).
+const EPSILONS: &[&str] = &["layer_norm_eps", "layer_norm_epsilon", "rms_norm_eps"];
 
 /// Errors when a size in `config` is impossible or disagrees with the checkpoint's tensors.
 pub fn check(
@@ -65,7 +121,9 @@ pub fn check(
     for k in SIZES.iter().chain(LAYERS) {
         if let Some(v) = raw.get(*k).filter(|v| !v.is_null()) {
             if v.as_i64().is_none_or(|n| n <= 0) {
-                bail!("{at}: {k} must be a positive integer, got {v}");
+                bail!(
+                    "{at}: {k} must be a positive integer (expected an integer above 0), got {v}"
+                );
             }
         }
     }
@@ -76,9 +134,30 @@ pub fn check(
             }
         }
     }
-    if let Some(v) = raw.get("layer_norm_eps") {
-        if !v.as_f64().is_some_and(|e| e > 0.0 && e.is_finite()) {
-            bail!("{at}: layer_norm_eps must be positive, got {v}");
+    for k in EPSILONS {
+        if let Some(v) = raw.get(*k).filter(|v| !v.is_null()) {
+            if !v.as_f64().is_some_and(|e| e > 0.0 && e.is_finite()) {
+                bail!("{at}: {k} must be a positive number, got {v}");
+            }
+        }
+    }
+    if let Some(v) = raw.get("initializer_range").filter(|v| !v.is_null()) {
+        if !v.as_f64().is_some_and(|r| (0.0..=1e3).contains(&r)) {
+            bail!("{at}: initializer_range must be a standard deviation in [0, 1000], got {v}");
+        }
+    }
+    for f in family
+        .sizes
+        .iter()
+        .filter(|f| !matches!(f.held, Held::TokenId))
+    {
+        if let Some(v) = raw.get(f.field).filter(|v| !v.is_null()) {
+            if v.as_i64().is_none_or(|n| n <= 0) {
+                bail!(
+                    "{at}: {} must be a positive integer (expected an integer above 0), got {v}",
+                    f.field
+                );
+            }
         }
     }
     if config.num_labels() < 1 {
@@ -92,42 +171,104 @@ pub fn check(
         .first()
         .map(|f| f.display().to_string())
         .unwrap_or_default();
-    // The embedding tables' rows are exactly these sizes.
-    for (key, field) in [
-        ("embeddings.word_embeddings.weight", "vocab_size"),
-        (
-            "embeddings.position_embeddings.weight",
-            "max_position_embeddings",
-        ),
-        ("embeddings.token_type_embeddings.weight", "type_vocab_size"),
-    ] {
-        if let (Some(shape), Some(want)) = (shapes.get(key), int(field)) {
-            if shape.first() != Some(&(want as usize)) {
-                bail!("{at}: {field} is {want} but {shown} holds {key} of shape {shape:?}");
+    // Each declared field equals the dimension of the weights that holds it (a default
+    // applies when config.json leaves the field out, as the typed config does).
+    for f in family.sizes {
+        let (want, how) = match (int(f.field), f.default) {
+            (Some(v), _) => (v, String::new()),
+            (None, Some(d)) if raw.get(f.field).is_none() => (
+                d(),
+                " (the default: config.json does not set it)".to_string(),
+            ),
+            _ => continue,
+        };
+        let field = f.field;
+        match f.held {
+            Held::Dim(key, axis) => {
+                if let Some(shape) = shapes.get(key) {
+                    if shape.get(axis).map(|&d| d as i64) != Some(want) {
+                        bail!("{at}: {field} is {want}{how} but {shown} holds {key} of shape {shape:?}");
+                    }
+                }
+            }
+            Held::Layers(stem) => {
+                let layers = shapes
+                    .keys()
+                    .filter_map(|k| k.strip_prefix(stem)?.split('.').next()?.parse::<i64>().ok())
+                    .max()
+                    .map(|m| m + 1);
+                if let Some(n) = layers.filter(|&n| n != want) {
+                    bail!("{at}: {field} is {want}{how} but {shown} has {n} layers");
+                }
+            }
+            Held::Bounded | Held::TokenId => {}
+            Held::AtMost(limit) => {
+                if want > limit {
+                    bail!("{at}: {field} is {want}{how}, more than {limit}");
+                }
             }
         }
     }
-    // The checkpoint's highest layer index must be the config's last layer.
-    let layers = shapes
-        .keys()
-        .filter_map(|k| {
-            let rest = k.split(".layer.").nth(1)?;
-            rest.split('.').next()?.parse::<usize>().ok()
-        })
-        .max()
-        .map(|m| m + 1);
-    if let (Some(n), Some((field, want))) =
-        (layers, LAYERS.iter().find_map(|k| int(k).map(|v| (*k, v))))
-    {
-        if n as i64 != want {
-            bail!("{at}: {field} is {want} but {shown} has {n} layers");
+    // Token ids the network reads index the embedding rows: one past them fails deep inside
+    // libtorch, or shifts RoBERTa's positions below zero.
+    let vocab = family
+        .sizes
+        .iter()
+        .find(|f| f.field == "vocab_size")
+        .and_then(|f| int(f.field).or_else(|| f.default.map(|d| d())))
+        .or_else(|| int("vocab_size"));
+    if let Some(vocab) = vocab {
+        for f in family
+            .sizes
+            .iter()
+            .filter(|f| matches!(f.held, Held::TokenId))
+        {
+            if let Some(v) = raw.get(f.field).filter(|v| !v.is_null()) {
+                if !v.as_i64().is_some_and(|id| (0..vocab).contains(&id)) {
+                    bail!(
+                        "{at}: {} {v} is outside the vocabulary 0..{vocab} (vocab_size); it must be a token id",
+                        f.field
+                    );
+                }
+            }
+        }
+    }
+    // Families that declare nothing: the highest `.layer.` index must be the config's last layer.
+    if family.sizes.is_empty() {
+        let layers = shapes
+            .keys()
+            .filter_map(|k| {
+                let rest = k.split(".layer.").nth(1)?;
+                rest.split('.').next()?.parse::<usize>().ok()
+            })
+            .max()
+            .map(|m| m + 1);
+        if let (Some(n), Some((field, want))) =
+            (layers, LAYERS.iter().find_map(|k| int(k).map(|v| (*k, v))))
+        {
+            if n as i64 != want {
+                bail!("{at}: {field} is {want} but {shown} has {n} layers");
+            }
         }
     }
     // Every size is some weight's dimension: none can exceed the largest one the checkpoint
     // holds (this bounds what libtorch is asked to allocate, whatever the family).
     let largest = shapes.values().flatten().copied().max().unwrap_or(0) as i64;
     if largest > 0 {
-        for k in SIZES {
+        // Except the fields a family bounds itself (Held::AtMost).
+        let own_bound = |k: &str| {
+            family
+                .sizes
+                .iter()
+                .any(|f| f.field == k && matches!(f.held, Held::AtMost(_) | Held::TokenId))
+        };
+        let declared = family.sizes.iter().map(|f| f.field);
+        for k in SIZES
+            .iter()
+            .copied()
+            .chain(declared)
+            .filter(|k| !own_bound(k))
+        {
             if let Some(v) = int(k).filter(|&v| v > largest) {
                 bail!(
                     "{at}: {k} is {v}, larger than any dimension of the weights in {shown} (at most {largest})"
@@ -142,4 +283,65 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checkpoint::KeyLayout;
+
+    /// A family as a new architecture declares it (Llama's RoPE positions have no weight).
+    static ROPE: Family = Family {
+        name: "rope-test",
+        model_types: &["rope-test"],
+        layout: KeyLayout {
+            prefix: "model",
+            head: "lm_head.",
+            optional: &[],
+        },
+        sizes: &[
+            SizeField::new("vocab_size", None, Held::Dim("embed_tokens.weight", 0)),
+            SizeField::new("hidden_size", None, Held::Dim("embed_tokens.weight", 1)),
+            SizeField::new("num_hidden_layers", None, Held::Layers("layers.")),
+            SizeField::new("num_key_value_heads", None, Held::Bounded),
+            SizeField::new("max_position_embeddings", None, Held::AtMost(1 << 20)),
+        ],
+        build: |_, _| unreachable!("preflight builds nothing"),
+    };
+
+    fn check_config(json: serde_json::Value) -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("model.safetensors");
+        let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
+        tch::Tensor::write_safetensors(
+            &[
+                ("model.embed_tokens.weight", t(&[64, 8])),
+                ("model.layers.0.mlp.gate_proj.weight", t(&[16, 8])),
+                ("model.layers.1.mlp.gate_proj.weight", t(&[16, 8])),
+            ],
+            &weights,
+        )
+        .unwrap();
+        let config = ModelConfig::from_json(&json.to_string()).unwrap();
+        check(&dir.path().join("config.json"), &config, &ROPE, &[weights])
+    }
+
+    #[test]
+    fn declared_fields_are_checked_and_at_most_bounds_itself() {
+        let ok = serde_json::json!({"model_type": "rope-test", "vocab_size": 64, "hidden_size": 8,
+            "num_hidden_layers": 2, "num_key_value_heads": 2, "max_position_embeddings": 4096});
+        check_config(ok.clone()).unwrap();
+        for (field, value, says) in [
+            ("max_position_embeddings", 1i64 << 40, "more than 1048576"),
+            ("num_hidden_layers", 3, "has 2 layers"),
+            ("hidden_size", 16, "embed_tokens.weight of shape [64, 8]"),
+            ("num_key_value_heads", 1000, "larger than any dimension"),
+            ("vocab_size", 0, "positive integer"),
+        ] {
+            let mut bad = ok.clone();
+            bad[field] = value.into();
+            let e = check_config(bad).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(says), "{field}: {e}");
+        }
+    }
 }

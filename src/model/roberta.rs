@@ -4,13 +4,60 @@
 //! dense → tanh → out_proj on the first token (`<s>`).
 use super::bert::{bert_config, bert_encoder, BertEmbeddings};
 use super::checkpoint::KeyLayout;
+use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{Encoder, Linear};
 use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
-use anyhow::Result;
+use super::preflight::{Held, SizeField};
+use anyhow::{bail, Result};
 use serde_json::json;
 use tch::{nn, Kind, Tensor};
+
+/// RobertaConfig's vocab_size when config.json leaves it out.
+fn default_vocab_size() -> i64 {
+    50265
+}
+
+/// RoBERTa's size fields: BERT's, with RobertaConfig's default vocabulary.
+pub const SIZES: &[SizeField] = &[
+    SizeField::new(
+        "vocab_size",
+        Some(default_vocab_size),
+        Held::Dim("embeddings.word_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "max_position_embeddings",
+        Some(d::max_position_embeddings),
+        Held::Dim("embeddings.position_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "type_vocab_size",
+        Some(d::type_vocab_size),
+        Held::Dim("embeddings.token_type_embeddings.weight", 0),
+    ),
+    SizeField::new(
+        "hidden_size",
+        Some(d::hidden_size),
+        Held::Dim("encoder.layer.0.output.dense.weight", 0),
+    ),
+    SizeField::new(
+        "intermediate_size",
+        Some(d::intermediate_size),
+        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+    ),
+    SizeField::new(
+        "num_hidden_layers",
+        Some(d::num_hidden_layers),
+        Held::Layers("encoder.layer."),
+    ),
+    SizeField::new(
+        "num_attention_heads",
+        Some(d::num_attention_heads),
+        Held::Bounded,
+    ),
+    SizeField::new("pad_token_id", None, Held::TokenId),
+];
 
 pub static FAMILY: Family = Family {
     name: "roberta",
@@ -20,6 +67,7 @@ pub static FAMILY: Family = Family {
         head: "classifier.",
         optional: &["classifier."],
     },
+    sizes: SIZES,
     build: |root, config| {
         Ok(Box::new(RobertaForSequenceClassification::new(
             root, config,
@@ -79,6 +127,15 @@ impl RobertaForSequenceClassification {
             config,
             &[("vocab_size", json!(50265)), ("pad_token_id", json!(1))],
         )?;
+        let pad = c.pad_token_id.unwrap_or(1);
+        // Positions count from pad + 1: a padding index at or past the position table leaves
+        // no position for a token (and a negative limit in every message after).
+        if pad < 0 || pad + 1 >= c.max_position_embeddings {
+            bail!(
+                "pad_token_id {pad} leaves no position: RoBERTa numbers positions from pad_token_id + 1, so it must be below max_position_embeddings - 1 ({})",
+                c.max_position_embeddings - 1
+            );
+        }
         let base = root / "roberta";
         let classifier =
             ClassificationHead::new(root / "classifier", &c, config.num_labels(), true);
@@ -91,7 +148,7 @@ impl RobertaForSequenceClassification {
             embeddings: BertEmbeddings::new(&base / "embeddings", &c, c.hidden_size),
             encoder: bert_encoder(&base, &c, config),
             classifier,
-            pad: c.pad_token_id.unwrap_or(1),
+            pad,
             regression: config.is_regression(),
             config: c,
             class,

@@ -456,6 +456,11 @@ where
         .collect();
     let layers = pts.iter().map(|p| p.0 + 1).max().unwrap_or(1);
     let span = |f: fn(&(usize, usize, f64, f64)) -> f64| {
+        if pts.is_empty() {
+            // No head to place: an empty unit square, not a range from +inf to -inf (which
+            // plotters tries to fill with grid lines for ever).
+            return -1.0..1.0;
+        }
         let lo = pts.iter().map(f).fold(f64::INFINITY, f64::min);
         let hi = pts.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
         let pad = ((hi - lo) * 0.08).max(1e-3);
