@@ -72,6 +72,23 @@ fn gguf_case(input: &'static str, file: &'static str, needles: &[&'static str]) 
     with_env(c, "BERTOLOGY_GGUF_CACHE", "{TMP}/gguf-cache")
 }
 
+/// A command on a copy of a tiny grouped-query fixture (`families/NAME`) in `{TMP}/L`, its
+/// config.json changed by `edit`.
+fn llama_case(
+    input: &'static str,
+    name: &'static str,
+    cmd: &str,
+    code: i32,
+    needles: &[&'static str],
+    edit: impl Fn(&mut serde_json::Value) + Send + Sync + 'static,
+) -> Case {
+    case(input, cmd, code, needles, move |c: &Ctx| {
+        let l = c.root.join("L");
+        copy_dir(&fixture("families").join(name), &l);
+        edit_json(&l.join("config.json"), |v| edit(v));
+    })
+}
+
 fn write(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
@@ -117,6 +134,17 @@ fn cases() -> Vec<Case> {
         case("--model: a weights file instead of its folder", "eval --model {T}/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "is a file"], nothing),
         case("--model: a missing .safetensors path (not a hub id)", "eval --model {TMP}/x/model.safetensors {D} --output-dir {OUT}", 1, &["--model", "no such file or folder"], nothing),
         case("--model: a hub id not in the cache", "eval --model org/absent {D} --output-dir {OUT}", 1, &["--model org/absent", "not in the hub cache"], nothing),
+        // Llama-family configs (issue 23): grouped-query attention, rotary scaling, windows.
+        llama_case("llama config.json: key/value heads that do not divide the query heads", "llama", "inspect --model {TMP}/L", 1, &["config.json", "num_key_value_heads 4"], |v| v["num_key_value_heads"] = 4.into()),
+        llama_case("llama config.json: an unsupported rope_scaling type", "llama", "inspect --model {TMP}/L", 1, &["config.json", "rope_scaling type \"yarn\" is not supported"], |v| v["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})),
+        llama_case("llama config.json: llama3 scaling without low_freq_factor", "llama", "inspect --model {TMP}/L", 1, &["config.json", "low_freq_factor"], |v| { v["rope_scaling"].as_object_mut().unwrap().remove("low_freq_factor"); }),
+        llama_case("llama config.json: no hidden_size", "llama", "inspect --model {TMP}/L", 1, &["config.json", "missing field hidden_size"], |v| { v.as_object_mut().unwrap().remove("hidden_size"); }),
+        llama_case("llama config.json: an odd head_dim", "llama", "inspect --model {TMP}/L", 1, &["config.json", "head_dim"], |v| v["head_dim"] = 13.into()),
+        llama_case("llama config.json: partial_rotary_factor", "llama", "inspect --model {TMP}/L", 1, &["config.json", "partial_rotary_factor 0.5"], |v| v["partial_rotary_factor"] = 0.5.into()),
+        llama_case("qwen2 config.json: layer_types of the wrong length", "qwen2", "inspect --model {TMP}/L", 1, &["config.json", "layer_types has 3 entries"], |v| v["layer_types"] = serde_json::json!(["full_attention", "full_attention", "full_attention"])),
+        llama_case("qwen2 config.json: an unknown layer type", "qwen2", "inspect --model {TMP}/L", 1, &["config.json", "\"chunked_attention\""], |v| v["layer_types"] = serde_json::json!(["full_attention", "chunked_attention"])),
+        llama_case("mistral config.json: sliding_window 0", "mistral", "inspect --model {TMP}/L", 1, &["config.json", "sliding_window"], |v| v["sliding_window"] = 0.into()),
+        case("llama: eval --head-mask of the wrong shape", "eval --task lm --model {TMP}/L --token-ids {TMP}/ids.txt --head-mask {TMP}/m.npy --output-dir {TMP}/e", 1, &["--head-mask", "m.npy", "expected [2, 6]"], |c| { copy_dir(&fixture("families").join("llama"), &c.root.join("L")); write(&c.root.join("ids.txt"), "1 2 3 4\n5 6 7\n"); write(&c.root.join("m.npy"), npy(&ones(2, 4))); }),
         // GGUF files (issue 24): the conversion's cache is inside the case's folder, which must stay as it was.
         gguf_case("--model: a truncated GGUF file", "truncated.gguf", &["truncated.gguf", "truncated GGUF file"]),
         gguf_case("--model: a GGUF file with the wrong magic", "bad_magic.gguf", &["bad_magic.gguf", "expected the magic \"GGUF\""]),
