@@ -135,7 +135,6 @@ def table(out):
         p = os.path.join(out, name, "prune.json")
         if name.startswith("prune-") and os.path.isfile(p):
             s = json.load(open(p))
-            t = {x["model"]: x for x in s.get("timing", [])} if isinstance(s.get("timing"), list) else {}
             study.setdefault("pruned_models", {})[name] = {
                 "heads_kept": s["heads_kept"], "parameters_before": s["parameters_before"],
                 "parameters_after": s["parameters_after"], "timing": s.get("timing"),
