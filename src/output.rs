@@ -19,6 +19,8 @@ pub const RUN_FILES: &[&str] = &[
     "head_ranks.npy",
     "group_importance.npy",
     "head_mask.npy",
+    "neuron_mask.npy",
+    "ffn_importance.npy",
     "importance.csv",
     "importance.json",
     "masking_curve.csv",
@@ -32,6 +34,8 @@ pub const RUN_FILES: &[&str] = &[
     "entropy.png",
     "pruning_curve.svg",
     "pruning_curve.png",
+    "ffn_importance.svg",
+    "ffn_importance.png",
 ];
 /// What `report` rebuilds in a run folder.
 pub const REPORT_FILES: &[&str] = &[
@@ -42,6 +46,8 @@ pub const REPORT_FILES: &[&str] = &[
     "entropy.png",
     "pruning_curve.svg",
     "pruning_curve.png",
+    "ffn_importance.svg",
+    "ffn_importance.png",
 ];
 /// What `report --compare` writes.
 pub const COMPARE_FILES: &[&str] = &["pruning_curve.svg", "pruning_curve.png"];

@@ -1,4 +1,5 @@
-//! Physical pruning: a new model whose layers keep only the unmasked heads. Every weight whose
+//! Physical pruning: a new model whose layers keep only the unmasked heads and feed-forward
+//! neurons. Every weight whose
 //! size depends on the heads (the network says where, through `head_axis`) keeps the slices of
 //! the surviving heads, and `pruned_heads` records the original indices, so the saved model
 //! reloads at its new shapes here and in transformers. Query heads and key/value heads are
@@ -36,26 +37,68 @@ fn axis_index(axis: HeadAxis, old_kept: &[i64], new_kept: &[i64]) -> Vec<i64> {
 /// Returns a copy of `model` without the heads that `mask` ([layers, heads], original head
 /// indices, 1 keep, 0 remove) removes.
 pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
-    let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
-    if mask.size() != [layers, heads] {
+    prune_units(model, Some(mask), None)
+}
+
+/// 0/1 rows of a [layers, width] mask, checked against the model.
+fn mask_rows(mask: &Tensor, what: &str, layers: i64, width: i64) -> Result<Vec<Vec<f32>>> {
+    if mask.size() != [layers, width] {
         bail!(
-            "head mask has shape {:?}, expected [{layers}, {heads}]",
+            "{what} mask has shape {:?}, expected [{layers}, {width}]",
             mask.size()
         );
     }
-    let rows: Vec<Vec<f32>> = Vec::try_from(mask.to_device(Device::Cpu).to_kind(Kind::Float))?;
+    Ok(Vec::try_from(
+        mask.to_device(Device::Cpu).to_kind(Kind::Float),
+    )?)
+}
+
+/// Returns a copy of `model` without the heads `head_mask` removes ([layers, heads]) and the
+/// intermediate neurons `neuron_mask` removes ([layers, intermediate]); both over original
+/// indices, 1 keep, 0 remove; None removes nothing of that kind. A layer whose heads or
+/// neurons are already pruned keeps its remaining ones where the mask says 1. When every layer
+/// keeps as many neurons as the others, the config's intermediate size says so (the model
+/// loads in transformers' own class); else `pruned_neurons` records each layer's.
+pub fn prune_units(
+    model: &Model,
+    head_mask: Option<&Tensor>,
+    neuron_mask: Option<&Tensor>,
+) -> Result<Model> {
+    let net = model.net.as_ref();
+    let (layers, heads) = (net.num_layers(), net.num_heads());
+    let intermediate = net.intermediate_size();
     let mut config = model.config.clone();
-    for (l, row) in rows.iter().enumerate() {
-        let removed: Vec<i64> = (0..heads).filter(|&h| row[h as usize] == 0.0).collect();
-        config.add_pruned_heads(l as i64, &removed);
+    if let Some(mask) = head_mask {
+        let rows = mask_rows(mask, "head", layers, heads)?;
+        for (l, row) in rows.iter().enumerate() {
+            let removed: Vec<i64> = (0..heads).filter(|&h| row[h as usize] == 0.0).collect();
+            config.add_pruned_heads(l as i64, &removed);
+        }
+    }
+    // Neurons kept, in the original numbering of this model's config.
+    let old_neurons = net.kept_neurons();
+    let kept_neurons: Vec<Vec<i64>> = match neuron_mask {
+        Some(mask) => {
+            let rows = mask_rows(mask, "neuron", layers, intermediate)?;
+            old_neurons
+                .iter()
+                .zip(&rows)
+                .map(|(kept, row)| {
+                    kept.iter()
+                        .copied()
+                        .filter(|&n| row[n as usize] != 0.0)
+                        .collect()
+                })
+                .collect()
+        }
+        None => old_neurons.clone(),
+    };
+    if neuron_mask.is_some() {
+        config.set_kept_neurons(&kept_neurons, intermediate, net.intermediate_field());
     }
     let pruned = model.empty_like(config)?;
     let kept = |m: &Model| [m.net.kept(HeadUnit::Query), m.net.kept(HeadUnit::KeyValue)];
     let (old_kept, new_kept) = (kept(model), kept(&pruned));
-    let unit = |axis: HeadAxis| match axis.unit {
-        HeadUnit::Query => 0,
-        HeadUnit::KeyValue => 1,
-    };
     let old: HashMap<String, Tensor> = model.vs.variables();
     let device = model.vs.device();
     tch::no_grad(|| -> Result<()> {
@@ -65,8 +108,14 @@ pub fn prune(model: &Model, mask: &Tensor) -> Result<Model> {
                 .ok_or_else(|| anyhow!("pruned model has a variable {name} the original lacks"))?;
             let value = match pruned.net.head_axis(&name) {
                 Some(axis) if src.size() != var.size() => {
-                    let (u, l) = (unit(axis), axis.layer as usize);
-                    let idx = axis_index(axis, &old_kept[u][l], &new_kept[u][l]);
+                    let l = axis.layer as usize;
+                    // Neurons may be renumbered in the pruned config: both lists are in the
+                    // original model's numbering here.
+                    let idx = match axis.unit {
+                        HeadUnit::Query => axis_index(axis, &old_kept[0][l], &new_kept[0][l]),
+                        HeadUnit::KeyValue => axis_index(axis, &old_kept[1][l], &new_kept[1][l]),
+                        HeadUnit::Neuron => axis_index(axis, &old_neurons[l], &kept_neurons[l]),
+                    };
                     src.index_select(axis.dim, &Tensor::from_slice(&idx).to_device(device))
                 }
                 _ if src.size() == var.size() => src.shallow_clone(),

@@ -230,6 +230,22 @@ fn cases() -> Vec<Case> {
         case("--masking-threshold 1.5", "prune --model {T} {D} --masking-threshold 1.5 --output-dir {OUT}", 1, &["--masking-threshold"], nothing),
         case("--target-heads 2", "prune --model {T} {D} --target-heads 2 --output-dir {OUT}", 1, &["--target-heads"], nothing),
         case("--metric unknown for the task", "prune --model {T} {D} --metric pearson --output-dir {OUT}", 1, &["pearson"], nothing),
+        // Feed-forward neurons (issue 26).
+        case("--neuron-mask: the wrong shape", "importance --model {T} {D} --neuron-mask {TMP}/m.npy --output-dir {OUT}", 1, &["--neuron-mask", "m.npy", "expected [3, 37]"], |c| write(&c.root.join("m.npy"), npy(&ones(3, 36)))),
+        case("--target-neurons 1.5", "prune --model {T} {D} --target-neurons 1.5 --output-dir {OUT}", 1, &["--target-neurons 1.5", "[0, 1]"], nothing),
+        case("--target-neurons with --units heads", "prune --model {T} {D} --units heads --target-neurons 0.5 --output-dir {OUT}", 1, &["--target-neurons", "--units neurons or both"], nothing),
+        case("--units both with one budget", "prune --model {T} {D} --units both --target-neurons 0.5 --output-dir {OUT}", 1, &["--units both", "--target-heads"], nothing),
+        case("--uniform-neurons: a budget a pruned layer cannot meet", "prune --model {T} {D} --uniform-neurons --target-neurons 0.5 --output-dir {OUT}", 1, &["--uniform-neurons", "layer 0 has only 7"], |c| {
+            // Layer 0 already pruned to 7 of its 37 neurons.
+            edit_json(&c.t.join("config.json"), |v| v["pruned_neurons"] = serde_json::json!({"0": (7..37).collect::<Vec<i64>>()}));
+            edit_weights(&c.t, |w| for (k, t) in w.iter_mut() {
+                if k.contains("layer.0.intermediate.dense") {
+                    *t = t.narrow(0, 0, 7).contiguous();
+                } else if k == "bert.encoder.layer.0.output.dense.weight" {
+                    *t = t.narrow(1, 0, 7).contiguous();
+                }
+            });
+        }),
         case("--timing-batch-sizes 0", "prune --model {T} {D} --timing-batch-sizes 0", 2, &["--timing-batch-sizes"], nothing),
         // Fine-tuning settings.
         case("--learning-rate 0", "finetune --model {T} --task mrpc --learning-rate 0 --output-dir {OUT}", 1, &["--learning-rate 0"], nothing),

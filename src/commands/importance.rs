@@ -2,7 +2,8 @@
 use super::common::{batches, setup, TaskSetup};
 use crate::cli::{GlobalArgs, ImportanceArgs, ImportanceOptions};
 use crate::eval::score;
-use crate::importance::{compute, ranks, Settings};
+use crate::importance::{compute_masked, ranks, Settings};
+use crate::model::Masks;
 use crate::output::{
     check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
     RUN_FILES,
@@ -46,6 +47,28 @@ pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
     Ok(t)
 }
 
+/// Reads a [layers, intermediate] neuron mask of 0/1 from a .npy file and checks it against
+/// the model.
+pub fn read_neuron_mask(path: &Path, layers: i64, intermediate: i64) -> Result<Tensor> {
+    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--neuron-mask {e:#}"))?;
+    if t.size() != [layers, intermediate] {
+        bail!(
+            "--neuron-mask {}: shape {:?}, expected [{layers}, {intermediate}] (layers, intermediate neurons of the model)",
+            path.display(),
+            t.size()
+        );
+    }
+    let t = t.to_kind(Kind::Float);
+    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
+    if !ok {
+        bail!(
+            "--neuron-mask {}: values must be 0 (masked) or 1 (kept)",
+            path.display()
+        );
+    }
+    Ok(t)
+}
+
 /// Size and hash of each file in `names` that `dir` holds, for the run's summary.
 pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
     let mut map = serde_json::Map::new();
@@ -62,6 +85,9 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     check_output_dir(&args.output_dir)?;
     if let Some(m) = &args.head_mask {
         ensure_not_input(&args.output_dir, RUN_FILES, "--head-mask", m)?;
+    }
+    if let Some(m) = &args.neuron_mask {
+        ensure_not_input(&args.output_dir, RUN_FILES, "--neuron-mask", m)?;
     }
     let TaskSetup {
         device,
@@ -84,6 +110,12 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         .as_deref()
         .map(|p| read_head_mask(p, layers, heads))
         .transpose()?;
+    let neuron_mask = args
+        .neuron_mask
+        .as_deref()
+        .map(|p| read_neuron_mask(p, layers, model.net.intermediate_size()))
+        .transpose()?;
+    let with_neurons = args.neurons || neuron_mask.is_some();
     let out_dir = &args.output_dir;
     model.vs.freeze();
     let settings = args.importance.settings(!args.no_entropy);
@@ -96,10 +128,15 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         device,
     );
     let bar = progress::bar(data.len() as u64, "importance", global.quiet);
-    let stats = compute(
+    let masks = Masks {
+        heads: mask.as_ref(),
+        neurons: neuron_mask.as_ref(),
+    };
+    let stats = compute_masked(
         model.net.as_ref(),
         &batches,
-        mask.as_ref(),
+        masks,
+        with_neurons,
         settings,
         Some(&bar),
     )?;
@@ -119,6 +156,10 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         write_npy(&dir.join("attn_entropy.npy"), &stats.entropy)?;
     }
     write_npy(&dir.join("head_ranks.npy"), &head_ranks)?;
+    if let Some(n) = &stats.neuron_importance {
+        crate::finite::ensure_finite(n, "neuron importance", || "after the last batch".into())?;
+        write_npy(&dir.join("ffn_importance.npy"), n)?;
+    }
     // Grouped-query attention: a key/value group's importance is the sum over its query heads
     // (what masking a whole group with --prune-unit group ranks by).
     let kv_heads = model.net.num_kv_heads();
@@ -203,8 +244,28 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "device": format!("{device:?}"),
         "seconds": seconds,
         "command": crate::cli::command_line(),
-        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "group_importance.npy", "importance.csv"])?,
+        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "group_importance.npy", "importance.csv", "ffn_importance.npy"])?,
     });
+    let mut summary = summary;
+    summary["intermediate"] = json!(model.net.intermediate_size());
+    summary["neurons_per_layer"] = json!(model.net.neurons_per_layer());
+    summary["settings"]["neurons"] = json!(with_neurons);
+    summary["settings"]["neuron_mask"] =
+        json!(args.neuron_mask.as_ref().map(|p| p.display().to_string()));
+    if let Some(n) = &stats.neuron_importance {
+        // Per layer: how the importance spreads over its neurons (normalised values).
+        let rows: Vec<Vec<f32>> = Vec::try_from(n)?;
+        let spread: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = r.clone();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+                json!({"min": q(0.0), "q25": q(0.25), "median": q(0.5), "q75": q(0.75), "max": q(1.0)})
+            })
+            .collect();
+        summary["neuron_importance_per_layer"] = json!(spread);
+    }
     write_json(&dir.join("importance.json"), &summary)?;
     crate::report::build(dir, dir, out_dir)?;
     staging.commit()?;
@@ -226,10 +287,22 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             seconds,
             m.join(", ")
         );
+        if let Some(spread) = summary["neuron_importance_per_layer"].as_array() {
+            println!("Feed-forward neuron importance per layer (normalised: min, median, max)");
+            for (l, s) in spread.iter().enumerate() {
+                println!(
+                    "layer {l}: {:.3} {:.3} {:.3}",
+                    s["min"].as_f64().unwrap_or(f64::NAN),
+                    s["median"].as_f64().unwrap_or(f64::NAN),
+                    s["max"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
         println!(
-            "wrote {}/head_importance.npy, {}head_ranks.npy, importance.csv, importance.json, report.md and pictures",
+            "wrote {}/head_importance.npy, {}head_ranks.npy, {}importance.csv, importance.json, report.md and pictures",
             out_dir.display(),
-            if settings.entropy { "attn_entropy.npy, " } else { "" }
+            if settings.entropy { "attn_entropy.npy, " } else { "" },
+            if with_neurons { "ffn_importance.npy, " } else { "" }
         );
     }
     Ok(())

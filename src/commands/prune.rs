@@ -4,7 +4,10 @@ use super::importance::fingerprints;
 use crate::cli::{GlobalArgs, PruneArgs};
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
-use crate::masking::{mask_heads, Goal, MaskingSettings, PruneUnit};
+use crate::masking::{
+    mask_heads, mask_units, Goal, MaskingSettings, NeuronSettings, PruneUnit, Units,
+};
+use crate::model::Masks;
 use crate::model::Model;
 use crate::model::Network;
 use crate::output::{
@@ -37,7 +40,59 @@ fn validate(args: &PruneArgs) -> Result<()> {
             bail!("--target-heads {f}: expected a fraction of heads to keep in [0, 1]");
         }
     }
+    if let Some(f) = args.target_neurons {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("--target-neurons {f}: expected a fraction of feed-forward neurons to keep in [0, 1]");
+        }
+    }
+    let units = units_of(args);
+    if units == Units::Heads && args.target_neurons.is_some() {
+        bail!("--target-neurons needs --units neurons or both (--units heads masks heads only)");
+    }
+    if units == Units::Heads && args.uniform_neurons {
+        bail!("--uniform-neurons needs --units neurons or both (--units heads masks heads only)");
+    }
+    if units == Units::Neurons && args.target_heads.is_some() {
+        bail!("--target-heads needs --units heads or both (--units neurons masks neurons only)");
+    }
+    if units == Units::Both && args.target_heads.is_some() != args.target_neurons.is_some() {
+        bail!("--units both: give both --target-heads and --target-neurons (budget mode), or neither (threshold mode)");
+    }
     Ok(())
+}
+
+/// What the run masks: --units, else what the targets name.
+fn units_of(args: &PruneArgs) -> Units {
+    args.units
+        .unwrap_or(match (args.target_heads, args.target_neurons) {
+            (Some(_), Some(_)) => Units::Both,
+            (None, Some(_)) => Units::Neurons,
+            _ => Units::Heads,
+        })
+}
+
+/// The neurons to keep (in all, or per layer with --uniform-neurons), checked against what
+/// the model's layers have.
+fn neuron_budget(args: &PruneArgs, per_layer: &[i64], intermediate: i64) -> Result<Option<usize>> {
+    let layers = per_layer.len() as i64;
+    let Some(f) = args.target_neurons else {
+        if args.uniform_neurons && per_layer.windows(2).any(|w| w[0] != w[1]) {
+            bail!(
+                "--uniform-neurons without --target-neurons needs layers of one size; this model's layers keep {per_layer:?} neurons (give --target-neurons F)"
+            );
+        }
+        return Ok(None);
+    };
+    if args.uniform_neurons {
+        let keep = (f * intermediate as f64).round() as i64;
+        if let Some((l, &have)) = per_layer.iter().enumerate().find(|(_, &n)| n < keep) {
+            bail!(
+                "--uniform-neurons --target-neurons {f} keeps {keep} of {intermediate} neurons in every layer, but layer {l} has only {have} left (this model's layers keep {per_layer:?})"
+            );
+        }
+        return Ok(Some(keep as usize));
+    }
+    Ok(Some((f * (intermediate * layers) as f64).round() as usize))
 }
 
 /// Seconds of `runs` no-gradient passes over `batches` of each model, the two models in
@@ -49,14 +104,14 @@ fn validate(args: &PruneArgs) -> Result<()> {
 /// shapes, which is all a warm-up is for.
 fn time_both(
     masked: &dyn Network,
-    mask: &Tensor,
+    mask: Masks,
     pruned: &dyn Network,
     batches: &[Batch],
     runs: u64,
 ) -> Result<(Vec<f64>, Vec<f64>, Tensor, Tensor)> {
     let largest = batches.iter().max_by_key(|b| b.input_ids.numel());
     for b in largest.into_iter().chain(batches.first()) {
-        tch::no_grad(|| masked.forward(&b.inputs(), Some(mask), Default::default()))?;
+        tch::no_grad(|| masked.forward_masked(&b.inputs(), mask, Default::default()))?;
         tch::no_grad(|| pruned.forward(&b.inputs(), None, Default::default()))?;
     }
     let (mut before, mut after) = (Vec::new(), Vec::new());
@@ -65,7 +120,7 @@ fn time_both(
         for which in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
             let start = Instant::now();
             if which == 0 {
-                let logits = predict(masked, batches, Some(mask), None)?;
+                let logits = crate::eval::predict_masked(masked, batches, mask, None)?;
                 before.push(start.elapsed().as_secs_f64());
                 masked_logits.get_or_insert(logits);
             } else {
@@ -141,7 +196,12 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         );
     }
     model.vs.freeze();
-    validate_heads(args, &model.net.heads_per_layer(), model.net.num_heads())?;
+    let units = units_of(args);
+    if units != Units::Neurons {
+        validate_heads(args, &model.net.heads_per_layer(), model.net.num_heads())?;
+    }
+    let intermediate = model.net.intermediate_size();
+    let neuron_keep = neuron_budget(args, &model.net.neurons_per_layer(), intermediate)?;
     let out_dir = &args.output_dir;
     // The spec holds --metric, checked against the labels when the data was read.
     let metric = data.spec.default_metric().to_string();
@@ -178,19 +238,47 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
     let bar = progress::Steps::new(max_steps, "masking", global.quiet);
     let masking_start = Instant::now();
-    let result = mask_heads(
-        model.net.as_ref(),
-        &data,
-        &batches,
-        &metric,
-        settings,
-        Some(&bar),
-    )?;
+    // Heads alone run the head-masking loop as before; neurons (alone or with heads) the
+    // joint one.
+    let (result, neurons) = if units == Units::Heads {
+        let r = mask_heads(
+            model.net.as_ref(),
+            &data,
+            &batches,
+            &metric,
+            settings,
+            Some(&bar),
+        )?;
+        (r, None)
+    } else {
+        let r = mask_units(
+            model.net.as_ref(),
+            &data,
+            &batches,
+            &metric,
+            settings,
+            NeuronSettings {
+                heads: units == Units::Both,
+                keep: neuron_keep,
+                uniform: args.uniform_neurons,
+            },
+            Some(&bar),
+        )?;
+        let rest = (r.neuron_mask, r.initial_neuron_importance, r.neurons_kept);
+        (r.heads, Some(rest))
+    };
     bar.finish();
     let masking_seconds = masking_start.elapsed().as_secs_f64();
 
-    let pruned = crate::pruning::prune(&model, &result.mask)?;
+    let head_mask = (units != Units::Neurons).then_some(&result.mask);
+    let neuron_mask = neurons.as_ref().map(|n| &n.0);
+    let pruned = crate::pruning::prune_units(&model, head_mask, neuron_mask)?;
     let mask_on_device = result.mask.to_device(device);
+    let neurons_on_device = neuron_mask.map(|m| m.to_device(device));
+    let run_masks = Masks {
+        heads: Some(&mask_on_device),
+        neurons: neurons_on_device.as_ref(),
+    };
     let mut timing_sizes = args.timing_batch_sizes.clone();
     if timing_sizes.is_empty() {
         timing_sizes.push(args.data.batch_size);
@@ -216,7 +304,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         // pruned model. Both without gradient, after a warm-up, in alternation.
         let (before, after, masked_logits, pruned_logits) = time_both(
             model.net.as_ref(),
-            &mask_on_device,
+            run_masks,
             pruned.net.as_ref(),
             tb,
             args.timing_runs,
@@ -252,6 +340,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     let dir = staging.dir();
     save_pruned(&pruned, &model.dir, &dir.join("pruned_model"))?;
     write_npy(&dir.join("head_mask.npy"), &result.mask)?;
+    if let Some((mask, importance, _)) = &neurons {
+        write_npy(&dir.join("neuron_mask.npy"), mask)?;
+        write_npy(&dir.join("ffn_importance.npy"), importance)?;
+    }
     // Every step's mask, in the order of masking_curve.csv's rows.
     write_npy(&dir.join("masking_masks.npy"), &result.step_masks)?;
     write_npy(&dir.join("head_importance.npy"), &result.initial_importance)?;
@@ -268,8 +360,9 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
             "score",
             "importance_reestimated",
             "accepted",
+            "neurons_kept",
         ],
-        result.curve.iter().map(|s| {
+        result.curve.iter().enumerate().map(|(i, s)| {
             vec![
                 s.step.to_string(),
                 s.heads_kept.to_string(),
@@ -277,6 +370,11 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
                 s.score.to_string(),
                 s.reestimated.to_string(),
                 s.accepted.to_string(),
+                neurons
+                    .as_ref()
+                    .and_then(|n| n.2.get(i))
+                    .map(|k| k.to_string())
+                    .unwrap_or_default(),
             ]
         }),
     )?;
@@ -345,6 +443,29 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     summary["labels"] = json!(data.spec.labels);
     summary["settings"]["prune_unit"] = json!(args.prune_unit);
     summary["kv_heads"] = json!(model.net.num_kv_heads());
+    let neurons_per_layer = pruned.net.neurons_per_layer();
+    let neurons_total = model.net.num_layers() * intermediate;
+    let neurons_kept: i64 = neurons_per_layer.iter().sum();
+    summary["units"] = json!(units);
+    summary["target_neurons"] = json!(args.target_neurons);
+    summary["settings"]["uniform_neurons"] = json!(args.uniform_neurons);
+    summary["intermediate"] = json!(intermediate);
+    summary["neurons_total"] = json!(neurons_total);
+    summary["neurons_kept"] = json!(neurons_kept);
+    summary["neuron_fraction_kept"] = json!(neurons_kept as f64 / neurons_total.max(1) as f64);
+    summary["neurons_kept_per_layer"] = json!(neurons_per_layer);
+    summary["pruned_neurons"] = pruned.config.pruned_neurons_json();
+    summary["outputs"] = fingerprints(
+        dir,
+        &[
+            "head_mask.npy",
+            "head_importance.npy",
+            "head_ranks.npy",
+            "masking_curve.csv",
+            "neuron_mask.npy",
+            "ffn_importance.npy",
+        ],
+    )?;
     write_json(&dir.join("prune.json"), &summary)?;
     crate::report::build(dir, dir, out_dir)?;
     staging.commit()?;
@@ -358,6 +479,12 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         }
         println!("Final head mask (1 kept, 0 pruned; layers down, heads across)");
         print!("{}", head_table(&result.mask.to_kind(Kind::Float), 0));
+        if neurons.is_some() {
+            println!(
+                "feed-forward neurons kept per layer: {neurons_per_layer:?} ({neurons_kept} of {neurons_total}, {:.0}%)",
+                100.0 * neurons_kept as f64 / neurons_total.max(1) as f64
+            );
+        }
         println!(
             "{}: kept {kept} of {total} heads ({:.0}%); {metric} {:.4} -> masked {:.4}, pruned {:.4}; parameters {params_before} -> {params_after}",
             data.spec.name(),

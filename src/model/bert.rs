@@ -9,7 +9,7 @@ use super::families::Family;
 use super::layers::{
     embed, embedding_weight, Encoder, EncoderDims, EncoderLayerNames, LayerNorm, Linear,
 };
-use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
 use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
@@ -40,7 +40,7 @@ pub fn bert_config(
 }
 
 /// BertEncoder: `num_hidden_layers` BertLayers under `{base}.encoder.layer`.
-pub fn bert_encoder(base: &nn::Path, c: &BertConfig, config: &ModelConfig) -> Encoder {
+pub fn bert_encoder(base: &nn::Path, c: &BertConfig, config: &ModelConfig) -> Result<Encoder> {
     let dims = EncoderDims {
         hidden: c.hidden_size,
         heads: c.num_attention_heads,
@@ -52,12 +52,13 @@ pub fn bert_encoder(base: &nn::Path, c: &BertConfig, config: &ModelConfig) -> En
         attention_output_dropout: c.hidden_dropout_prob,
         output_dropout: c.hidden_dropout_prob,
     };
-    Encoder::new(
+    Ok(Encoder::new(
         &(base / "encoder" / "layer"),
         &BERT_LAYER,
         dims,
         config.kept_heads(c.num_hidden_layers, c.num_attention_heads),
-    )
+        config.kept_neurons(c.num_hidden_layers, c.intermediate_size)?,
+    ))
 }
 
 /// BertEmbeddings: word + position + token type (of width `width`), then LayerNorm and
@@ -143,7 +144,7 @@ impl BertForSequenceClassification {
         );
         Ok(BertForSequenceClassification {
             embeddings: BertEmbeddings::new(&bert / "embeddings", &c, c.hidden_size),
-            encoder: bert_encoder(&bert, &c, config),
+            encoder: bert_encoder(&bert, &c, config)?,
             pooler,
             classifier,
             classifier_dropout: c.classifier_dropout_prob(),
@@ -154,10 +155,10 @@ impl BertForSequenceClassification {
 }
 
 impl Network for BertForSequenceClassification {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         let x = self
@@ -165,7 +166,7 @@ impl Network for BertForSequenceClassification {
             .forward(inputs.input_ids, inputs.token_type_ids, opts.train);
         let out = self
             .encoder
-            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
+            .forward(x, inputs.attention_mask, masks, opts, true)?;
         let pooled = self.pooler.forward(&out.last.select(1, 0)).tanh();
         let logits = self
             .classifier
@@ -184,11 +185,20 @@ impl Network for BertForSequenceClassification {
             vocab_size: self.config.vocab_size,
             max_positions: self.config.max_position_embeddings,
             regression: self.regression,
+            intermediate: self.encoder.intermediate,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("intermediate_size")
     }
 
     fn hf_class(&self) -> &'static str {
@@ -225,7 +235,7 @@ pub const SIZES: &[SizeField] = &[
     SizeField::new(
         "intermediate_size",
         Some(d::intermediate_size),
-        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+        Held::Neurons("encoder.layer.0.intermediate.dense.weight", 0),
     ),
     SizeField::new(
         "num_hidden_layers",

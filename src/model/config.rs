@@ -76,6 +76,7 @@ impl ModelConfig {
             }
         }
         self.pruned_heads()?;
+        self.pruned_neurons()?;
         self.typed::<LabelFields>()?;
         Ok(())
     }
@@ -244,6 +245,87 @@ impl ModelConfig {
                 .collect();
             self.raw.insert("pruned_heads".into(), Value::Object(map));
         }
+    }
+
+    /// Layer -> original indices of the intermediate neurons removed from its feed-forward
+    /// block (`pruned_neurons`, written by bertology when layers keep different numbers of
+    /// neurons; keys are strings in JSON).
+    pub fn pruned_neurons(&self) -> Result<BTreeMap<i64, Vec<i64>>> {
+        let Some(v) = self.raw.get("pruned_neurons") else {
+            return Ok(BTreeMap::new());
+        };
+        let map: BTreeMap<String, Vec<i64>> = serde_json::from_value(v.clone())
+            .map_err(|e| anyhow!("pruned_neurons: expected {{\"layer\": [neuron, ...]}}, {e}"))?;
+        map.into_iter()
+            .map(|(k, neurons)| {
+                let l: i64 = k
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("pruned_neurons: layer key {k:?} is not an integer"))?;
+                Ok((l, neurons))
+            })
+            .collect()
+    }
+
+    /// Checks `pruned_neurons` against the layer count and the intermediate size; returns the
+    /// original neurons each layer keeps, ascending.
+    pub fn kept_neurons(&self, layers: i64, intermediate: i64) -> Result<Vec<Vec<i64>>> {
+        let pruned = self.pruned_neurons()?;
+        for (&l, removed) in &pruned {
+            if l < 0 || l >= layers {
+                bail!("pruned_neurons: layer {l} is out of range 0..{layers}");
+            }
+            if let Some(n) = removed.iter().find(|&&n| n < 0 || n >= intermediate) {
+                bail!(
+                    "pruned_neurons: neuron {n} of layer {l} is out of range 0..{intermediate} (the intermediate size)"
+                );
+            }
+        }
+        Ok((0..layers)
+            .map(|l| {
+                let p = pruned.get(&l);
+                (0..intermediate)
+                    .filter(|n| p.is_none_or(|p| !p.contains(n)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Records the neurons each layer keeps (original indices). When every layer keeps the
+    /// same number and the architecture has an intermediate-size `field`, the kept neurons are
+    /// renumbered 0..k: `field` becomes k and `pruned_neurons` goes (transformers' own class
+    /// loads such a model); else `pruned_neurons` lists the removed ones of each layer.
+    pub fn set_kept_neurons(&mut self, kept: &[Vec<i64>], intermediate: i64, field: Option<&str>) {
+        let uniform = kept.windows(2).all(|w| w[0].len() == w[1].len());
+        let all_kept = kept.iter().all(|k| k.len() as i64 == intermediate);
+        self.raw.remove("pruned_neurons");
+        if all_kept {
+            return;
+        }
+        // (Configs refuse an intermediate size of 0: layers without neurons are recorded.)
+        let size = kept.first().map_or(0, Vec::len);
+        if let (true, Some(field), true) = (uniform, field, size > 0) {
+            self.raw.insert(field.into(), Value::from(size));
+            return;
+        }
+        let map: Map<String, Value> = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.len() as i64 != intermediate)
+            .map(|(l, k)| {
+                let removed: Vec<i64> = (0..intermediate).filter(|n| !k.contains(n)).collect();
+                (l.to_string(), Value::from(removed))
+            })
+            .collect();
+        self.raw.insert("pruned_neurons".into(), Value::Object(map));
+    }
+
+    /// `pruned_neurons` as written to JSON (layer keys as strings).
+    pub fn pruned_neurons_json(&self) -> Value {
+        self.raw
+            .get("pruned_neurons")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()))
     }
 
     /// `pruned_heads` as written to JSON (layer keys as strings).

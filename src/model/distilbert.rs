@@ -9,7 +9,7 @@ use super::layers::{
     embed, embedding_weight, sinusoidal_positions, Encoder, EncoderDims, EncoderLayerNames,
     LayerNorm, Linear,
 };
-use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
 use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use serde::Deserialize;
@@ -35,7 +35,7 @@ pub const SIZES: &[SizeField] = &[
     SizeField::new(
         "hidden_dim",
         Some(d::hidden_dim),
-        Held::Dim("transformer.layer.0.ffn.lin1.weight", 0),
+        Held::Neurons("transformer.layer.0.ffn.lin1.weight", 0),
     ),
     SizeField::new(
         "n_layers",
@@ -193,6 +193,7 @@ impl DistilBertForSequenceClassification {
                 &TRANSFORMER_BLOCK,
                 dims,
                 config.kept_heads(c.n_layers, c.n_heads),
+                config.kept_neurons(c.n_layers, c.hidden_dim)?,
             ),
             pre_classifier,
             classifier,
@@ -203,10 +204,10 @@ impl DistilBertForSequenceClassification {
 }
 
 impl Network for DistilBertForSequenceClassification {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         let seq = inputs.input_ids.size()[1];
@@ -219,7 +220,7 @@ impl Network for DistilBertForSequenceClassification {
             .dropout(self.config.dropout, opts.train);
         let out = self
             .encoder
-            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
+            .forward(x, inputs.attention_mask, masks, opts, true)?;
         let pooled = self.pre_classifier.forward(&out.last.select(1, 0)).relu();
         let logits = self
             .classifier
@@ -238,11 +239,20 @@ impl Network for DistilBertForSequenceClassification {
             vocab_size: self.config.vocab_size,
             max_positions: self.config.max_position_embeddings,
             regression: self.regression,
+            intermediate: self.encoder.intermediate,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("hidden_dim")
     }
 
     fn hf_class(&self) -> &'static str {

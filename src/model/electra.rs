@@ -7,12 +7,12 @@ use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{Encoder, Linear};
-use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
 use super::preflight::{Held, SizeField};
 use super::roberta::ClassificationHead;
 use anyhow::Result;
 use serde_json::json;
-use tch::{nn, Tensor};
+use tch::nn;
 
 /// ELECTRA's size fields: BERT's, with the embeddings' own width (`embedding_size`, absent when
 /// it equals hidden_size).
@@ -45,7 +45,7 @@ pub const SIZES: &[SizeField] = &[
     SizeField::new(
         "intermediate_size",
         Some(d::intermediate_size),
-        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+        Held::Neurons("encoder.layer.0.intermediate.dense.weight", 0),
     ),
     SizeField::new(
         "num_hidden_layers",
@@ -106,7 +106,7 @@ impl ElectraForSequenceClassification {
             embeddings: BertEmbeddings::new(&base / "embeddings", &c, width),
             embeddings_project: (width != c.hidden_size)
                 .then(|| Linear::new(&base / "embeddings_project", width, c.hidden_size)),
-            encoder: bert_encoder(&base, &c, config),
+            encoder: bert_encoder(&base, &c, config)?,
             classifier,
             regression: config.is_regression(),
             config: c,
@@ -115,10 +115,10 @@ impl ElectraForSequenceClassification {
 }
 
 impl Network for ElectraForSequenceClassification {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         let mut x = self
@@ -129,7 +129,7 @@ impl Network for ElectraForSequenceClassification {
         }
         let out = self
             .encoder
-            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
+            .forward(x, inputs.attention_mask, masks, opts, true)?;
         let logits = self.classifier.forward(&out.last.select(1, 0), opts.train);
         Ok(ModelOutput {
             logits,
@@ -145,11 +145,20 @@ impl Network for ElectraForSequenceClassification {
             vocab_size: self.config.vocab_size,
             max_positions: self.config.max_position_embeddings,
             regression: self.regression,
+            intermediate: self.encoder.intermediate,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("intermediate_size")
     }
 
     fn hf_class(&self) -> &'static str {

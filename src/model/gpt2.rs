@@ -10,10 +10,11 @@ use super::checkpoint::KeyLayout;
 use super::config::{check_heads, check_sizes, Activation, ModelConfig};
 use super::families::Family;
 use super::layers::{
-    activate, embed, embedding_weight, layer_head_mask, Conv1D, LayerNorm, MultiHeadAttention,
+    activate, embed, embedding_weight, layer_head_mask, mask_neurons, neuron_index, Conv1D,
+    LayerNorm, MultiHeadAttention,
 };
 use super::network::{
-    check_head_mask, min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
+    min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network,
     NetworkShape, Objective,
 };
 use super::preflight::{Held, SizeField};
@@ -35,7 +36,7 @@ pub const SIZES: &[SizeField] = &[
         Some(d::n_positions),
         Held::Dim("wpe.weight", 0),
     ),
-    SizeField::new("n_inner", None, Held::Dim("h.0.mlp.c_fc.weight", 1)),
+    SizeField::new("n_inner", None, Held::Neurons("h.0.mlp.c_fc.weight", 1)),
     SizeField::new("n_layer", Some(d::n_layer), Held::Layers("h.")),
     SizeField::new("n_head", Some(d::n_head), Held::Bounded),
 ];
@@ -151,6 +152,8 @@ pub struct DecoderDims {
     pub layers: i64,
     pub heads: i64,
     pub inner: i64,
+    /// The config field of `inner` (GPT-2's `n_inner`; GPT has none: always 4 · n_embd).
+    pub inner_field: Option<&'static str>,
     pub act: Activation,
     pub resid_dropout: f64,
     pub embd_dropout: f64,
@@ -179,11 +182,14 @@ struct DecoderBlock {
     dims: DecoderDims,
     kept: Vec<i64>,
     kept_index: Option<Tensor>,
+    neurons: Vec<i64>,
+    neuron_index: Option<Tensor>,
 }
 
 impl DecoderBlock {
-    fn new(p: &nn::Path, dims: DecoderDims, index: i64, kept: Vec<i64>) -> Self {
+    fn new(p: &nn::Path, dims: DecoderDims, index: i64, kept: Vec<i64>, neurons: Vec<i64>) -> Self {
         let heads = kept.len() as i64;
+        let width = neurons.len() as i64;
         let head_dim = dims.head_dim();
         let attn = p / "attn";
         let mut attention = MultiHeadAttention::fused(&attn, dims.hidden, heads, head_dim);
@@ -203,11 +209,13 @@ impl DecoderBlock {
             attention,
             attn_proj: Conv1D::new(&attn / "c_proj", heads * head_dim, dims.hidden),
             ln_2: LayerNorm::new(p / "ln_2", dims.hidden, dims.eps),
-            c_fc: Conv1D::new(&mlp / "c_fc", dims.hidden, dims.inner),
-            mlp_proj: Conv1D::new(&mlp / "c_proj", dims.inner, dims.hidden),
+            c_fc: Conv1D::new(&mlp / "c_fc", dims.hidden, width),
+            mlp_proj: Conv1D::new(&mlp / "c_proj", width, dims.hidden),
             kept_index: (heads != dims.heads)
                 .then(|| Tensor::from_slice(&kept).to_device(p.device())),
             kept,
+            neuron_index: neuron_index(&neurons, dims.inner, p.device()),
+            neurons,
             dims,
         }
     }
@@ -235,9 +243,15 @@ impl DecoderBlock {
         (out, probs)
     }
 
-    fn mlp(&self, x: &Tensor, train: bool) -> Tensor {
+    fn mlp(&self, x: &Tensor, neuron_mask: Option<&Tensor>, index: i64, train: bool) -> Tensor {
+        let inner = mask_neurons(
+            activate(self.dims.act, &self.c_fc.forward(x)),
+            neuron_mask,
+            index,
+            self.neuron_index.as_ref(),
+        );
         self.mlp_proj
-            .forward(&activate(self.dims.act, &self.c_fc.forward(x)))
+            .forward(&inner)
             .dropout(self.dims.resid_dropout, train)
     }
 
@@ -245,20 +259,25 @@ impl DecoderBlock {
         &self,
         x: &Tensor,
         mask: &Tensor,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         index: i64,
         opts: ForwardOptions,
     ) -> (Tensor, Option<Tensor>) {
-        let layer_mask = head_mask.map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
+        let layer_mask = masks
+            .heads
+            .map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
+        let neurons = masks.neurons;
         if self.dims.pre_norm {
             let (a, probs) = self.attend(&self.ln_1.forward(x), mask, layer_mask.as_ref(), opts);
             let h = a + x;
-            let out = self.mlp(&self.ln_2.forward(&h), opts.train) + &h;
+            let out = self.mlp(&self.ln_2.forward(&h), neurons, index, opts.train) + &h;
             (out, probs)
         } else {
             let (a, probs) = self.attend(x, mask, layer_mask.as_ref(), opts);
             let n = self.ln_1.forward(&(x + a));
-            let out = self.ln_2.forward(&(&n + self.mlp(&n, opts.train)));
+            let out = self
+                .ln_2
+                .forward(&(&n + self.mlp(&n, neurons, index, opts.train)));
             (out, probs)
         }
     }
@@ -303,12 +322,19 @@ pub fn causal_padding_mask(attention_mask: &Tensor, kind: Kind, window: Option<i
 impl Decoder {
     /// `tokens`/`positions`: the embedding names under `base` (`wte`/`wpe` or
     /// `tokens_embed`/`positions_embed`).
-    pub fn new(base: &nn::Path, names: [&str; 2], dims: DecoderDims, kept: Vec<Vec<i64>>) -> Self {
+    pub fn new(
+        base: &nn::Path,
+        names: [&str; 2],
+        dims: DecoderDims,
+        kept: Vec<Vec<i64>>,
+        neurons: Vec<Vec<i64>>,
+    ) -> Self {
         let h = base / "h";
         let blocks = kept
             .into_iter()
+            .zip(neurons)
             .enumerate()
-            .map(|(i, k)| DecoderBlock::new(&(&h / i), dims, i as i64, k))
+            .map(|(i, (k, n))| DecoderBlock::new(&(&h / i), dims, i as i64, k, n))
             .collect();
         Decoder {
             tokens: embedding_weight(base / names[0], dims.vocab, dims.hidden),
@@ -324,6 +350,10 @@ impl Decoder {
 
     pub fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.blocks.iter().map(|b| b.kept.clone()).collect()
+    }
+
+    pub fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.blocks.iter().map(|b| b.neurons.clone()).collect()
     }
 
     /// The token embedding, which the language-model head reuses.
@@ -347,10 +377,23 @@ impl Decoder {
                 unit: HeadUnit::Query,
             })
         };
+        // Neurons: c_fc's output columns and bias, the MLP c_proj's input rows.
+        let neuron = |dim| {
+            Some(HeadAxis {
+                layer,
+                dim,
+                head_dim: 1,
+                blocks: 1,
+                unit: HeadUnit::Neuron,
+            })
+        };
         match param {
             "attn.c_attn.weight" => axis(1, 3),
             "attn.c_attn.bias" => axis(0, 3),
             "attn.c_proj.weight" => axis(0, 1),
+            "mlp.c_fc.weight" => neuron(1),
+            "mlp.c_fc.bias" => neuron(0),
+            "mlp.c_proj.weight" => neuron(0),
             _ => None,
         }
     }
@@ -358,13 +401,11 @@ impl Decoder {
     pub fn forward(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<DecoderOutput> {
         let (b, t) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.dims.layers, self.dims.heads)?;
-        }
+        masks.check(b, self.dims.layers, self.dims.heads, self.dims.inner)?;
         if t > self.dims.positions {
             bail!(
                 "inputs of {t} tokens exceed the model's {} positions",
@@ -383,7 +424,7 @@ impl Decoder {
             if let Some(all) = hidden_states.as_mut() {
                 all.push(x.shallow_clone());
             }
-            let (out, probs) = block.forward(&x, &mask, head_mask, i as i64, opts);
+            let (out, probs) = block.forward(&x, &mask, masks, i as i64, opts);
             x = out;
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
@@ -535,6 +576,7 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
         layers: c.n_layer,
         heads: c.n_head,
         inner: c.n_inner.unwrap_or(4 * c.n_embd),
+        inner_field: Some("n_inner"),
         act: c.activation_function,
         resid_dropout: c.resid_pdrop,
         embd_dropout: c.embd_pdrop,
@@ -564,6 +606,7 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
             ["wte", "wpe"],
             dims,
             config.kept_heads(c.n_layer, c.n_head),
+            config.kept_neurons(c.n_layer, dims.inner)?,
         ),
         head,
         class,
@@ -571,13 +614,13 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
 }
 
 impl Network for DecoderModel {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
-        let out = self.decoder.forward(inputs, head_mask, opts)?;
+        let out = self.decoder.forward(inputs, masks, opts)?;
         let logits = self
             .head
             .forward(&out.last, self.decoder.token_embedding(), inputs.input_ids);
@@ -595,11 +638,20 @@ impl Network for DecoderModel {
             vocab_size: self.decoder.dims.vocab,
             max_positions: self.decoder.dims.positions,
             regression: self.head.is_regression(),
+            intermediate: self.decoder.dims.inner,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.decoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.decoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        self.decoder.dims.inner_field
     }
 
     fn objective(&self) -> Objective {

@@ -7,7 +7,7 @@
 //! picks the columns of its surviving heads.
 use super::config::Activation;
 use super::network::{
-    check_head_mask, padding_mask, ForwardOptions, HeadAxis, HeadUnit, Probabilities,
+    layer_neuron_mask, padding_mask, ForwardOptions, HeadAxis, HeadUnit, Masks, Probabilities,
 };
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
@@ -596,11 +596,39 @@ pub struct EncoderLayer {
     /// Original indices of the heads this layer still has.
     pub kept: Vec<i64>,
     kept_index: Option<Tensor>,
+    /// Original indices of the intermediate neurons this layer still has.
+    pub neurons: Vec<i64>,
+    neuron_index: Option<Tensor>,
+}
+
+/// The original neurons `kept` as an index tensor, or None when all `total` are kept.
+pub fn neuron_index(kept: &[i64], total: i64, device: tch::Device) -> Option<Tensor> {
+    (kept.len() as i64 != total).then(|| Tensor::from_slice(kept).to_device(device))
+}
+
+/// The activations of a feed-forward block times layer `index`'s slice of the neuron mask.
+pub fn mask_neurons(
+    inner: Tensor,
+    mask: Option<&Tensor>,
+    index: i64,
+    kept: Option<&Tensor>,
+) -> Tensor {
+    match mask {
+        Some(m) => inner * layer_neuron_mask(m, index, kept),
+        None => inner,
+    }
 }
 
 impl EncoderLayer {
-    pub fn new(p: &nn::Path, names: &EncoderLayerNames, dims: EncoderDims, kept: Vec<i64>) -> Self {
+    pub fn new(
+        p: &nn::Path,
+        names: &EncoderLayerNames,
+        dims: EncoderDims,
+        kept: Vec<i64>,
+        neurons: Vec<i64>,
+    ) -> Self {
         let heads = kept.len() as i64;
+        let width = neurons.len() as i64;
         let inner = heads * dims.head_dim;
         let mut attention =
             MultiHeadAttention::new(p, names.qkv, dims.hidden, heads, dims.head_dim);
@@ -613,12 +641,14 @@ impl EncoderLayer {
                 dims.hidden,
                 dims.layer_norm_eps,
             ),
-            intermediate: Linear::new(at(p, names.intermediate), dims.hidden, dims.intermediate),
-            output: Linear::new(at(p, names.output), dims.intermediate, dims.hidden),
+            intermediate: Linear::new(at(p, names.intermediate), dims.hidden, width),
+            output: Linear::new(at(p, names.output), width, dims.hidden),
             output_norm: LayerNorm::new(at(p, names.output_norm), dims.hidden, dims.layer_norm_eps),
             kept_index: (heads != dims.heads)
                 .then(|| Tensor::from_slice(&kept).to_device(p.device())),
             kept,
+            neuron_index: neuron_index(&neurons, dims.intermediate, p.device()),
+            neurons,
             dims,
         }
     }
@@ -629,12 +659,14 @@ impl EncoderLayer {
         &self,
         x: &Tensor,
         additive_mask: &Tensor,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         index: i64,
         opts: ForwardOptions,
         first_only: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let layer_mask = head_mask.map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
+        let layer_mask = masks
+            .heads
+            .map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
         let queries = if first_only {
             x.narrow(1, 0, 1)
         } else {
@@ -656,7 +688,12 @@ impl EncoderLayer {
                 .dropout(self.dims.attention_output_dropout, opts.train)
                 + &queries),
         );
-        let inner = activate(self.dims.act, &self.intermediate.forward(&attended));
+        let inner = mask_neurons(
+            activate(self.dims.act, &self.intermediate.forward(&attended)),
+            masks.neurons,
+            index,
+            self.neuron_index.as_ref(),
+        );
         let out = self.output_norm.forward(
             &(self
                 .output
@@ -678,6 +715,8 @@ pub struct Encoder {
     head_dim: i64,
     /// Heads per layer before pruning (what head masks index).
     heads: i64,
+    /// Intermediate neurons per layer before pruning (what neuron masks index).
+    pub intermediate: i64,
 }
 
 /// What an encoder pass returns: the last layer's output (all positions, or the first only)
@@ -690,17 +729,19 @@ pub struct EncoderOutput {
 
 impl Encoder {
     /// `layers_path` is the path whose children `0`, `1`, … are the layers; `kept[i]` the
-    /// original heads layer i still has.
+    /// original heads layer i still has, `neurons[i]` its original intermediate neurons.
     pub fn new(
         layers_path: &nn::Path,
         names: &'static EncoderLayerNames,
         dims: EncoderDims,
         kept: Vec<Vec<i64>>,
+        neurons: Vec<Vec<i64>>,
     ) -> Self {
         let layers = kept
             .into_iter()
+            .zip(neurons)
             .enumerate()
-            .map(|(i, k)| EncoderLayer::new(&(layers_path / i), names, dims, k))
+            .map(|(i, (k, n))| EncoderLayer::new(&(layers_path / i), names, dims, k, n))
             .collect();
         Encoder {
             layers,
@@ -708,11 +749,16 @@ impl Encoder {
             names,
             head_dim: dims.head_dim,
             heads: dims.heads,
+            intermediate: dims.intermediate,
         }
     }
 
     pub fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.layers.iter().map(|l| l.kept.clone()).collect()
+    }
+
+    pub fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.layers.iter().map(|l| l.neurons.clone()).collect()
     }
 
     /// Head axes of this encoder's weights: q/k/v rows, attention output columns.
@@ -742,6 +788,22 @@ impl Encoder {
         if param == format!("{}.weight", n.attention_output) {
             return axis(1, HeadUnit::Query);
         }
+        // Neurons: rows of the intermediate projection and its bias, columns of the output's.
+        let neuron = |dim| {
+            Some(HeadAxis {
+                layer,
+                dim,
+                head_dim: 1,
+                blocks: 1,
+                unit: HeadUnit::Neuron,
+            })
+        };
+        if param.starts_with(&format!("{}.", n.intermediate)) {
+            return neuron(0);
+        }
+        if param == format!("{}.weight", n.output) {
+            return neuron(1);
+        }
         None
     }
 
@@ -753,14 +815,17 @@ impl Encoder {
         &self,
         embeddings: Tensor,
         attention_mask: &Tensor,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
         first_only_last: bool,
     ) -> Result<EncoderOutput> {
-        if let Some(m) = head_mask {
-            let batch = embeddings.size()[0];
-            check_head_mask(m, batch, self.layers.len() as i64, self.heads)?;
-        }
+        let batch = embeddings.size()[0];
+        masks.check(
+            batch,
+            self.layers.len() as i64,
+            self.heads,
+            self.intermediate,
+        )?;
         let additive_mask = &padding_mask(attention_mask, embeddings.kind());
         let mut x = embeddings;
         let mut hidden_states = opts.output_hidden_states.then(|| vec![x.shallow_clone()]);
@@ -772,8 +837,7 @@ impl Encoder {
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let first_only = first_only_last && i == last;
-            let (out, probs) =
-                layer.forward(&x, additive_mask, head_mask, i as i64, opts, first_only);
+            let (out, probs) = layer.forward(&x, additive_mask, masks, i as i64, opts, first_only);
             x = out;
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);

@@ -18,11 +18,12 @@ use super::config::{check_sizes, Activation, ModelConfig};
 use super::families::Family;
 use super::gpt2::{causal_padding_mask, DecoderHead};
 use super::layers::{
-    activate, embed, embedding_weight, layer_head_mask, Linear, MultiHeadAttention, RmsNorm, Rotary,
+    activate, embed, embedding_weight, layer_head_mask, mask_neurons, neuron_index, Linear,
+    MultiHeadAttention, RmsNorm, Rotary,
 };
 use super::network::{
-    check_head_mask, ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network,
-    NetworkShape, Objective, RemoteCode,
+    ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network, NetworkShape,
+    Objective, RemoteCode,
 };
 use super::preflight::{Held, SizeField};
 use anyhow::{anyhow, bail, Result};
@@ -40,7 +41,7 @@ pub const SIZES: &[SizeField] = &[
     SizeField::new(
         "intermediate_size",
         None,
-        Held::Dim("layers.0.mlp.gate_proj.weight", 0),
+        Held::Neurons("layers.0.mlp.gate_proj.weight", 0),
     ),
     SizeField::new("num_hidden_layers", None, Held::Layers("layers.")),
     SizeField::new("num_attention_heads", None, Held::Bounded),
@@ -400,6 +401,8 @@ struct DecoderLayer {
     window: Option<i64>,
     kept: Vec<i64>,
     kept_index: Option<Tensor>,
+    neurons: Vec<i64>,
+    neuron_index: Option<Tensor>,
 }
 
 impl DecoderLayer {
@@ -409,8 +412,10 @@ impl DecoderLayer {
         biases: (bool, bool, bool),
         window: Option<i64>,
         kept: Vec<i64>,
+        neurons: Vec<i64>,
     ) -> Self {
         let (qkv_bias, o_bias, mlp_bias) = biases;
+        let width = neurons.len() as i64;
         // Query head h reads key/value head h / group of the original layout; the layer keeps
         // the key/value heads its kept query heads read, in order.
         let group = dims.heads / dims.kv_heads;
@@ -442,24 +447,16 @@ impl DecoderLayer {
                 dims.hidden,
                 dims.eps,
             ),
-            gate_proj: Linear::with_bias(
-                &mlp / "gate_proj",
-                dims.hidden,
-                dims.intermediate,
-                mlp_bias,
-            ),
-            up_proj: Linear::with_bias(&mlp / "up_proj", dims.hidden, dims.intermediate, mlp_bias),
-            down_proj: Linear::with_bias(
-                &mlp / "down_proj",
-                dims.intermediate,
-                dims.hidden,
-                mlp_bias,
-            ),
+            gate_proj: Linear::with_bias(&mlp / "gate_proj", dims.hidden, width, mlp_bias),
+            up_proj: Linear::with_bias(&mlp / "up_proj", dims.hidden, width, mlp_bias),
+            down_proj: Linear::with_bias(&mlp / "down_proj", width, dims.hidden, mlp_bias),
             act: dims.act,
             window,
             kept_index: (heads != dims.heads)
                 .then(|| Tensor::from_slice(&kept).to_device(p.device())),
             kept,
+            neuron_index: neuron_index(&neurons, dims.intermediate, p.device()),
+            neurons,
         }
     }
 
@@ -468,11 +465,13 @@ impl DecoderLayer {
         x: &Tensor,
         mask: &Tensor,
         rope: &Rotary,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         index: i64,
         opts: ForwardOptions,
     ) -> (Tensor, Option<Tensor>) {
-        let layer_mask = head_mask.map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
+        let layer_mask = masks
+            .heads
+            .map(|m| layer_head_mask(m, index, self.kept_index.as_ref()));
         let h = self.input_layernorm.forward(x);
         let (context, probs) = self.attention.forward(
             &h,
@@ -485,9 +484,13 @@ impl DecoderLayer {
         );
         let h = self.o_proj.forward(&context) + x;
         let n = self.post_attention_layernorm.forward(&h);
-        let mlp = self
-            .down_proj
-            .forward(&(activate(self.act, &self.gate_proj.forward(&n)) * self.up_proj.forward(&n)));
+        let inner = mask_neurons(
+            activate(self.act, &self.gate_proj.forward(&n)) * self.up_proj.forward(&n),
+            masks.neurons,
+            index,
+            self.neuron_index.as_ref(),
+        );
+        let mlp = self.down_proj.forward(&inner);
         (mlp + h, probs)
     }
 }
@@ -591,13 +594,15 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
     let biases = variant.biases(&c);
     let windows = variant.windows(&c)?;
     let layers_path = &base / "layers";
+    let neurons = config.kept_neurons(c.num_hidden_layers, c.intermediate_size)?;
     let layers = config
         .kept_heads(c.num_hidden_layers, heads)
         .into_iter()
         .zip(windows)
+        .zip(neurons)
         .enumerate()
-        .map(|(i, (kept, window))| {
-            DecoderLayer::new(&(&layers_path / i), dims, biases, window, kept)
+        .map(|(i, ((kept, window), neurons))| {
+            DecoderLayer::new(&(&layers_path / i), dims, biases, window, kept, neurons)
         })
         .collect();
     let lm_head = (objective == Objective::CausalLm && !c.tie_word_embeddings)
@@ -628,16 +633,19 @@ pub fn build(root: &nn::Path, config: &ModelConfig, objective: Objective) -> Res
 }
 
 impl Network for LlamaModel {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         let (b, t) = inputs.input_ids.size2()?;
-        if let Some(m) = head_mask {
-            check_head_mask(m, b, self.layers_count, self.dims.heads)?;
-        }
+        masks.check(
+            b,
+            self.layers_count,
+            self.dims.heads,
+            self.dims.intermediate,
+        )?;
         let mut x = embed(&self.embed_tokens, inputs.input_ids);
         let rope = self.rotary.rotary(t, x.kind(), x.device());
         let full = causal_padding_mask(inputs.attention_mask, x.kind(), None);
@@ -653,7 +661,7 @@ impl Network for LlamaModel {
                 (Some(_), Some(s)) => s,
                 _ => &full,
             };
-            let (out, probs) = layer.forward(&x, mask, &rope, head_mask, i as i64, opts);
+            let (out, probs) = layer.forward(&x, mask, &rope, masks, i as i64, opts);
             x = out;
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
@@ -680,6 +688,7 @@ impl Network for LlamaModel {
             vocab_size: self.vocab,
             max_positions: self.max_positions,
             regression: self.head.is_regression(),
+            intermediate: self.dims.intermediate,
         }
     }
 
@@ -689,6 +698,14 @@ impl Network for LlamaModel {
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.layers.iter().map(|l| l.kept.clone()).collect()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.layers.iter().map(|l| l.neurons.clone()).collect()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("intermediate_size")
     }
 
     fn objective(&self) -> Objective {
@@ -713,7 +730,10 @@ impl Network for LlamaModel {
         };
         Some(RemoteCode {
             file: "modeling_bertology.py",
-            source: include_str!("llama_remote.py"),
+            source: concat!(
+                include_str!("llama_remote.py"),
+                include_str!("mlp_remote.py")
+            ),
             auto_map: vec![
                 class("AutoModelForCausalLM", "CausalLM"),
                 class(
@@ -739,6 +759,15 @@ impl Network for LlamaModel {
                 unit,
             })
         };
+        let neuron = |dim| {
+            Some(HeadAxis {
+                layer,
+                dim,
+                head_dim: 1,
+                blocks: 1,
+                unit: HeadUnit::Neuron,
+            })
+        };
         match param {
             "self_attn.q_proj.weight" | "self_attn.q_proj.bias" => axis(0, HeadUnit::Query),
             "self_attn.k_proj.weight"
@@ -746,6 +775,12 @@ impl Network for LlamaModel {
             | "self_attn.v_proj.weight"
             | "self_attn.v_proj.bias" => axis(0, HeadUnit::KeyValue),
             "self_attn.o_proj.weight" => axis(1, HeadUnit::Query),
+            // Neurons: rows of gate_proj and up_proj (and their biases), columns of down_proj.
+            "mlp.gate_proj.weight"
+            | "mlp.gate_proj.bias"
+            | "mlp.up_proj.weight"
+            | "mlp.up_proj.bias" => neuron(0),
+            "mlp.down_proj.weight" => neuron(1),
             _ => None,
         }
     }

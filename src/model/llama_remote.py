@@ -6,7 +6,9 @@ file beside a pruned model's weights and names its classes in config.json's `aut
     AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
 
 The classes are transformers' own, with each layer's q/k/v/o projections cut to the heads
-that `pruned_heads` (layer -> original query heads removed) leaves. Query head h reads
+that `pruned_heads` (layer -> original query heads removed) leaves, and its MLP
+(gate/up/down_proj) to the neurons that `pruned_neurons` (layer -> original intermediate
+neurons removed) leaves (`_cut_mlps`, from mlp_remote.py, which bertology appends to this file). Query head h reads
 key/value head h // (num_attention_heads // num_key_value_heads) of the original layout; a
 key/value head stays while any query head of its group does, so a layer keeps an explicit
 map from its query heads to its key/value heads (groups may be uneven).
@@ -100,6 +102,7 @@ def _pruned(base):
             finally:
                 config.pruned_heads = pruned
             _cut_heads(self, config)
+            _cut_mlps(self, config)  # noqa: F821 (appended from mlp_remote.py)
 
         def prune_heads(self, heads_to_prune):
             # The shapes come from pruned_heads in __init__; there is nothing left to cut.

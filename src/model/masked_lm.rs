@@ -9,7 +9,7 @@ use super::config::{Activation, BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{activate, Encoder, LayerNorm, Linear};
 use super::network::{
-    ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape, Objective,
+    ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape, Objective,
 };
 use anyhow::Result;
 use serde_json::json;
@@ -114,7 +114,7 @@ impl MaskedLm {
         };
         Ok(MaskedLm {
             embeddings,
-            encoder: bert_encoder(&base, &c, config),
+            encoder: bert_encoder(&base, &c, config)?,
             head,
             roberta_pad: (kind == Kind_::Roberta).then(|| c.pad_token_id.unwrap_or(1)),
             config: c,
@@ -124,10 +124,10 @@ impl MaskedLm {
 }
 
 impl Network for MaskedLm {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         // The encoder checks the head mask and builds the additive padding mask.
@@ -150,7 +150,7 @@ impl Network for MaskedLm {
         };
         let out = self
             .encoder
-            .forward(x, inputs.attention_mask, head_mask, opts, false)?;
+            .forward(x, inputs.attention_mask, masks, opts, false)?;
         let h = self.head.norm.forward(&activate(
             self.head.act,
             &self.head.dense.forward(&out.last),
@@ -173,11 +173,20 @@ impl Network for MaskedLm {
                 None => self.config.max_position_embeddings,
             },
             regression: false,
+            intermediate: self.encoder.intermediate,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("intermediate_size")
     }
 
     fn objective(&self) -> Objective {

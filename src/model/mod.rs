@@ -23,8 +23,8 @@ pub mod source;
 pub mod tokenizer;
 
 pub use network::{
-    ForwardOptions, HeadAxis, HeadUnit, Inputs, ModelOutput, Network, NetworkShape, Objective,
-    RemoteCode,
+    ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network, NetworkShape,
+    Objective, RemoteCode,
 };
 
 use crate::data::glue::Task;
@@ -229,12 +229,22 @@ impl Model {
         checkpoint::save_from(&self.vs, &dir.join(checkpoint::WEIGHTS_FILE))?;
         let mut config = self.config.clone();
         let pruned = config.pruned_heads()?.values().any(|h| !h.is_empty());
-        match self.net.remote_code() {
-            Some(code) if pruned => {
+        // Layers of different intermediate sizes need a modelling file in every family.
+        let uneven = config.pruned_neurons()?.values().any(|n| !n.is_empty());
+        let code = match self.net.remote_code() {
+            Some(code) if pruned || uneven => Some(code),
+            None if uneven => Some(network::mlp_remote_code(
+                self.net.hf_class(),
+                self.net.objective(),
+            )),
+            _ => None,
+        };
+        match code {
+            Some(code) => {
                 write_atomically(&dir.join(code.file), code.source.as_bytes())?;
                 config.set_auto_map(&code.auto_map);
             }
-            _ => config.remove_auto_map(),
+            None => config.remove_auto_map(),
         }
         write_atomically(
             &dir.join("config.json"),

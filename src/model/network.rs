@@ -75,13 +75,52 @@ pub struct HeadAxis {
     pub unit: HeadUnit,
 }
 
-/// The two kinds of heads a layer has. Without grouped-query attention they coincide (query
-/// head h has key/value head h); with it, key/value head g serves query heads
-/// g·r … g·r + r − 1 (r = heads / kv_heads), as transformers' `repeat_kv`.
+/// The kinds of units a layer has. Without grouped-query attention query and key/value heads
+/// coincide (query head h has key/value head h); with it, key/value head g serves query heads
+/// g·r … g·r + r − 1 (r = heads / kv_heads), as transformers' `repeat_kv`. `Neuron` is one
+/// intermediate neuron of the feed-forward block (MLP): a row of its input projection(s) and
+/// their biases, a column of its output projection (`head_dim` 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadUnit {
     Query,
     KeyValue,
+    Neuron,
+}
+
+/// The masks a forward pass applies, both over the config's original units.
+///
+/// `heads` is [layers, heads] or per example [batch, layers, heads] and multiplies each head's
+/// attention probabilities (after dropout), as transformers' `head_mask`. `neurons` is
+/// [layers, intermediate] or per example [batch, layers, intermediate] and multiplies each
+/// feed-forward block's activations (after the activation function, before the output
+/// projection: BERT's `output.dense`, DistilBERT's `lin2`, GPT's `c_proj`, Llama's
+/// `down_proj`), which is what a forward pre-hook on that projection does in transformers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Masks<'a> {
+    pub heads: Option<&'a Tensor>,
+    pub neurons: Option<&'a Tensor>,
+}
+
+impl<'a> Masks<'a> {
+    /// A head mask alone.
+    pub fn heads(heads: Option<&'a Tensor>) -> Self {
+        Masks {
+            heads,
+            neurons: None,
+        }
+    }
+
+    /// Checks both masks' shapes against a model of `layers` layers, `heads` heads and
+    /// `intermediate` neurons per layer (original counts), for a batch of `batch`.
+    pub fn check(&self, batch: i64, layers: i64, heads: i64, intermediate: i64) -> Result<()> {
+        if let Some(m) = self.heads {
+            check_head_mask(m, batch, layers, heads)?;
+        }
+        if let Some(m) = self.neurons {
+            check_neuron_mask(m, batch, layers, intermediate)?;
+        }
+        Ok(())
+    }
 }
 
 /// The sizes the pipeline asks every network about.
@@ -96,6 +135,9 @@ pub struct NetworkShape {
     pub max_positions: i64,
     /// One output and a mean-squared-error loss (else classes and cross-entropy).
     pub regression: bool,
+    /// Intermediate neurons of each feed-forward block before any pruning (what neuron masks
+    /// index).
+    pub intermediate: i64,
 }
 
 /// A Python modelling file for transformers and the `auto_map` entries that name its classes.
@@ -106,6 +148,22 @@ pub struct RemoteCode {
     pub source: &'static str,
     /// (auto class, "module.Class").
     pub auto_map: Vec<(&'static str, String)>,
+}
+
+/// The modelling file that loads a model of transformers class `class` whose layers keep
+/// different numbers of feed-forward neurons (`pruned_neurons`): `Bertology<class>`, the class
+/// with each layer's MLP cut to its size (src/model/mlp_remote.py).
+pub fn mlp_remote_code(class: &str, objective: Objective) -> RemoteCode {
+    let auto = match objective {
+        Objective::Classification => "AutoModelForSequenceClassification",
+        Objective::CausalLm => "AutoModelForCausalLM",
+        Objective::MaskedLm => "AutoModelForMaskedLM",
+    };
+    RemoteCode {
+        file: "modeling_bertology.py",
+        source: include_str!("mlp_remote.py"),
+        auto_map: vec![(auto, format!("modeling_bertology.Bertology{class}"))],
+    }
 }
 
 /// What a network's head predicts, and so what its loss is.
@@ -129,20 +187,40 @@ impl Objective {
 
 /// A transformer with a task head whose attention heads can be masked, measured and pruned.
 pub trait Network {
-    /// Logits, and attentions / hidden states when asked. `head_mask` is [layers, heads] or
-    /// per example [batch, layers, heads], always over the config's original heads; it
-    /// multiplies each head's attention probabilities after dropout, as in transformers.
+    /// Logits, and attentions / hidden states when asked, under a head mask and a neuron mask
+    /// (see `Masks`), both always over the config's original units.
+    fn forward_masked(
+        &self,
+        inputs: &Inputs,
+        masks: Masks,
+        opts: ForwardOptions,
+    ) -> Result<ModelOutput>;
+
+    /// `forward_masked` with a head mask alone: [layers, heads] or per example
+    /// [batch, layers, heads], always over the config's original heads; it multiplies each
+    /// head's attention probabilities after dropout, as in transformers.
     fn forward(
         &self,
         inputs: &Inputs,
         head_mask: Option<&Tensor>,
         opts: ForwardOptions,
-    ) -> Result<ModelOutput>;
+    ) -> Result<ModelOutput> {
+        self.forward_masked(inputs, Masks::heads(head_mask), opts)
+    }
 
     fn shape(&self) -> NetworkShape;
 
     /// Original indices of the heads each layer still has.
     fn kept_heads(&self) -> Vec<Vec<i64>>;
+
+    /// Original indices of the intermediate neurons each layer's feed-forward block still has.
+    fn kept_neurons(&self) -> Vec<Vec<i64>>;
+
+    /// The config.json field that sets every layer's intermediate size (`intermediate_size`,
+    /// DistilBERT's `hidden_dim`, GPT-2's `n_inner`), or None when the architecture has none
+    /// (OpenAI GPT: always 4 · n_embd). A model whose layers all keep the same number of
+    /// neurons is saved with this field set, so transformers' own class loads it.
+    fn intermediate_field(&self) -> Option<&'static str>;
 
     /// The transformers class this network mirrors (written to `architectures`).
     fn hf_class(&self) -> &'static str;
@@ -292,7 +370,18 @@ pub trait Network {
         match unit {
             HeadUnit::Query => self.kept_heads(),
             HeadUnit::KeyValue => self.kept_kv_heads(),
+            HeadUnit::Neuron => self.kept_neurons(),
         }
+    }
+
+    /// Intermediate neurons per layer before pruning (what neuron masks index).
+    fn intermediate_size(&self) -> i64 {
+        self.shape().intermediate
+    }
+
+    /// Number of intermediate neurons each layer still has.
+    fn neurons_per_layer(&self) -> Vec<i64> {
+        self.kept_neurons().iter().map(|k| k.len() as i64).collect()
     }
 
     /// Number of heads each layer still has.
@@ -353,6 +442,38 @@ pub fn check_head_mask(mask: &Tensor, batch: i64, layers: i64, heads: i64) -> Re
         );
     }
     Ok(())
+}
+
+/// Checks a neuron mask's shape against the model: [layers, intermediate] or
+/// [batch, layers, intermediate].
+pub fn check_neuron_mask(mask: &Tensor, batch: i64, layers: i64, intermediate: i64) -> Result<()> {
+    let ok = match mask.size().as_slice() {
+        [l, n] => *l == layers && *n == intermediate,
+        [b, l, n] => *b == batch && *l == layers && *n == intermediate,
+        _ => false,
+    };
+    if !ok {
+        bail!(
+            "neuron mask has shape {:?}; expected [{layers}, {intermediate}] or [{batch}, {layers}, {intermediate}] (layers, intermediate neurons)",
+            mask.size()
+        );
+    }
+    Ok(())
+}
+
+/// Layer `index`'s slice of a [L, N] or [B, L, N] neuron mask over the original neurons,
+/// keeping those in `kept` (None: all), shaped [batch or 1, 1, kept] to broadcast over a
+/// feed-forward block's activations [batch, seq, kept].
+pub fn layer_neuron_mask(mask: &Tensor, index: i64, kept: Option<&Tensor>) -> Tensor {
+    let m = match mask.dim() {
+        2 => mask.get(index).unsqueeze(0),
+        _ => mask.select(1, index),
+    };
+    let m = match kept {
+        Some(kept) => m.index_select(1, kept),
+        None => m,
+    };
+    m.unsqueeze(1)
 }
 
 /// The most negative finite value of a float kind: what transformers adds to masked scores.

@@ -37,6 +37,10 @@ pub enum Held {
     /// Dimension `axis` of this tensor (its name without the family's prefix, e.g.
     /// `wte.weight`, `embeddings.word_embeddings.weight`): the field must equal it.
     Dim(&'static str, usize),
+    /// The intermediate size held by this MLP tensor of layer 0: its dimension `axis` plus the
+    /// neurons `pruned_neurons` removed from layer 0 (a neuron-pruned model keeps the original
+    /// size in its config).
+    Neurons(&'static str, usize),
     /// The number of layers: the tensors named `<stem><index>.…` (e.g. `h.`,
     /// `encoder.layer.`, `layers.`); the field must equal the highest index + 1.
     Layers(&'static str),
@@ -188,6 +192,18 @@ pub fn check(
                 if let Some(shape) = shapes.get(key) {
                     if shape.get(axis).map(|&d| d as i64) != Some(want) {
                         bail!("{at}: {field} is {want}{how} but {shown} holds {key} of shape {shape:?}");
+                    }
+                }
+            }
+            Held::Neurons(key, axis) => {
+                let cut = config
+                    .pruned_neurons()
+                    .ok()
+                    .and_then(|m| m.get(&0).map(|v| v.len() as i64))
+                    .unwrap_or(0);
+                if let Some(shape) = shapes.get(key) {
+                    if shape.get(axis).map(|&d| d as i64 + cut) != Some(want) {
+                        bail!("{at}: {field} is {want}{how} but {shown} holds {key} of shape {shape:?}{}", if cut > 0 { format!(" and pruned_neurons removes {cut} from layer 0") } else { String::new() });
                     }
                 }
             }

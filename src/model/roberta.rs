@@ -8,7 +8,7 @@ use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
 use super::families::Family;
 use super::layers::{Encoder, Linear};
-use super::network::{ForwardOptions, HeadAxis, Inputs, ModelOutput, Network, NetworkShape};
+use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
 use super::preflight::{Held, SizeField};
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -44,7 +44,7 @@ pub const SIZES: &[SizeField] = &[
     SizeField::new(
         "intermediate_size",
         Some(d::intermediate_size),
-        Held::Dim("encoder.layer.0.intermediate.dense.weight", 0),
+        Held::Neurons("encoder.layer.0.intermediate.dense.weight", 0),
     ),
     SizeField::new(
         "num_hidden_layers",
@@ -146,7 +146,7 @@ impl RobertaForSequenceClassification {
         };
         Ok(RobertaForSequenceClassification {
             embeddings: BertEmbeddings::new(&base / "embeddings", &c, c.hidden_size),
-            encoder: bert_encoder(&base, &c, config),
+            encoder: bert_encoder(&base, &c, config)?,
             classifier,
             pad,
             regression: config.is_regression(),
@@ -164,10 +164,10 @@ impl RobertaForSequenceClassification {
 }
 
 impl Network for RobertaForSequenceClassification {
-    fn forward(
+    fn forward_masked(
         &self,
         inputs: &Inputs,
-        head_mask: Option<&Tensor>,
+        masks: Masks,
         opts: ForwardOptions,
     ) -> Result<ModelOutput> {
         // RoBERTa tokenizers return no token types: transformers then uses zeros.
@@ -181,7 +181,7 @@ impl Network for RobertaForSequenceClassification {
         );
         let out = self
             .encoder
-            .forward(x, inputs.attention_mask, head_mask, opts, true)?;
+            .forward(x, inputs.attention_mask, masks, opts, true)?;
         let logits = self.classifier.forward(&out.last.select(1, 0), opts.train);
         Ok(ModelOutput {
             logits,
@@ -198,11 +198,20 @@ impl Network for RobertaForSequenceClassification {
             vocab_size: self.config.vocab_size,
             max_positions: self.config.max_position_embeddings - self.pad - 1,
             regression: self.regression,
+            intermediate: self.encoder.intermediate,
         }
     }
 
     fn kept_heads(&self) -> Vec<Vec<i64>> {
         self.encoder.kept_heads()
+    }
+
+    fn kept_neurons(&self) -> Vec<Vec<i64>> {
+        self.encoder.kept_neurons()
+    }
+
+    fn intermediate_field(&self) -> Option<&'static str> {
+        Some("intermediate_size")
     }
 
     fn hf_class(&self) -> &'static str {

@@ -385,6 +385,15 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             group_of(&values),
         )?);
     }
+    let neurons = dir.join("ffn_importance.npy");
+    if neurons.is_file() {
+        let values = read_matrix(&neurons)?;
+        pictures.extend(plots::neuron_curves(
+            &out.join("ffn_importance"),
+            "Feed-forward neuron importance per layer (normalised)",
+            &values,
+        )?);
+    }
     let curve = dir.join("masking_curve.csv");
     if curve.is_file() {
         let summary = read_summary(&dir.join("prune.json"))?;

@@ -541,3 +541,152 @@ where
     }
     Ok(())
 }
+
+/// Feed-forward neuron importance per layer as box plots on a log scale (importance is heavy
+/// tailed: a few neurons matter a great deal, most very little): for each layer a box from the
+/// 25th to the 75th percentile with the median, whiskers from the 1st to the 99th percentile,
+/// and the layer's most important neuron as a dot. Layers of different sizes after pruning
+/// compare directly.
+pub fn neuron_curves(stem: &Path, title: &str, rows: &[Vec<f64>]) -> Result<Vec<PathBuf>> {
+    let size = (900u32, 560u32);
+    // Quantiles of log10 importance per layer; zeros (masked neurons) sit at the floor.
+    let positive: Vec<f64> = rows
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let max = positive.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = positive.iter().copied().fold(f64::INFINITY, f64::min);
+    let (max, min) = if max.is_finite() {
+        (max, min)
+    } else {
+        (1.0, 1e-3)
+    };
+    let floor = min.max(max * 1e-6);
+    let boxes: Vec<[f64; 6]> = rows
+        .iter()
+        .map(|r| {
+            let mut v: Vec<f64> = r
+                .iter()
+                .map(|x| {
+                    if x.is_finite() {
+                        x.max(floor).log10()
+                    } else {
+                        floor.log10()
+                    }
+                })
+                .collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let q = |f: f64| {
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v[((v.len() - 1) as f64 * f).round() as usize]
+                }
+            };
+            [q(0.01), q(0.25), q(0.5), q(0.75), q(0.99), q(1.0)]
+        })
+        .collect();
+    let (lo, hi) = (floor.log10() - 0.1, max.log10() + 0.1);
+    render(
+        stem,
+        size,
+        |r| draw_neurons(r, title, &boxes, (lo, hi), stem),
+        |r| draw_neurons(r, title, &boxes, (lo, hi), stem),
+    )
+}
+
+fn draw_neurons<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    boxes: &[[f64; 6]],
+    (lo, hi): (f64, f64),
+    stem: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = err(stem);
+    root.fill(&WHITE).map_err(&e)?;
+    let layers = boxes.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
+        .margin(16)
+        .x_label_area_size(52)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.6f64..layers - 0.4, lo..hi)
+        .map_err(&e)?;
+    let step = (layers / 15.0).ceil().max(1.0) as usize;
+    chart
+        .configure_mesh()
+        .x_desc("layer   (box: 25th-75th percentile, line: median, whiskers: 1st-99th, dot: the top neuron)")
+        .y_desc("importance (log scale)")
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 16))
+        .x_labels(boxes.len().div_ceil(step) + 1)
+        .x_label_formatter(&|v| {
+            let l = v.round();
+            if (v - l).abs() < 1e-6 && l >= 0.0 && (l as usize).is_multiple_of(step) {
+                format!("{l:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| {
+            let x = 10f64.powf(*v);
+            if x >= 0.01 {
+                format!("{x:.2}")
+            } else {
+                format!("{x:.0e}")
+            }
+        })
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(&e)?;
+    let blue = RGBColor(49, 104, 142);
+    let w = 0.32;
+    for (l, b) in boxes.iter().enumerate() {
+        if b.iter().any(|v| !v.is_finite()) {
+            continue;
+        }
+        let x = l as f64;
+        let [p1, q1, med, q3, p99, top] = *b;
+        let thin = ShapeStyle::from(&RGBColor(90, 90, 90)).stroke_width(1);
+        chart
+            .draw_series([
+                PathElement::new(vec![(x, p1), (x, q1)], thin),
+                PathElement::new(vec![(x, q3), (x, p99)], thin),
+                PathElement::new(vec![(x - w / 2.0, p1), (x + w / 2.0, p1)], thin),
+                PathElement::new(vec![(x - w / 2.0, p99), (x + w / 2.0, p99)], thin),
+            ])
+            .map_err(&e)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - w, q1), (x + w, q3)],
+                blue.mix(0.35).filled(),
+            )))
+            .map_err(&e)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - w, q1), (x + w, q3)],
+                ShapeStyle::from(&blue).stroke_width(1),
+            )))
+            .map_err(&e)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x - w, med), (x + w, med)],
+                ShapeStyle::from(&BLACK).stroke_width(2),
+            )))
+            .map_err(&e)?;
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, top),
+                3,
+                ShapeStyle::from(&RGBColor(200, 60, 40)).filled(),
+            )))
+            .map_err(&e)?;
+    }
+    root.present().map_err(&e)?;
+    Ok(())
+}
