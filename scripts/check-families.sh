@@ -82,13 +82,20 @@ done
 # the modelling file bertology saves beside it (trust_remote_code) and its logits must equal the
 # original's with the head mask as o_proj pre-hooks (scripts/reference/check_llama_pruned.py).
 wikitext=${WIKITEXT_DIR:-$root/../shared/data/wikitext-2}/valid.txt
+# "uniform": whole groups, as many in every layer (--uniform-heads), so the pruned model is a
+# plain config that transformers' own class loads without the modelling file.
 for family in llama mistral qwen2; do
-  for unit in head group; do
+  for unit in head group uniform; do
     work=$out/$family-$unit
     rm -rf "$work"
+    how=(--prune-unit "$unit" --target-heads 0.4)
+    [ "$unit" = uniform ] && how=(--prune-unit group --uniform-heads --target-heads 0.5)
     "$bin" prune --task lm --device cpu --quiet --model "$root/tests/fixtures/families/$family" \
-      --text "$wikitext" --block-size 12 --data-subset 64 --target-heads 0.4 --prune-unit "$unit" \
+      --text "$wikitext" --block-size 12 --data-subset 64 "${how[@]}" \
       --timing-runs 1 --output-dir "$work"
+    if [ "$unit" = uniform ] && [ -e "$work/pruned_model/modeling_bertology.py" ]; then
+      echo "check-families.sh: $family pruned uniformly still needs a modelling file" >&2; exit 1
+    fi
     echo "== $family by $unit"
     (cd "$root/scripts/reference" && "$py" check_llama_pruned.py "$root/tests/fixtures/families/$family" \
       "$work" "$wikitext" --block-size 12)

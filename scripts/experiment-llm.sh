@@ -55,6 +55,23 @@ log "importance on $rank_blocks blocks of valid.txt"
 log "perplexity of the unmasked model on $test_blocks blocks of test.txt"
 "$bin" eval "${test[@]}" --output-dir "$out/eval-base" >"$out/eval-base.json"
 
+# Every step of a prune run scored on test.txt: its head mask (and neuron mask) through
+# `eval`, then the run's curve with test perplexity in place of the ranking score.
+score_steps() {
+  local name=$1
+  mkdir -p "$out/evals/$name"
+  py masks "$out/$name" "$out/masks/$name" | while read -r step kept; do
+    local s; s=$(printf %03d "$step")
+    local neurons=()
+    [ -f "$out/masks/$name/neurons_$s.npy" ] && neurons=(--neuron-mask "$out/masks/$name/neurons_$s.npy")
+    "$bin" eval "${test[@]}" --head-mask "$out/masks/$name/step_$s.npy" "${neurons[@]}" \
+      --output-dir "$out/evals/$name/step_$s" \
+      >"$out/evals/$name/step_$s.json" 2>"$out/evals/$name.log" \
+      || { cat "$out/evals/$name.log" >&2; exit 1; }
+  done
+  py curve "$out/$name" "$out/evals/$name" "$out/test-${name#prune-}"
+}
+
 runs=()
 for unit in head group; do
   for order in importance reverse random; do
@@ -62,14 +79,7 @@ for unit in head group; do
     log "$name: masking down to $floor of the heads, $amount per step"
     "$bin" prune "${rank[@]}" --prune-unit "$unit" --order "$order" --target-heads "$floor" \
       --masking-amount "$amount" --timing-runs "$timing" --output-dir "$out/$name" >"$out/$name.json"
-    mkdir -p "$out/evals/$name"
-    py masks "$out/$name" "$out/masks/$name" | while read -r step kept; do
-      "$bin" eval "${test[@]}" --head-mask "$out/masks/$name/step_$(printf %03d "$step").npy" \
-        --output-dir "$out/evals/$name/step_$(printf %03d "$step")" \
-        >"$out/evals/$name/step_$(printf %03d "$step").json" 2>"$out/evals/$name.log" \
-        || { cat "$out/evals/$name.log" >&2; exit 1; }
-    done
-    py curve "$out/$name" "$out/evals/$name" "$out/test-$unit-$order"
+    score_steps "$name"
     runs+=("$out/test-$unit-$order")
   done
 done
@@ -77,6 +87,24 @@ log "perplexity against heads kept (one curve per order and unit)"
 "$bin" report --quiet --compare "${runs[@]}" --output-dir "$out/curves"
 cp "$out/curves/pruning_curve.png" "$out/perplexity_vs_heads.png"
 cp "$out/curves/pruning_curve.svg" "$out/perplexity_vs_heads.svg"
+
+# Heads against MLP neurons at equal size: query heads, intermediate neurons, or both in the
+# same steps, by importance, down to the same fraction of each.
+sized=("$out/test-head-importance")
+for units in neurons both; do
+  name=prune-$units-importance
+  heads=()
+  [ "$units" = both ] && heads=(--target-heads "$floor")
+  log "$name: masking down to $floor of the $units, $amount per step"
+  "$bin" prune "${rank[@]}" --units "$units" "${heads[@]}" --target-neurons "$floor" \
+    --masking-amount "$amount" --timing-runs "$timing" --output-dir "$out/$name" >"$out/$name.json"
+  score_steps "$name"
+  sized+=("$out/test-$units-importance")
+done
+log "perplexity against parameters kept (heads, neurons, both)"
+"$bin" report --quiet --compare "${sized[@]}" --output-dir "$out/sizes"
+cp "$out/sizes/pruning_curve.png" "$out/perplexity_vs_parameters.png"
+cp "$out/sizes/pruning_curve.svg" "$out/perplexity_vs_parameters.svg"
 
 log "single-head ablation on $ablate_blocks blocks of test.txt"
 "$bin" ablate "${lm[@]}" --text data/wikitext-2/test.txt --data-subset "$ablate_blocks" \
@@ -89,14 +117,19 @@ import csv, os, sys
 out = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(out, "comparison.csv"))))
 runs = {(r["unit"], r["order"]) for r in rows}
-assert len(runs) == 6, runs
+assert len(runs) == 8, runs
 for unit, order in runs:
     pts = [r for r in rows if (r["unit"], r["order"]) == (unit, order)]
     assert int(pts[0]["heads_kept"]) == 270, pts[0]
     if unit == "group":
         assert all(int(r["heads_kept"]) % 3 == 0 for r in pts), pts
-for f in ["perplexity_vs_heads.png", "importance/importance.png", "ablation/ablation.png",
+    # Fewer parameters at every step: the masks' sizes are what the x axis shows.
+    sizes = [int(r["parameters_kept"]) for r in pts]
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), (unit, order, sizes)
+    if unit == "neurons":
+        assert all(int(r["heads_kept"]) == 270 for r in pts), pts
+for f in ["perplexity_vs_heads.png", "perplexity_vs_parameters.png", "importance/importance.png", "ablation/ablation.png",
           "prune-head-importance/importance.png", "prune-group-importance/importance.png"]:
     assert os.path.getsize(os.path.join(out, f)) > 1000, f
-print(f"experiment-llm.sh: {len(rows)} points over 6 runs; pictures in {out}")
+print(f"experiment-llm.sh: {len(rows)} points over 8 runs; pictures in {out}")
 PY

@@ -63,10 +63,19 @@ def masks(run, out):
     assert len(curve) == steps, f"{run}: {steps} masks for {len(curve)} curve rows"
     os.makedirs(out, exist_ok=True)
     size = layers * heads
+    # A run that masks neurons (alone or with heads) keeps every step's neuron mask too.
+    neuron_file = os.path.join(run, "masking_neuron_masks.npy")
+    neurons = read_npy(neuron_file) if os.path.isfile(neuron_file) else None
     for s in range(steps):
         m = values[s * size:(s + 1) * size]
         assert int(sum(m)) == int(curve[s]["heads_kept"]), (run, s)
         write_npy(os.path.join(out, f"step_{s:03d}.npy"), (layers, heads), m)
+        if neurons is not None:
+            (n_steps, n_layers, width), nv = neurons
+            assert (n_steps, n_layers) == (steps, layers), (run, neurons[0])
+            n = nv[s * n_layers * width:(s + 1) * n_layers * width]
+            assert int(sum(n)) == int(curve[s]["neurons_kept"]), (run, s)
+            write_npy(os.path.join(out, f"neurons_{s:03d}.npy"), (n_layers, width), n)
         print(s, curve[s]["heads_kept"])
 
 
@@ -99,7 +108,9 @@ def table(out):
             loss = e["metrics"]["loss"]
             rows.append({
                 "unit": unit, "order": order, "step": step, "heads_kept": int(r["heads_kept"]),
-                "fraction_kept": int(r["heads_kept"]) / total, "test_loss": loss,
+                "fraction_kept": int(r["heads_kept"]) / total,
+                "neurons_kept": int(r["neurons_kept"] or summary["neurons_total"]),
+                "parameters_kept": int(r["parameters_kept"]), "test_loss": loss,
                 "test_perplexity": math.exp(loss), "rank_score": float(r["score"]),
             })
     assert rows, f"{out}: no evaluated prune runs"
@@ -109,16 +120,19 @@ def table(out):
         w.writerows(rows)
     base = json.load(open(os.path.join(out, "eval-base.json")))["metrics"]["perplexity"]
     study = {"perplexity": base, "runs": {}}
-    for unit in ("head", "group"):
+    for unit in ("head", "group", "neurons", "both"):
         for order in ("importance", "reverse", "random"):
             pts = [r for r in rows if r["unit"] == unit and r["order"] == order]
             if not pts:
                 continue
-            # The fewest heads at which perplexity stays within +10 % of the unmasked model's.
+            # The smallest model whose perplexity stays within +10 % of the unmasked model's.
             ok = [r for r in pts if r["test_perplexity"] <= 1.1 * base]
             study["runs"][f"{unit}/{order}"] = {
-                "points": [(r["heads_kept"], round(r["test_perplexity"], 3)) for r in pts],
+                "points": [(r["heads_kept"], r["neurons_kept"], r["parameters_kept"],
+                            round(r["test_perplexity"], 3)) for r in pts],
                 "fewest_heads_within_10_percent": min(r["heads_kept"] for r in ok) if ok else None,
+                "fewest_parameters_within_10_percent":
+                    min(r["parameters_kept"] for r in ok) if ok else None,
             }
     ablation = os.path.join(out, "ablation", "ablation.json")
     if os.path.isfile(ablation):
@@ -136,7 +150,8 @@ def table(out):
         if name.startswith("prune-") and os.path.isfile(p):
             s = json.load(open(p))
             study.setdefault("pruned_models", {})[name] = {
-                "heads_kept": s["heads_kept"], "parameters_before": s["parameters_before"],
+                "heads_kept": s["heads_kept"], "neurons_kept": s.get("neurons_kept"),
+                "parameters_before": s["parameters_before"],
                 "parameters_after": s["parameters_after"], "timing": s.get("timing"),
             }
     json.dump(study, open(os.path.join(out, "study.json"), "w"), indent=1)

@@ -198,6 +198,11 @@ pub struct EvalArgs {
     /// and 0 (masked) over the model's original heads, e.g. a prune run's head_mask.npy.
     #[arg(long, value_name = "FILE")]
     pub head_mask: Option<PathBuf>,
+    /// Evaluate with these feed-forward neurons masked (without pruning): a [layers,
+    /// intermediate] .npy of 1 and 0 over the model's original neurons, e.g. a prune run's
+    /// neuron_mask.npy.
+    #[arg(long, value_name = "FILE")]
+    pub neuron_mask: Option<PathBuf>,
     /// Folder for eval.json and predictions.csv.
     #[arg(long, default_value = "runs/eval")]
     pub output_dir: PathBuf,
@@ -435,6 +440,12 @@ pub struct PruneArgs {
     /// transformers 4.57, which cannot run a layer without heads).
     #[arg(long, default_value_t = 0)]
     pub min_heads_per_layer: usize,
+    /// Mask as many heads (or key/value groups) in every layer at each step, and keep the
+    /// --target-heads budget per layer, so every layer keeps one shape: a Llama-family model
+    /// pruned by groups this way saves as a plain config (fewer heads, no modelling file) that
+    /// transformers' own class loads.
+    #[arg(long)]
+    pub uniform_heads: bool,
     /// Estimate importance once, on the unmasked model (the paper's authors' default),
     /// instead of after every step.
     #[arg(long)]

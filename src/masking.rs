@@ -47,6 +47,9 @@ pub struct MaskingSettings {
     pub min_heads_per_layer: usize,
     /// Query heads masked together (1, or a key/value group's size with `--prune-unit group`).
     pub unit_heads: usize,
+    /// The same number of units masked in every layer at each step (and the budget per layer),
+    /// so every layer keeps one shape.
+    pub uniform_heads: bool,
     /// Re-estimate importance under the current mask after every step.
     pub reestimate: bool,
     pub order: Order,
@@ -95,7 +98,9 @@ pub struct MaskingResult {
 /// Heads to mask next: up to `count` units (`unit` consecutive heads: one head, or a
 /// key/value group's query heads) that still have an unmasked head, in the order's sequence
 /// (a unit's importance is the sum over its unmasked heads), skipping units whose layer would
-/// fall below the minimum. Returns the heads to mask.
+/// fall below the minimum; with `per_layer`, up to `count` units in each layer. Returns the
+/// heads to mask.
+#[allow(clippy::too_many_arguments)] // the step's whole description; one caller each.
 pub fn select_heads(
     mask: &[Vec<f32>],
     importance: &[Vec<f32>],
@@ -104,6 +109,7 @@ pub fn select_heads(
     order: Order,
     random_rank: &[usize],
     unit: usize,
+    per_layer: bool,
 ) -> Vec<(usize, usize)> {
     let heads = mask.first().map_or(0, Vec::len);
     let unit = unit.clamp(1, heads.max(1));
@@ -127,18 +133,50 @@ pub fn select_heads(
         .collect();
     let mut chosen = Vec::new();
     let mut taken = 0;
+    let mut taken_in = vec![0; mask.len()];
     for (l, u) in candidates {
-        if taken == count {
+        if taken == count && !per_layer {
             break;
+        }
+        if per_layer && taken_in[l] == count {
+            continue;
         }
         let heads: Vec<usize> = live(l, u).collect();
         if left[l] >= min_per_layer + heads.len() {
             left[l] -= heads.len();
             taken += 1;
+            taken_in[l] += 1;
             chosen.extend(heads.into_iter().map(|h| (l, h)));
         }
     }
     chosen
+}
+
+/// Units of heads the next step masks (per layer with `uniform_heads`): `--masking-amount`
+/// of them in threshold mode; in budget mode as many but no more than reach the budget
+/// (whole units: the budget is met at the first step that reaches it). 0: the budget is met.
+fn head_units_to_mask(mask: &[Vec<f32>], settings: &MaskingSettings, heads: usize) -> usize {
+    let layers = mask.len();
+    let unit = settings.unit_heads.clamp(1, heads.max(1));
+    let kept = |row: &Vec<f32>| row.iter().filter(|&&v| v != 0.0).count();
+    if settings.uniform_heads {
+        let per_step = (((heads / unit) as f64 * settings.amount) as usize).max(1);
+        let now = mask.iter().map(kept).max().unwrap_or(0);
+        match settings.goal {
+            Goal::Threshold(_) => per_step,
+            Goal::KeepHeads(keep) => {
+                let keep = (keep as f64 / layers.max(1) as f64).round() as usize;
+                per_step.min(now.saturating_sub(keep).div_ceil(unit))
+            }
+        }
+    } else {
+        let per_step = ((layers * (heads / unit)) as f64 * settings.amount) as usize;
+        let now: usize = mask.iter().map(kept).sum();
+        match settings.goal {
+            Goal::Threshold(_) => per_step.max(1),
+            Goal::KeepHeads(keep) => per_step.max(1).min(now.saturating_sub(keep).div_ceil(unit)),
+        }
+    }
 }
 
 fn to_rows(t: &Tensor) -> Vec<Vec<f32>> {
@@ -183,7 +221,6 @@ pub fn mask_heads(
     let kept_now = |m: &Vec<Vec<f32>>| m.iter().flatten().filter(|&&v| v != 0.0).count();
     let unit = settings.unit_heads.clamp(1, heads.max(1));
     let total_units = layers * (heads / unit);
-    let per_step = ((total_units as f64 * settings.amount) as usize).max(1);
     let random_rank: Vec<usize> = {
         tch::manual_seed(settings.seed);
         let perm: Vec<i64> = Vec::try_from(Tensor::randperm(
@@ -211,17 +248,10 @@ pub fn mask_heads(
         .map_or(Device::Cpu, |b| b.input_ids.device());
     let mut final_score = original_score;
     let stop = loop {
-        let count = match settings.goal {
-            Goal::Threshold(_) => per_step,
-            Goal::KeepHeads(keep) => {
-                let now = kept_now(&mask);
-                if now <= keep {
-                    break StopReason::Budget;
-                }
-                // Whole units: the budget is met at the first step that reaches it.
-                per_step.min((now - keep).div_ceil(unit))
-            }
-        };
+        let count = head_units_to_mask(&mask, &settings, heads);
+        if count == 0 {
+            break StopReason::Budget;
+        }
         let chosen = select_heads(
             &mask,
             &importance,
@@ -230,6 +260,7 @@ pub fn mask_heads(
             settings.order,
             &random_rank,
             unit,
+            settings.uniform_heads,
         );
         if chosen.is_empty() {
             break StopReason::NoHeadsLeft;
@@ -305,22 +336,22 @@ mod tests {
         let none = vec![0; 6];
         // Least important unmasked first; the masked head (1,1) is skipped.
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Importance, &none, 1),
+            select_heads(&mask, &imp, 2, 0, Order::Importance, &none, 1, false),
             vec![(0, 1), (1, 0)]
         );
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Reverse, &none, 1),
+            select_heads(&mask, &imp, 2, 0, Order::Reverse, &none, 1, false),
             vec![(0, 2), (0, 0)]
         );
         // Layer 1 has two heads left; with a minimum of 2 none of them can go.
         assert_eq!(
-            select_heads(&mask, &imp, 3, 2, Order::Importance, &none, 1),
+            select_heads(&mask, &imp, 3, 2, Order::Importance, &none, 1, false),
             vec![(0, 1)]
         );
         // Random order follows the given ranks: (1,2) has rank 0, (1,1) is masked, (1,0) rank 2.
         let rank = vec![5, 4, 3, 2, 1, 0];
         assert_eq!(
-            select_heads(&mask, &imp, 2, 0, Order::Random, &rank, 1),
+            select_heads(&mask, &imp, 2, 0, Order::Random, &rank, 1, false),
             vec![(1, 2), (1, 0)]
         );
         // Groups of two heads: a group's importance is the sum over its unmasked heads, and
@@ -328,21 +359,75 @@ mod tests {
         let mask4 = grid(&[&[1.0, 1.0, 1.0, 0.0], &[1.0, 1.0, 1.0, 1.0]]);
         let imp4 = grid(&[&[0.3, 0.3, 0.5, 9.0], &[0.1, 0.2, 0.4, 0.4]]);
         assert_eq!(
-            select_heads(&mask4, &imp4, 1, 0, Order::Importance, &none, 2),
+            select_heads(&mask4, &imp4, 1, 0, Order::Importance, &none, 2, false),
             vec![(1, 0), (1, 1)]
         );
         assert_eq!(
-            select_heads(&mask4, &imp4, 2, 0, Order::Importance, &none, 2),
+            select_heads(&mask4, &imp4, 2, 0, Order::Importance, &none, 2, false),
             vec![(1, 0), (1, 1), (0, 2)]
         );
         // A minimum of 2 per layer: layer 1 loses one group of two, layer 0 its one-head
         // remnant of a group; no further group fits.
         assert_eq!(
-            select_heads(&mask4, &imp4, 4, 2, Order::Importance, &none, 2),
+            select_heads(&mask4, &imp4, 4, 2, Order::Importance, &none, 2, false),
             vec![(1, 0), (1, 1), (0, 2)]
         );
         let all_masked = grid(&[&[0.0, 0.0, 0.0], &[0.0, 0.0, 0.0]]);
-        assert!(select_heads(&all_masked, &imp, 2, 0, Order::Importance, &none, 1).is_empty());
+        assert!(
+            select_heads(&all_masked, &imp, 2, 0, Order::Importance, &none, 1, false).is_empty()
+        );
+        // Per layer: the least important unit of each layer, not the two least important.
+        assert_eq!(
+            select_heads(&mask4, &imp4, 1, 0, Order::Importance, &none, 2, true),
+            vec![(1, 0), (1, 1), (0, 2)]
+        );
+        assert_eq!(
+            select_heads(&mask, &imp, 1, 0, Order::Importance, &none, 1, true),
+            vec![(0, 1), (1, 0)]
+        );
+    }
+
+    #[test]
+    fn uniform_budgets_count_per_layer() {
+        let settings = |goal, uniform_heads| MaskingSettings {
+            goal,
+            amount: 0.34,
+            min_heads_per_layer: 0,
+            unit_heads: 3,
+            uniform_heads,
+            reestimate: true,
+            order: Order::Importance,
+            seed: 0,
+            importance: crate::importance::Settings {
+                estimator: crate::importance::Estimator::PerExample,
+                layer_norm: true,
+                global_norm: true,
+                entropy: false,
+            },
+        };
+        // Two layers of nine heads in groups of three.
+        let full = vec![vec![1.0; 9]; 2];
+        // Keep 4 of 9 per layer (8 of 18): two groups go from each layer, one per step.
+        let keep = settings(Goal::KeepHeads(8), true);
+        assert_eq!(head_units_to_mask(&full, &keep, 9), 1);
+        let mut one_gone = full.clone();
+        for row in &mut one_gone {
+            row[..3].fill(0.0);
+        }
+        assert_eq!(head_units_to_mask(&one_gone, &keep, 9), 1);
+        let mut two_gone = one_gone.clone();
+        for row in &mut two_gone {
+            row[3..6].fill(0.0);
+        }
+        assert_eq!(head_units_to_mask(&two_gone, &keep, 9), 0);
+        // Over all heads: 34 % of 6 groups is 2 per step, until 8 heads are left.
+        let all = settings(Goal::KeepHeads(8), false);
+        assert_eq!(head_units_to_mask(&full, &all, 9), 2);
+        assert_eq!(head_units_to_mask(&two_gone, &all, 9), 0);
+        assert_eq!(
+            head_units_to_mask(&full, &settings(Goal::Threshold(0.9), true), 9),
+            1
+        );
     }
 }
 
@@ -376,6 +461,8 @@ pub struct UnitsResult {
     pub initial_neuron_importance: Tensor,
     /// Neurons kept after each step of the curve.
     pub neurons_kept: Vec<usize>,
+    /// [steps, layers, intermediate]: every step's neuron mask, as `heads.step_masks`.
+    pub step_neuron_masks: Tensor,
 }
 
 /// Neurons to mask next in layer-free order: up to `count` live neurons in the order's
@@ -515,7 +602,6 @@ pub fn mask_units(
     let kept = |m: &Vec<Vec<f32>>| m.iter().flatten().filter(|&&v| v != 0.0).count();
     let unit = settings.unit_heads.clamp(1, heads.max(1));
     let head_units = layers * (heads / unit);
-    let heads_per_step = ((head_units as f64 * settings.amount) as usize).max(1);
     let neurons_per_step = ((layers * n) as f64 * settings.amount) as usize;
     let neurons_per_step = neurons_per_step.max(1);
     let per_layer_step = ((n as f64 * settings.amount) as usize).max(1);
@@ -539,6 +625,7 @@ pub fn mask_units(
     }];
     let mut neurons_kept = vec![kept(&neuron_mask)];
     let mut step_heads = vec![head_mask.concat()];
+    let mut step_neurons = vec![neuron_mask.concat()];
     tick(format!("unmasked {metric} {original_score:.4}"));
     let mut final_score = original_score;
     let stop = loop {
@@ -546,17 +633,10 @@ pub fn mask_units(
             break StopReason::NoHeadsLeft;
         }
         // Heads: as mask_heads, up to their budget.
-        let head_count = match settings.goal {
-            _ if !neurons.heads => 0,
-            Goal::Threshold(_) => heads_per_step,
-            Goal::KeepHeads(keep) => {
-                let now = kept(&head_mask);
-                if now <= keep {
-                    0
-                } else {
-                    heads_per_step.min((now - keep).div_ceil(unit))
-                }
-            }
+        let head_count = if neurons.heads {
+            head_units_to_mask(&head_mask, &settings, heads)
+        } else {
+            0
         };
         let chosen_heads = if head_count > 0 {
             select_heads(
@@ -567,6 +647,7 @@ pub fn mask_units(
                 settings.order,
                 &head_rank,
                 unit,
+                settings.uniform_heads,
             )
         } else {
             Vec::new()
@@ -647,6 +728,7 @@ pub fn mask_units(
         });
         neurons_kept.push(kept(&next_neurons));
         step_heads.push(next_heads.concat());
+        step_neurons.push(next_neurons.concat());
         tick(format!(
             "step {}: {} heads, {} neurons kept, {metric} {s:.4}",
             curve.len() - 1,
@@ -683,5 +765,10 @@ pub fn mask_units(
         neuron_mask: Tensor::from_slice(&neuron_mask.concat()).view([layers as i64, n as i64]),
         initial_neuron_importance,
         neurons_kept,
+        step_neuron_masks: Tensor::from_slice(&step_neurons.concat()).view([
+            step_neurons.len() as i64,
+            layers as i64,
+            n as i64,
+        ]),
     })
 }

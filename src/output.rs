@@ -25,6 +25,7 @@ pub const RUN_FILES: &[&str] = &[
     "importance.json",
     "masking_curve.csv",
     "masking_masks.npy",
+    "masking_neuron_masks.npy",
     "prune.json",
     "pruned_model",
     "report.md",

@@ -128,6 +128,78 @@ pub fn prune_units(
     Ok(pruned)
 }
 
+/// The number of parameters `prune_units` would leave for these masks, without building the
+/// model: every weight whose size depends on heads or neurons keeps the kept units' share of
+/// that axis. Lets a masking curve say what each step's model would weigh.
+pub fn parameters_kept(
+    model: &Model,
+    head_mask: Option<&Tensor>,
+    neuron_mask: Option<&Tensor>,
+) -> Result<i64> {
+    let net = model.net.as_ref();
+    let layers = net.num_layers();
+    let keep = |old: Vec<Vec<i64>>, mask: Option<&Tensor>, what, width| -> Result<Vec<Vec<i64>>> {
+        let Some(mask) = mask else { return Ok(old) };
+        let rows = mask_rows(mask, what, layers, width)?;
+        Ok(old
+            .into_iter()
+            .zip(&rows)
+            .map(|(kept, row)| {
+                kept.into_iter()
+                    .filter(|&u| row[u as usize] != 0.0)
+                    .collect()
+            })
+            .collect())
+    };
+    let queries = keep(
+        net.kept(HeadUnit::Query),
+        head_mask,
+        "head",
+        net.num_heads(),
+    )?;
+    let neurons = keep(
+        net.kept_neurons(),
+        neuron_mask,
+        "neuron",
+        net.intermediate_size(),
+    )?;
+    // A key/value head stays while a query head of its group does.
+    let kv: Vec<Vec<i64>> = queries
+        .iter()
+        .map(|q| {
+            let mut g: Vec<i64> = q.iter().map(|&h| net.kv_group_of(h)).collect();
+            g.dedup();
+            g
+        })
+        .collect();
+    let now = [
+        net.kept(HeadUnit::Query),
+        net.kept(HeadUnit::KeyValue),
+        net.kept_neurons(),
+    ];
+    let mut total = 0i64;
+    for (name, var) in model.vs.variables() {
+        let n = var.numel() as i64;
+        total += match net.head_axis(&name) {
+            Some(axis) => {
+                let l = axis.layer as usize;
+                let (before, after) = match axis.unit {
+                    HeadUnit::Query => (now[0][l].len(), queries[l].len()),
+                    HeadUnit::KeyValue => (now[1][l].len(), kv[l].len()),
+                    HeadUnit::Neuron => (now[2][l].len(), neurons[l].len()),
+                };
+                if before == 0 {
+                    n
+                } else {
+                    n / before as i64 * after as i64
+                }
+            }
+            None => n,
+        };
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

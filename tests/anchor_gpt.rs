@@ -77,6 +77,7 @@ fn anchor_estimator_replicates_run_prune_gpt_importance_and_masking() {
         reestimate: true,
         order: Order::Importance,
         unit_heads: 1,
+        uniform_heads: false,
         seed: 0,
         importance,
     };

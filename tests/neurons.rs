@@ -315,3 +315,128 @@ fn neuron_masks_of_the_wrong_shape_are_errors() {
         );
     }
 }
+
+/// `prune --units both` through the binary on a grouped-query model: every step's masks are
+/// written, each step's size is what pruning its masks gives (the last step's is the pruned
+/// model's), `eval --head-mask --neuron-mask` scores the run's masks as the run did, and
+/// `report --compare` draws heads and neurons against size.
+#[test]
+fn joint_runs_record_every_steps_masks_and_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let valid =
+        std::fs::read_to_string(root().join("../shared/data/wikitext-2/valid.txt")).unwrap();
+    let text = tmp.path().join("valid-head.txt");
+    std::fs::write(&text, &valid[..valid.char_indices().nth(4000).unwrap().0]).unwrap();
+    let model = s(&fixture("families/qwen2"));
+    let lm = |cmd: &str, extra: &[&str]| {
+        let mut a: Vec<String> = [cmd, "--task", "lm", "--model", &model, "--text", &s(&text)]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        a.extend(
+            [
+                "--block-size",
+                "24",
+                "--data-subset",
+                "16",
+                "--json",
+                "--quiet",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|x| x.to_string()),
+        );
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&bertology(&argv))
+    };
+    let mut runs = Vec::new();
+    for units in ["heads", "neurons", "both"] {
+        let run = tmp.path().join(format!("prune-{units}"));
+        let mut how = vec!["--units", units, "--masking-amount", "0.25"];
+        if units != "neurons" {
+            how.extend(["--target-heads", "0.5"]);
+        }
+        if units != "heads" {
+            how.extend(["--target-neurons", "0.5"]);
+        }
+        how.extend(["--timing-runs", "1", "--output-dir"]);
+        let out = s(&run);
+        how.push(&out);
+        let summary = lm("prune", &how);
+        let mut curve = csv::Reader::from_path(run.join("masking_curve.csv")).unwrap();
+        let headers = curve.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = curve.records().map(Result::unwrap).collect();
+        let col = |name: &str| {
+            let i = headers.iter().position(|h| h == name).unwrap();
+            rows.iter().map(|r| r[i].to_string()).collect::<Vec<_>>()
+        };
+        let sizes: Vec<i64> = col("parameters_kept")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(sizes[0], summary["parameters_before"], "{units}: {sizes:?}");
+        assert_eq!(
+            *sizes.last().unwrap(),
+            summary["parameters_after"],
+            "{units}: {sizes:?}"
+        );
+        assert!(sizes.windows(2).all(|w| w[0] > w[1]), "{units}: {sizes:?}");
+        let head_steps = bertology::npy::read(&run.join("masking_masks.npy")).unwrap();
+        assert_eq!(head_steps.size()[0] as usize, rows.len(), "{units}");
+        if units != "heads" {
+            let steps = bertology::npy::read(&run.join("masking_neuron_masks.npy")).unwrap();
+            let kept: Vec<i64> = col("neurons_kept")
+                .iter()
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let counted: Vec<i64> =
+                Vec::try_from(steps.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double))
+                    .map(|v: Vec<f64>| v.iter().map(|&x| x as i64).collect())
+                    .unwrap();
+            assert_eq!(counted, kept, "{units}: neuron masks against neurons_kept");
+            // The run's final masks, evaluated without pruning, score what the run reported.
+            let eval_dir = tmp.path().join(format!("eval-{units}"));
+            let e = lm(
+                "eval",
+                &[
+                    "--head-mask",
+                    &s(&run.join("head_mask.npy")),
+                    "--neuron-mask",
+                    &s(&run.join("neuron_mask.npy")),
+                    "--output-dir",
+                    &s(&eval_dir),
+                ],
+            );
+            let (got, want) = (
+                e["metrics"]["inverse_loss"].as_f64().unwrap(),
+                summary["masked_score"].as_f64().unwrap(),
+            );
+            assert!(
+                (got - want).abs() < 1e-6 * want,
+                "{units}: eval {got} vs prune {want}"
+            );
+        }
+        runs.push(out);
+    }
+    let compare = tmp.path().join("compare");
+    let mut argv = vec!["report", "--quiet", "--compare"];
+    argv.extend(runs.iter().map(String::as_str));
+    let c = s(&compare);
+    argv.extend(["--output-dir", &c]);
+    let out = bertology(&argv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(compare.join("pruning_curve.png"))
+            .unwrap()
+            .len()
+            > 1000
+    );
+    let svg = std::fs::read_to_string(compare.join("pruning_curve.svg")).unwrap();
+    assert!(svg.contains("parameters kept (millions)"), "x axis: size");
+    assert!(svg.contains("neurons, importance"), "labels name the units");
+}

@@ -25,6 +25,7 @@ fn settings(goal: Goal, order: Order, min_heads: usize) -> MaskingSettings {
         reestimate: true,
         order,
         unit_heads: 1,
+        uniform_heads: false,
         seed: 7,
         importance: Settings {
             estimator: Estimator::PerExample,

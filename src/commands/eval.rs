@@ -1,8 +1,8 @@
 //! `bertology eval`: metrics of a model on a GLUE split, eval.json and predictions.csv.
 use super::common::{padding, setup};
-use super::importance::read_head_mask;
+use super::importance::{read_head_mask, read_neuron_mask};
 use crate::cli::{EvalArgs, GlobalArgs};
-use crate::eval::{predict, predictions, score};
+use crate::eval::{predict_masked, predictions, score};
 use crate::output::{check_output_dir, write_csv, write_json, Staging, EVAL_FILES};
 use crate::progress;
 use anyhow::{bail, Result};
@@ -18,6 +18,12 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         .as_deref()
         .map(|p| read_head_mask(p, layers, heads).map(|m| m.to_device(s.device)))
         .transpose()?;
+    let intermediate = s.model.net.intermediate_size();
+    let neuron_mask = args
+        .neuron_mask
+        .as_deref()
+        .map(|p| read_neuron_mask(p, layers, intermediate).map(|m| m.to_device(s.device)))
+        .transpose()?;
     let labelled = s.data.has_labels();
     let out_dir = &args.output_dir;
     let start = Instant::now();
@@ -25,7 +31,11 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         .data
         .batches(args.data.batch_size as usize, padding(&args.data), s.device);
     let bar = progress::bar(s.data.len() as u64, "evaluating", global.quiet);
-    let logits = predict(s.model.net.as_ref(), &batches, mask.as_ref(), Some(&bar))?;
+    let masks = crate::model::Masks {
+        heads: mask.as_ref(),
+        neurons: neuron_mask.as_ref(),
+    };
+    let logits = predict_masked(s.model.net.as_ref(), &batches, masks, Some(&bar))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = if labelled {
@@ -116,6 +126,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
         "tokens": s.data.tokens(),
         "metrics": metrics,
         "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
+        "neuron_mask": args.neuron_mask.as_ref().map(|p| p.display().to_string()),
         "heads_kept": mask.as_ref().map(|m| m.sum(tch::Kind::Float).double_value(&[]) as i64),
         "batch_size": args.data.batch_size,
         "max_seq_length": args.data.max_seq_length,

@@ -217,6 +217,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         min_heads_per_layer: args.min_heads_per_layer,
         reestimate: !args.no_reestimate,
         order: args.order,
+        uniform_heads: args.uniform_heads,
         unit_heads: match args.prune_unit {
             PruneUnit::Head => 1,
             PruneUnit::Group => (heads / model.net.num_kv_heads().max(1)) as usize,
@@ -264,7 +265,12 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
             },
             Some(&bar),
         )?;
-        let rest = (r.neuron_mask, r.initial_neuron_importance, r.neurons_kept);
+        let rest = (
+            r.neuron_mask,
+            r.initial_neuron_importance,
+            r.neurons_kept,
+            r.step_neuron_masks,
+        );
         (r.heads, Some(rest))
     };
     bar.finish();
@@ -340,10 +346,20 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     let dir = staging.dir();
     save_pruned(&pruned, &model.dir, &dir.join("pruned_model"))?;
     write_npy(&dir.join("head_mask.npy"), &result.mask)?;
-    if let Some((mask, importance, _)) = &neurons {
+    if let Some((mask, importance, _, steps)) = &neurons {
         write_npy(&dir.join("neuron_mask.npy"), mask)?;
         write_npy(&dir.join("ffn_importance.npy"), importance)?;
+        write_npy(&dir.join("masking_neuron_masks.npy"), steps)?;
     }
+    // What the model of each step would weigh once pruned (the x axis of a
+    // heads-against-neurons comparison).
+    let step_parameters = (0..result.curve.len() as i64)
+        .map(|i| {
+            let heads = result.step_masks.get(i);
+            let neurons = neurons.as_ref().map(|n| n.3.get(i));
+            crate::pruning::parameters_kept(&model, Some(&heads), neurons.as_ref())
+        })
+        .collect::<Result<Vec<i64>>>()?;
     // Every step's mask, in the order of masking_curve.csv's rows.
     write_npy(&dir.join("masking_masks.npy"), &result.step_masks)?;
     write_npy(&dir.join("head_importance.npy"), &result.initial_importance)?;
@@ -361,6 +377,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
             "importance_reestimated",
             "accepted",
             "neurons_kept",
+            "parameters_kept",
         ],
         result.curve.iter().enumerate().map(|(i, s)| {
             vec![
@@ -375,6 +392,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
                     .and_then(|n| n.2.get(i))
                     .map(|k| k.to_string())
                     .unwrap_or_default(),
+                step_parameters[i].to_string(),
             ]
         }),
     )?;
@@ -435,13 +453,14 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "seconds": start.elapsed().as_secs_f64(),
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
         "command": crate::cli::command_line(),
-        "outputs": fingerprints(dir, &["head_mask.npy", "head_importance.npy", "head_ranks.npy", "masking_curve.csv", "masking_masks.npy"])?,
+        "outputs": null,
     });
     // Outside json!, whose macro recursion this long object already nearly exhausts.
     let mut summary = summary;
     summary["source"] = source;
     summary["labels"] = json!(data.spec.labels);
     summary["settings"]["prune_unit"] = json!(args.prune_unit);
+    summary["settings"]["uniform_heads"] = json!(args.uniform_heads);
     summary["kv_heads"] = json!(model.net.num_kv_heads());
     let neurons_per_layer = pruned.net.neurons_per_layer();
     let neurons_total = model.net.num_layers() * intermediate;
@@ -462,8 +481,10 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
             "head_importance.npy",
             "head_ranks.npy",
             "masking_curve.csv",
+            "masking_masks.npy",
             "neuron_mask.npy",
             "ffn_importance.npy",
+            "masking_neuron_masks.npy",
         ],
     )?;
     write_json(&dir.join("prune.json"), &summary)?;

@@ -9,6 +9,7 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
         let mut runs = Vec::new();
         let mut metric = String::from("score");
         let mut threshold = None;
+        let mut units_seen: Vec<String> = Vec::new();
         check_output_dir(&args.output_dir)?;
         for dir in &args.compare {
             if !dir.is_dir() {
@@ -28,11 +29,20 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
             } else {
                 format!("{order} ({name})")
             };
+            units_seen.push(summary["units"].as_str().unwrap_or("heads").to_string());
             metric = summary["metric"].as_str().unwrap_or("score").to_string();
             if summary["target_heads"].is_null() {
                 threshold = summary["threshold"].as_f64();
             }
             runs.push((label, read_curve(&dir.join("masking_curve.csv"))?));
+        }
+        // Heads against neurons compare at equal size, told apart by their units; heads alone
+        // as a fraction of heads.
+        let by_parameters = units_seen.iter().any(|u| u != "heads");
+        if by_parameters {
+            for ((label, _), units) in runs.iter_mut().zip(&units_seen) {
+                *label = format!("{units}, {label}");
+            }
         }
         let staging = Staging::new(&args.output_dir, COMPARE_FILES)?;
         plots::pruning_curve(
@@ -40,6 +50,7 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
             &runs,
             &metric,
             threshold,
+            by_parameters,
         )?;
         staging.commit()?;
         let pictures: Vec<_> = ["svg", "png"]

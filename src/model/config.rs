@@ -328,6 +328,18 @@ impl ModelConfig {
             .unwrap_or_else(|| Value::Object(Map::new()))
     }
 
+    /// Replaces the pruned heads by head counts that say the same thing: every layer keeps
+    /// `heads` query heads over `kv_heads` key/value heads of `head_dim` (what a model pruned
+    /// to one shape in every layer is, to transformers' own classes).
+    pub fn set_uniform_heads(&mut self, heads: i64, kv_heads: i64, head_dim: i64) {
+        self.raw.remove("pruned_heads");
+        self.raw
+            .insert("num_attention_heads".into(), Value::from(heads));
+        self.raw
+            .insert("num_key_value_heads".into(), Value::from(kv_heads));
+        self.raw.insert("head_dim".into(), Value::from(head_dim));
+    }
+
     /// `pruned_heads` as written to JSON (layer keys as strings).
     pub fn pruned_heads_json(&self) -> Value {
         self.raw

@@ -744,6 +744,37 @@ impl Network for LlamaModel {
         })
     }
 
+    /// A model whose every layer keeps K key/value heads, each serving G query heads, is a
+    /// plain config of K·G heads over K key/value heads (head_dim given, since it no longer
+    /// divides hidden_size): transformers' own class loads it and maps query head q to key/value
+    /// head q / G, as the kept heads in order do here.
+    fn express_pruned_heads(&self, config: &mut ModelConfig) -> bool {
+        let shapes: Vec<Option<(usize, usize)>> = self
+            .kept_heads()
+            .iter()
+            .map(|q| {
+                let mut sizes: Vec<usize> = Vec::new();
+                let mut last = None;
+                for g in q.iter().map(|&h| self.kv_group_of(h)) {
+                    match sizes.last_mut() {
+                        Some(n) if last == Some(g) => *n += 1,
+                        _ => sizes.push(1),
+                    }
+                    last = Some(g);
+                }
+                let g = *sizes.first()?;
+                sizes.iter().all(|&n| n == g).then_some((sizes.len(), g))
+            })
+            .collect();
+        match shapes.first() {
+            Some(&Some((k, g))) if shapes.iter().all(|s| *s == Some((k, g))) => {
+                config.set_uniform_heads((k * g) as i64, k as i64, self.dims.head_dim);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Query heads sit in q_proj's rows and o_proj's columns, key/value heads in k_proj's and
     /// v_proj's rows (weights and biases).
     fn head_axis(&self, name: &str) -> Option<HeadAxis> {

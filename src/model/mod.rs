@@ -228,9 +228,10 @@ impl Model {
             .with_context(|| format!("{}: cannot create", dir.display()))?;
         checkpoint::save_from(&self.vs, &dir.join(checkpoint::WEIGHTS_FILE))?;
         let mut config = self.config.clone();
-        let pruned = config.pruned_heads()?.values().any(|h| !h.is_empty());
         // Layers of different intermediate sizes need a modelling file in every family.
         let uneven = config.pruned_neurons()?.values().any(|n| !n.is_empty());
+        let pruned = config.pruned_heads()?.values().any(|h| !h.is_empty())
+            && (uneven || !self.net.express_pruned_heads(&mut config));
         let code = match self.net.remote_code() {
             Some(code) if pruned || uneven => Some(code),
             None if uneven => Some(network::mlp_remote_code(

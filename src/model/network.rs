@@ -4,6 +4,7 @@
 //! implements `Network` plus one line in `families.rs`, and no `match` elsewhere grows an arm.
 //! Everything the pipeline does with a network goes through these methods, so eval,
 //! importance, masking, pruning, fine-tuning and the reports never name an architecture.
+use super::config::ModelConfig;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -233,6 +234,14 @@ pub trait Network {
     /// cannot express (named in config.json's `auto_map`, loaded with trust_remote_code).
     fn remote_code(&self) -> Option<RemoteCode> {
         None
+    }
+
+    /// Rewrites a pruned model's `config` so that transformers' own class expresses its heads
+    /// without a modelling file, when the family's config can say it (the same shape in every
+    /// layer); returns whether it did. Families whose transformers classes read
+    /// `pruned_heads` themselves need nothing.
+    fn express_pruned_heads(&self, _config: &mut ModelConfig) -> bool {
+        false
     }
 
     /// What the head predicts (classification unless a family says otherwise).

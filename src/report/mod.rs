@@ -30,6 +30,8 @@ pub struct CurvePoint {
     pub fraction_kept: f64,
     pub score: f64,
     pub accepted: bool,
+    /// Parameters of the step's model once pruned (runs before this column: None).
+    pub parameters: Option<i64>,
 }
 
 pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
@@ -48,6 +50,7 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
         col("score")?,
         col("accepted")?,
     );
+    let params = headers.iter().position(|h| h == "parameters_kept");
     let mut points = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
@@ -81,6 +84,16 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
                     i + 2
                 ),
             },
+            parameters: match params.map(field) {
+                None | Some("") => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    anyhow!(
+                        "{}: line {}: parameters_kept is not a whole number ({v:?})",
+                        path.display(),
+                        i + 2
+                    )
+                })?),
+            },
         };
         if !(0.0..=1.0).contains(&point.fraction_kept) {
             return Err(bad("fraction_kept"));
@@ -91,6 +104,11 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
         bail!("{}: no steps", path.display());
     }
     Ok(points)
+}
+
+/// Whether a prune run's summary says it masked feed-forward neurons (alone or with heads).
+pub fn prunes_neurons(summary: &serde_json::Value) -> bool {
+    matches!(summary["units"].as_str(), Some("neurons" | "both"))
 }
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -402,6 +420,9 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             .as_str()
             .unwrap_or("importance")
             .to_string();
+        // A run that masks neurons: its size, not a fraction of heads, is what moves.
+        let by_parameters =
+            prunes_neurons(&summary) && points.iter().all(|p| p.parameters.is_some());
         pictures.extend(plots::pruning_curve(
             &out.join("pruning_curve"),
             &[(label, points)],
@@ -409,6 +430,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             summary["threshold"]
                 .as_f64()
                 .filter(|_| summary["target_heads"].is_null()),
+            by_parameters,
         )?);
     }
     markdown::write_report(dir, out, shown, &pictures)?;

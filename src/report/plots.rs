@@ -339,11 +339,15 @@ pub(crate) fn colour_bar<DB: DrawingBackend>(
 
 /// Score against the fraction of heads pruned, one line per run; the threshold as a dashed
 /// line and the chosen point (the last accepted step) marked on each line.
+///
+/// With `by_parameters`, the x axis is what each step's model would weigh once pruned
+/// (millions of parameters): runs that prune heads, neurons or both then compare at equal size.
 pub fn pruning_curve(
     stem: &Path,
     runs: &[(String, Vec<CurvePoint>)],
     metric: &str,
     threshold: Option<f64>,
+    by_parameters: bool,
 ) -> Result<Vec<PathBuf>> {
     let size = (900u32, 560u32);
     // A language model's score is 1 / loss; people read perplexity (exp of the loss).
@@ -401,6 +405,27 @@ pub fn pruning_curve(
         .chain(line)
         .fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.01);
+    let x = |p: &CurvePoint| {
+        match (by_parameters, p.parameters) {
+        (true, Some(n)) => Ok(n as f64 / 1e6),
+        (true, None) => Err(anyhow!(
+            "a compared run's masking_curve.csv has no parameters_kept column (a run of an older bertology: prune it again)"
+        )),
+        (false, _) => Ok(1.0 - p.fraction_kept),
+    }
+    };
+    let xs = runs
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(x))
+        .collect::<Result<Vec<f64>>>()?;
+    let x_range = if by_parameters {
+        let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.04).max(0.01);
+        (lo - pad, hi + pad)
+    } else {
+        (0.0, 1.0)
+    };
     let spec = Curve {
         runs,
         metric,
@@ -408,6 +433,8 @@ pub fn pruning_curve(
         line,
         lo: lo - pad,
         hi: hi + pad,
+        by_parameters,
+        x_range,
     };
     render(
         stem,
@@ -424,6 +451,8 @@ struct Curve<'a> {
     line: Option<f64>,
     lo: f64,
     hi: f64,
+    by_parameters: bool,
+    x_range: (f64, f64),
 }
 
 fn draw_curve<DB: DrawingBackend>(
@@ -441,28 +470,51 @@ where
         line,
         lo,
         hi,
+        by_parameters,
+        x_range: (x0, x1),
     } = *s;
+    let x_of = |p: &CurvePoint| {
+        if by_parameters {
+            p.parameters.unwrap_or(0) as f64 / 1e6
+        } else {
+            1.0 - p.fraction_kept
+        }
+    };
     {
         let e = err(stem);
         root.fill(&WHITE).map_err(&e)?;
         let mut chart: ChartContext<_, Cartesian2d<RangedCoordf64, RangedCoordf64>> =
             ChartBuilder::on(&root)
                 .caption(
-                    format!("{metric} as heads are pruned"),
+                    if by_parameters {
+                        format!("{metric} against the pruned model's size")
+                    } else {
+                        format!("{metric} as heads are pruned")
+                    },
                     (FONT, 22).into_font().style(FontStyle::Bold),
                 )
                 .margin(16)
                 .x_label_area_size(48)
                 .y_label_area_size(64)
-                .build_cartesian_2d(0f64..1f64, lo..hi)
+                .build_cartesian_2d(x0..x1, lo..hi)
                 .map_err(&e)?;
         chart
             .configure_mesh()
-            .x_desc("fraction of heads pruned")
+            .x_desc(if by_parameters {
+                "parameters kept (millions)"
+            } else {
+                "fraction of heads pruned"
+            })
             .y_desc(metric)
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 16))
-            .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .x_label_formatter(&|v| {
+                if by_parameters {
+                    format!("{v:.1}")
+                } else {
+                    format!("{:.0}%", v * 100.0)
+                }
+            })
             .y_label_formatter(&|v| {
                 if hi - lo >= 5.0 {
                     format!("{v:.1}")
@@ -476,7 +528,7 @@ where
         if let Some(y) = line {
             chart
                 .draw_series(DashedLineSeries::new(
-                    vec![(0.0, y), (1.0, y)],
+                    vec![(x0, y), (x1, y)],
                     8,
                     6,
                     ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(2),
@@ -496,10 +548,7 @@ where
         }
         for (i, (label, points)) in runs.iter().enumerate() {
             let c = Palette99::pick(i).to_rgba();
-            let xy: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (1.0 - p.fraction_kept, p.score))
-                .collect();
+            let xy: Vec<(f64, f64)> = points.iter().map(|p| (x_of(p), p.score)).collect();
             chart
                 .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
                 .map_err(&e)?
@@ -511,18 +560,26 @@ where
                 .draw_series(xy.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(&e)?;
             if let Some(chosen) = points.iter().rev().find(|p| p.accepted) {
-                let at = (1.0 - chosen.fraction_kept, chosen.score);
+                let at = (x_of(chosen), chosen.score);
                 chart
                     .draw_series([Circle::new(at, 8, c.stroke_width(3))])
                     .map_err(&e)?;
                 // Keep the label inside the plot: to the left of points on the right half.
-                let h = if at.0 > 0.5 { HPos::Right } else { HPos::Left };
+                let h = if at.0 > (x0 + x1) / 2.0 {
+                    HPos::Right
+                } else {
+                    HPos::Left
+                };
                 let style = TextStyle::from((FONT, 14).into_font())
                     .color(&BLACK)
                     .pos(Pos::new(h, VPos::Bottom));
                 chart
                     .draw_series([Text::new(
-                        format!("  kept {} heads  ", chosen.heads_kept),
+                        if by_parameters {
+                            format!("  {:.2}M  ", at.0)
+                        } else {
+                            format!("  kept {} heads  ", chosen.heads_kept)
+                        },
                         at,
                         style,
                     )])
