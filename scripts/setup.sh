@@ -155,7 +155,7 @@ else
   say "warning: no WikiText-2 found; put test.txt and valid.txt in data/wikitext-2"
 fi
 
-# 4. headless Chromium for the viewer's browser test (tests/viewer_browser.rs): installed from
+# 4. headless Chromium for the viewer's browser test (tests/it/viewer_browser.rs): installed from
 # Debian when CI asks for it (.ci/run sets BERTOLOGY_BROWSER=1); elsewhere that test skips.
 if [ -n "${BERTOLOGY_BROWSER:-}" ]; then
   if command -v chromium >/dev/null; then

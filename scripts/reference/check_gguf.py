@@ -11,7 +11,7 @@ usage: check_gguf.py MODEL.gguf [--text FILE] [--cache DIR] [--bertology BIN] [-
    test), without special tokens: lines and tokens that agree. transformers' LlamaTokenizerFast
    always adds a BOS for llama; bertology follows the file's tokenizer.ggml.add_bos_token, so
    ids are compared without special tokens and the BOS behaviour is reported apart.
-   --fixture writes the per-line hashes that tests/gguf.rs checks.
+   --fixture writes the per-line hashes that tests/it/gguf.rs checks.
 3. Model (unless --no-model): transformers' AutoModelForCausalLM from the GGUF file against
    AutoModelForCausalLM from the converted folder: every weight, and logits and loss on the
    first --blocks blocks of --block-size tokens of --text. When `bertology eval --task lm`

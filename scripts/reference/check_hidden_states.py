@@ -3,7 +3,7 @@
   python check_hidden_states.py fixture
       for every family's tiny fixture (FAMILIES: BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2,
       OpenAI GPT) writes transformers' hidden states for TEXTS (each input run alone, so with no
-      padding, zero-padded afterwards to the longest); tests/hidden_states.rs compares
+      padding, zero-padded afterwards to the longest); tests/it/hidden_states.rs compares
       bertology's three poolings against them. bertology batches the inputs together, so the
       comparison also shows that padding (right padding, for the decoders) changes no real
       token's state. Run after make_gpt_fixtures.py (tiny-gpt's tokenizer).
@@ -23,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 from common import FIXTURES, check_versions
 
 torch.set_num_threads(2)
-# (model folder, reference file), both under tests/fixtures; tests/hidden_states.rs has the
+# (model folder, reference file), both under tests/fixtures; tests/it/hidden_states.rs has the
 # same list.
 FAMILIES = [
     ("tiny-bert", "tiny_bert_hidden_states.safetensors"),
@@ -33,7 +33,7 @@ FAMILIES = [
     ("tiny-gpt2", "tiny_gpt2_hidden_states.safetensors"),
     ("tiny-gpt", "tiny_gpt_hidden_states.safetensors"),
 ]
-# (text, pair): the same inputs tests/hidden_states.rs gives on the command line. Short enough
+# (text, pair): the same inputs tests/it/hidden_states.rs gives on the command line. Short enough
 # for the decoders' 16 positions, so nothing is truncated.
 TEXTS = [("the cat sat.", "a cat, sitting"), ("hello world", None), ("no", "yes (maybe)")]
 TOLERANCE = 1e-5

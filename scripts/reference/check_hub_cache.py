@@ -8,7 +8,7 @@ compares the bytes it returns with the blob bertology wrote; LFS blobs (64-hex n
 hash to their name. Also runs `scan_cache_dir` and reports its warnings. Exits 1 on any
 mismatch, missing file or warning.
 
-Caches to check: BERTOLOGY_KEEP_HUB_CACHE=DIR cargo test --release --test hub_download
+Caches to check: BERTOLOGY_KEEP_HUB_CACHE=DIR cargo test --release --test it hub_download::
 keeps each test's cache in DIR/<test>; then check_hub_cache.py DIR/*
 """
 import hashlib

@@ -9,7 +9,7 @@ usage: check_neuron_pruned.py DIR...
 Each DIR (or each subfolder of DIR holding one) has pruned_model/, masks.safetensors
 (neuron_mask, optional head_mask, input_ids, token_type_ids, attention_mask) and original.txt
 (the original model's folder): what `BERTOLOGY_KEEP_NEURON_MODELS=DIR cargo test --release
---test neurons` writes. A pruned model whose config has `auto_map` loads through its modelling
+--test it neurons::` writes. A pruned model whose config has `auto_map` loads through its modelling
 file (trust_remote_code); one whose layers all kept the same number of neurons loads in
 transformers' own class (its intermediate size rewritten). Exits 1 when a difference exceeds 1e-4.
 """

@@ -31,7 +31,7 @@ torch.set_num_threads(2)
 
 
 def fnv1a(text):
-    """64-bit FNV-1a of a string's UTF-8 bytes, as hex (tests/families.rs computes the same)."""
+    """64-bit FNV-1a of a string's UTF-8 bytes, as hex (tests/it/families.rs computes the same)."""
     h = 0xcbf29ce484222325
     for b in text.encode():
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF

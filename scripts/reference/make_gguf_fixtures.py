@@ -1,4 +1,4 @@
-"""Small GGUF files and their references for tests/gguf.rs (gguf 0.19.0, transformers 4.57.x).
+"""Small GGUF files and their references for tests/it/gguf.rs (gguf 0.19.0, transformers 4.57.x).
 
 usage: make_gguf_fixtures.py   (writes tests/fixtures/gguf/)
 

@@ -2,7 +2,7 @@
 that scripts/setup.sh installs (models/SmolLM2-135M-Instruct.Q4_1.gguf, dequantised to float32 by
 transformers' own loader), eager attention, the head mask as o_proj pre-hooks (llama_head_mask.py).
 
-Writes tests/fixtures/smollm2_wikitext2.json (small: no weights, no text), which tests/llama.rs
+Writes tests/fixtures/smollm2_wikitext2.json (small: no weights, no text), which tests/it/llama.rs
 compares bertology with:
 - the inputs: WikiText-2 valid.txt tokenised whole without special tokens (the file's
   add_bos_token is false; bertology's --text FILE reads it so) and cut into blocks of 128, the

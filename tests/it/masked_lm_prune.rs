@@ -2,8 +2,7 @@
 //! reads MRPC text with its own tokenizer, and importance, prune (a saved masked-LM checkpoint
 //! that reloads with the pruned score), inspect and report run. The reload in transformers is
 //! checked by scripts/check-families.sh (scripts/reference/check_gpt_saved_model.py).
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 fn s(p: &Path) -> &str {

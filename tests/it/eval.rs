@@ -1,7 +1,6 @@
 //! `bertology eval` against transformers' predictions on all 408 MRPC dev pairs.
-mod common;
+use crate::common::*;
 use bertology::data::batch::Padding;
-use common::*;
 
 #[test]
 fn predictions_and_metrics_equal_transformers_on_mrpc_dev() {

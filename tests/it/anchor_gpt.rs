@@ -1,7 +1,7 @@
 //! `--estimator anchor` on a language model reproduces run_prune_gpt.py
 //! (scripts/reference/anchor_gpt.py, fixture anchor_gpt.json) on a small GPT-2 trained on MRPC
 //! train (scripts/reference/train_gpt2.py) and held-out MRPC dev token ids, in file order.
-mod common;
+use crate::common::*;
 use bertology::data::batch::Padding;
 use bertology::data::glue::Task;
 use bertology::data::lm::read_token_ids;
@@ -9,7 +9,6 @@ use bertology::eval::Dataset;
 use bertology::importance::{compute, Estimator, Settings};
 use bertology::masking::{mask_heads, Goal, MaskingSettings, Order};
 use bertology::model::{LoadOptions, Model};
-use common::*;
 use tch::{Device, Kind, Tensor};
 
 fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {

@@ -3,10 +3,9 @@
 //! pre-hook on o_proj, scripts/reference/llama_head_mask.py): logits, loss, attentions, hidden
 //! states and mask gradients with and without masks; rotary scalings; pruning by query heads
 //! and by key/value groups against masking; errors of bad configs.
-mod common;
+use crate::common::*;
 use bertology::model::{ForwardOptions, HeadUnit, Inputs, LoadOptions, Model, Objective};
 use bertology::pruning::prune;
-use common::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};

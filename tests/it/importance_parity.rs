@@ -1,10 +1,9 @@
 //! Importance and entropy against the Python references (scripts/reference/anchor.py) on MiniLM
 //! with the committed classifier and the first 64 MRPC dev pairs.
-mod common;
+use crate::common::*;
 use bertology::data::batch::{encode_examples, make_batches, Padding};
 use bertology::importance::{compute, ranks, Estimator, HeadStats, Settings};
 use bertology::model::tokenizer::TextTokenizer;
-use common::*;
 use tch::{Device, Kind, Tensor};
 
 fn run(estimator: Estimator, batch_size: usize, padding: Padding, entropy: bool) -> HeadStats {

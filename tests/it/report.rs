@@ -1,6 +1,5 @@
 //! Pictures and report.md rebuilt from a run's files, through `bertology report`.
-mod common;
-use common::bertology;
+use crate::common::bertology;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -140,7 +139,7 @@ fn pictures_and_report_from_run_files() {
 
     // --json names the files where they are after the run (not in its staging folder).
     let out = bertology(&["report", "--json", imp.to_str().unwrap()]);
-    let listed = common::ok(&out);
+    let listed = crate::common::ok(&out);
     assert_eq!(
         listed["report"].as_str(),
         Some(imp.join("report.md").to_str().unwrap())

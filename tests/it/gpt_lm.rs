@@ -1,7 +1,6 @@
 //! `--task lm` through the binary on the tiny GPT-2 fixture: eval, prune and reload, and the
 //! bad inputs of the language-model issue (one-line errors, nothing written).
-mod common;
-use common::*;
+use crate::common::*;
 
 fn tiny_gpt2() -> String {
     fixture("tiny-gpt2").display().to_string()

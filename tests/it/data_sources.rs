@@ -1,10 +1,9 @@
 //! Data as people have it: GLUE in the hub's parquet layout (a folder or the Hugging Face
 //! cache), one's own CSV / TSV / JSON Lines / parquet files, through the readers and the binary.
 //! Fixtures: tests/fixtures/data/, made by scripts/reference/make_data_fixtures.py.
-mod common;
+use crate::common::*;
 use bertology::data::glue::{Example, Label, Split, Task};
 use bertology::data::glue_parquet;
-use common::*;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;

@@ -2,10 +2,9 @@
 //! (scripts/reference/make_gpt_fixtures.py): logits, loss, attentions, hidden states and mask
 //! gradients, with no mask, a [layers, heads] mask and a per-example mask; checkpoints pruned by
 //! transformers; pruning by bertology against masking.
-mod common;
+use crate::common::*;
 use bertology::data::glue::Task;
 use bertology::model::{ForwardOptions, Inputs, LoadOptions, Model, Objective};
-use common::*;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 

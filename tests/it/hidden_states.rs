@@ -3,8 +3,7 @@
 //! scripts/reference/check_hidden_states.py fixture from the same three inputs, each run alone).
 //! bertology batches the three together, so padding — right padding for the decoders — that
 //! changed a real token's state would show here.
-mod common;
-use common::*;
+use crate::common::*;
 use tch::{Kind, Tensor};
 
 /// (model folder, reference file, first token of the first input): check_hidden_states.py's

@@ -1,12 +1,11 @@
 //! Masking and physical pruning on MiniLM with the committed classifier and real MRPC dev data.
-mod common;
+use crate::common::*;
 use bertology::data::batch::Padding;
 use bertology::eval::predict;
 use bertology::importance::{Estimator, Settings};
 use bertology::masking::{mask_heads, Goal, MaskingSettings, Order, StopReason};
 use bertology::model::{LoadOptions, Model};
 use bertology::pruning::prune;
-use common::*;
 use tch::{Device, Kind, Tensor};
 
 fn mask_with(zeros: &[(i64, i64)]) -> Tensor {

@@ -3,8 +3,7 @@
 //! unresolvable, so the page must work with no network. A screenshot must show tokens and
 //! lines, and opening another layer/head (the URL hash the selectors write) must change the
 //! drawn lines to that head's weights. Skipped, with a message, when Chromium is absent.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

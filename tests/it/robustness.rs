@@ -5,8 +5,7 @@
 //! The cases also make the table of docs/troubleshooting.md: run with
 //! `BERTOLOGY_WRITE_TROUBLESHOOTING=1` to rewrite it; otherwise the test fails when the table
 //! no longer matches what the binary says.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{Kind, Tensor};
@@ -605,7 +604,7 @@ fn check_troubleshooting(rows: &[(String, String, i32)]) {
     let mut md = String::from(
         "# Troubleshooting\n\n\
          What bertology says about bad input, generated from the robustness suite \
-         (`tests/robustness.rs`; rewrite with `BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test robustness`). \
+         (`tests/it/robustness.rs`; rewrite with `BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test it robustness::`). \
          Every case exits with the code shown, prints one line on stderr and nothing on stdout, \
          and leaves its input and output folders exactly as they were.\n\n\
          Exit codes: 1 bad input or a failed run, 2 a bad command line, 70 an internal error \
@@ -624,7 +623,7 @@ fn check_troubleshooting(rows: &[(String, String, i32)]) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == md,
-        "docs/troubleshooting.md does not match what the binary says; regenerate it with BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test robustness"
+        "docs/troubleshooting.md does not match what the binary says; regenerate it with BERTOLOGY_WRITE_TROUBLESHOOTING=1 cargo test --release --test it robustness::"
     );
 }
 

@@ -1,11 +1,10 @@
 //! `bertology attention`: statistics and the map of heads against the Python reference
 //! (scripts/reference/attention_stats.py: transformers' attentions and numpy) on MiniLM and the
 //! first 64 MRPC dev pairs, and the command end to end.
-mod common;
+use crate::common::*;
 use bertology::attention::{analyse, stats::NAMES, token_classes};
 use bertology::data::batch::Padding;
 use bertology::model::tokenizer::TextTokenizer;
-use common::*;
 use tch::Kind;
 
 #[test]

@@ -1,8 +1,7 @@
 //! `finetune --task lm / mlm` through the binary: retraining the tiny GPT-2 (and a pruned one,
 //! and a BERT with an MLM head) on MRPC sentences, checked with `eval` on the same held-out
 //! text; head masks kept while training; bad inputs.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

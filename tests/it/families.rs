@@ -1,10 +1,9 @@
 //! RoBERTa, DistilBERT and ELECTRA against transformers 4.57 on committed tiny checkpoints
 //! (scripts/reference/make_family_fixtures.py), and every command on each through the binary.
-mod common;
+use crate::common::*;
 use bertology::data::batch::{encode_examples, make_batches, Padding};
 use bertology::model::tokenizer::TextTokenizer;
 use bertology::model::{ForwardOptions, Inputs, LoadOptions, Model};
-use common::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};

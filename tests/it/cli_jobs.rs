@@ -1,7 +1,6 @@
 //! The long commands end to end through the binary: finetune on the tiny model, importance and
 //! prune on MiniLM with the fixture classifier, and their argument errors.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 /// A tiny checkpoint without its 3-way classifier: an encoder to fine-tune for MRPC.

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 use bertology::data::batch::{encode_examples, make_batches, Padding};
 use bertology::data::glue::{resolve_data_dir, Example, Split, Task};
 use bertology::model::tokenizer::TextTokenizer;

@@ -7,12 +7,11 @@
 //! `BERTOLOGY_KEEP_NEURON_MODELS=DIR` keeps each pruned model with its masks and inputs in
 //! `DIR/<fixture>-<case>/` for scripts/reference/check_neuron_pruned.py (transformers reloads
 //! them; scripts/check-neurons.sh runs both).
-mod common;
+use crate::common::*;
 use bertology::data::batch::Batch;
 use bertology::importance::{compute_masked, Estimator, Settings};
 use bertology::model::{Inputs, LoadOptions, Masks, Model};
 use bertology::pruning::prune_units;
-use common::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};

@@ -1,7 +1,6 @@
 //! Bad model inputs through the real binary: one clear line naming the file and the problem,
 //! a non-zero exit, and no panic.
-mod common;
-use common::{bertology_command, fixture};
+use crate::common::{bertology_command, fixture};
 use std::path::Path;
 
 fn bertology(args: &[&str]) -> std::process::Output {

@@ -1,8 +1,7 @@
 //! Downloads from the hub, against a hub served on 127.0.0.1 by the test itself: repository
 //! listings, HEAD/GET on `resolve/`, LFS files redirected to storage with their sha256 as ETag,
 //! Range requests, gated and private repositories. The server counts every request.
-mod common;
-use common::{bertology_command, fixture, one_line_error};
+use crate::common::{bertology_command, fixture, one_line_error};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
