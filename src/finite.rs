@@ -38,39 +38,8 @@ pub fn check_logits(logits: &Tensor, batch: usize, indices: &[usize]) -> Result<
     )
 }
 
-/// Checks everything a forward pass returned that a command may write: the logits, every
-/// hidden state and every attention map. The error names the batch, the first example and
-/// which output went bad (the layer of a hidden state or attention).
-pub fn check_output(
-    out: &crate::model::ModelOutput,
-    batch: usize,
-    indices: &[usize],
-) -> Result<()> {
-    let example = |t: &Tensor| {
-        let row = first_bad(t).first().copied().unwrap_or(0) as usize;
-        indices.get(row).copied().unwrap_or(row)
-    };
-    let named = |what: String, t: &Tensor| -> Result<()> {
-        if all_finite(t) {
-            return Ok(());
-        }
-        bail!(
-            "non-finite {what} in batch {batch} (first at example {}): the model's weights, config or inputs make NaN or infinity",
-            example(t)
-        )
-    };
-    named("logits".into(), &out.logits)?;
-    for (i, h) in out.hidden_states.iter().flatten().enumerate() {
-        named(format!("hidden state {i}"), h)?;
-    }
-    for (i, a) in out.attentions.iter().flatten().enumerate() {
-        named(format!("attention of layer {i}"), a)?;
-    }
-    Ok(())
-}
-
 /// Index of the first non-finite element.
-fn first_bad(t: &Tensor) -> Vec<i64> {
+pub fn first_bad(t: &Tensor) -> Vec<i64> {
     let bad = t.isfinite().logical_not().nonzero();
     if bad.size()[0] == 0 {
         return Vec::new();

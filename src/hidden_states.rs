@@ -73,7 +73,7 @@ pub fn collect(
     tch::no_grad(|| -> Result<()> {
         for (n, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), None, opts)?;
-            crate::finite::check_output(&out, n, &b.indices)?;
+            out.check_finite(n, &b.indices)?;
             let states = out
                 .hidden_states
                 .ok_or_else(|| anyhow!("the model returned no hidden states"))?;

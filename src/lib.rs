@@ -14,6 +14,7 @@ pub mod importance;
 pub mod masking;
 pub mod metrics;
 pub mod model;
+pub mod model_source;
 pub mod npy;
 pub mod output;
 pub mod progress;

@@ -1,6 +1,5 @@
-//! GLUE metrics with transformers' keys: acc, f1, acc_and_f1, mcc, pearson, spearmanr, corr.
-use crate::data::glue::Task;
-use anyhow::{bail, Result};
+//! Metric arithmetic with transformers' keys: acc, f1, mcc, pearson, spearmanr (which a task reports,
+//! and acc_and_f1 and corr: `data::spec`).
 use std::collections::BTreeMap;
 
 pub type Metrics = BTreeMap<String, f64>;
@@ -99,80 +98,6 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&average_ranks(x), &average_ranks(y))
 }
 
-impl Task {
-    /// The metric the anchor reports for this task by default, and the one masking watches.
-    pub fn default_metric(self) -> &'static str {
-        match self {
-            Task::Cola => "mcc",
-            Task::Stsb => "corr",
-            Task::Mnli => "mnli/acc",
-            Task::MnliMm => "mnli-mm/acc",
-            // 1 / mean token loss: higher is better, as every metric masking watches.
-            Task::Lm | Task::Mlm => "inverse_loss",
-            _ => "acc",
-        }
-    }
-
-    pub fn metric_names(self) -> &'static [&'static str] {
-        match self {
-            Task::Cola => &["mcc"],
-            Task::Mrpc | Task::Qqp => &["acc", "f1", "acc_and_f1"],
-            Task::Stsb => &["pearson", "spearmanr", "corr"],
-            Task::Mnli => &["mnli/acc"],
-            Task::MnliMm => &["mnli-mm/acc"],
-            Task::Lm | Task::Mlm => &["inverse_loss"],
-            _ => &["acc"],
-        }
-    }
-
-    /// Checks a metric name against the task's (every GLUE metric here is higher-is-better).
-    pub fn check_metric(self, name: &str) -> Result<()> {
-        if !self.metric_names().contains(&name) {
-            bail!(
-                "--metric {name}: task {} has the metrics {}",
-                self.name(),
-                self.metric_names().join(", ")
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Every metric of the task. `preds` are class indices (or scores for STS-B, in `scores`).
-pub fn compute(task: Task, preds: &[i64], scores: &[f64], labels: &[f64]) -> Metrics {
-    let mut m = Metrics::new();
-    let int_labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    match task {
-        Task::Cola => {
-            m.insert("mcc".into(), matthews(preds, &int_labels));
-        }
-        Task::Mrpc | Task::Qqp => {
-            let acc = accuracy(preds, &int_labels);
-            let f = f1(preds, &int_labels);
-            m.insert("acc".into(), acc);
-            m.insert("f1".into(), f);
-            m.insert("acc_and_f1".into(), (acc + f) / 2.0);
-        }
-        Task::Stsb => {
-            let p = pearson(scores, labels);
-            let s = spearman(scores, labels);
-            m.insert("pearson".into(), p);
-            m.insert("spearmanr".into(), s);
-            m.insert("corr".into(), (p + s) / 2.0);
-        }
-        Task::Mnli => {
-            m.insert("mnli/acc".into(), accuracy(preds, &int_labels));
-        }
-        Task::MnliMm => {
-            m.insert("mnli-mm/acc".into(), accuracy(preds, &int_labels));
-        }
-        _ => {
-            m.insert("acc".into(), accuracy(preds, &int_labels));
-        }
-    }
-    m
-}
-
 /// A metric as the summary lines print it: counts (`tokens`) whole, scores to 4 decimals.
 pub fn display(name: &str, value: f64) -> String {
     if name == "tokens" {
@@ -221,16 +146,6 @@ mod tests {
             vec![2.0, 3.5, 3.5, 1.0]
         );
         assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
-    }
-
-    #[test]
-    fn task_metrics_and_names() {
-        let m = compute(Task::Mrpc, &[1, 0], &[], &[1.0, 1.0]);
-        assert_eq!(m["acc"], 0.5);
-        assert!((m["f1"] - 2.0 / 3.0).abs() < 1e-12);
-        assert!(Task::Cola.check_metric("mcc").is_ok());
-        assert!(Task::Mrpc.check_metric("mcc").is_err());
-        assert_eq!(Task::Stsb.default_metric(), "corr");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! name; the other files a run of the same family writes (`RUN_FILES` for importance and prune,
 //! whose files `report` reads together) are removed, so the folder never mixes two runs; any
 //! other file is left alone.
-use crate::model::write_atomically;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -512,6 +511,28 @@ pub fn write_npy(path: &Path, tensor: &tch::Tensor) -> Result<()> {
     })?;
     let bytes = crate::npy::to_bytes(tensor).with_context(|| path.display().to_string())?;
     write_bytes(path, &bytes)
+}
+
+/// Writes a file through a temp file and a rename, so readers never see half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))
+}
+
+/// Size and hash of each file in `names` that `dir` holds, for the run's summary.
+pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for name in names {
+        let p = dir.join(name);
+        if p.is_file() {
+            map.insert(name.to_string(), fingerprint(&p)?);
+        }
+    }
+    Ok(serde_json::Value::Object(map))
 }
 
 /// Size and FNV-1a hash of a file, recorded in a run's summary so `report` can tell the

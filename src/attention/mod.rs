@@ -91,7 +91,7 @@ pub fn analyse(
     tch::no_grad(|| -> Result<()> {
         for (n, b) in batches.iter().enumerate() {
             let out = net.forward(&b.inputs(), None, opts)?;
-            crate::finite::check_output(&out, n, &b.indices)?;
+            out.check_finite(n, &b.indices)?;
             let attentions = out
                 .attentions
                 .ok_or_else(|| anyhow!("the model returned no attentions"))?;

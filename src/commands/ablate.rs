@@ -1,8 +1,9 @@
 //! `bertology ablate`: the score of the model with each head masked alone (Michel et al.'s
 //! Table 1: how many single heads hurt, how many help), and with each layer reduced to one head
 //! (Table 2: is one head per layer enough?), in one process over the same batches.
-use super::common::{padding, setup};
-use crate::cli::{AblateArgs, GlobalArgs};
+use super::args::{AblateArgs, GlobalArgs};
+use super::common::padding;
+use super::setup::setup;
 use crate::eval::{predict, score};
 use crate::output::{check_output_dir, write_csv, write_json, write_npy, Staging, ABLATION_FILES};
 use crate::progress;
@@ -153,7 +154,7 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
             .map(|b| b.map(|(h, v)| json!({"head": h, "score": v})))
             .collect::<Vec<_>>(),
         "seconds": seconds,
-        "command": crate::cli::command_line(),
+        "command": super::args::command_line(),
     });
     if s.data.spec.is_language_model() {
         // Perplexity reads better than 1 / loss: exp(loss) = exp(1 / score).

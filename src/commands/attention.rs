@@ -1,11 +1,12 @@
 //! `bertology attention`: what every head looks at over a split (statistics, heatmaps, a map of
 //! the heads, report.md), or one example's attention as a self-contained HTML page.
+use super::args::GlobalArgs;
 use super::input::{load, Input, InputArgs};
 use crate::attention::viewer::{render, ViewerData};
 use crate::attention::{analyse, map::classical_mds, stats, token_classes};
-use crate::cli::GlobalArgs;
 use crate::importance::ranks;
-use crate::model::{write_atomically, ForwardOptions};
+use crate::model::ForwardOptions;
+use crate::output::write_atomically;
 use crate::output::{write_csv, write_json, Staging, ATTENTION_FILES, VIEWER_FILES};
 use crate::progress;
 use crate::report::{attention as report, read_matrix};
@@ -139,7 +140,7 @@ fn viewer_page(
             },
         )
     })?;
-    crate::finite::check_output(&out, 0, &input.indices)?;
+    out.check_finite(0, &input.indices)?;
     let attentions = out
         .attentions
         .ok_or_else(|| anyhow!("the model returned no attentions"))?;
@@ -359,7 +360,7 @@ fn statistics(
         },
         "device": format!("{:?}", input.device),
         "seconds": seconds,
-        "command": crate::cli::command_line(),
+        "command": super::args::command_line(),
     });
     write_json(&dir.join("attention.json"), &summary)?;
     let pictures = report::pictures(

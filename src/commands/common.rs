@@ -1,22 +1,22 @@
 //! Steps every task command shares: resolve the model and data, load them, batch.
-use crate::cli::{home_dir, task_model_dir, DataArgs, FinetuneArgs, GlobalArgs, ModelArgs};
+use super::args::{DataArgs, GlobalArgs, ModelArgs};
+use super::home::task_model_dir;
 use crate::data::batch::Padding;
 use crate::data::custom::ModelLabels;
 use crate::data::glue::Task;
 use crate::data::source::{Loaded, Source, SourceRequest};
-use crate::data::spec::TaskSpec;
 use crate::device::Dtype;
 use crate::eval::Dataset;
 use crate::importance::Estimator;
 use crate::model::config::ModelConfig;
 use crate::model::families;
-use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{checkpoint, LoadOptions, Model};
+use crate::model_source::resolve_model;
 use anyhow::{bail, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// A model and a dataset ready for a task command.
 pub struct TaskSetup {
@@ -173,118 +173,6 @@ pub fn padding(data: &DataArgs) -> Padding {
     }
 }
 
-/// Builds the task's default model with `finetune` defaults when it is missing, so eval,
-/// importance and prune work on a fresh set-up with no other step.
-fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs) -> Result<()> {
-    if task.is_language_model() {
-        if model.is_none() {
-            bail!(
-                "--task {} needs --model (there is no default language model)",
-                task.name()
-            );
-        }
-        return Ok(());
-    }
-    // AX has no training data: its default is MNLI's model.
-    let task = if task == Task::Ax { Task::Mnli } else { task };
-    if model.is_some() || task_model_dir(task).join("config.json").is_file() {
-        return Ok(());
-    }
-    eprintln!(
-        "no fine-tuned default model for {} yet: building {} with `bertology finetune --task {}` defaults first",
-        task.name(),
-        task_model_dir(task).display(),
-        task.name()
-    );
-    // Nothing usable is there (at most an empty folder): replacing it loses nothing.
-    let mut args = FinetuneArgs::defaults_for(task);
-    args.overwrite = true;
-    super::finetune::finetune(&args, global).map(|_| ())
-}
-
-pub fn setup(
-    model_args: &ModelArgs,
-    data_args: &DataArgs,
-    global: &GlobalArgs,
-) -> Result<TaskSetup> {
-    check_lm_data_args(data_args)?;
-    if let Some(task) = data_args.source.task.filter(|t| t.is_language_model()) {
-        // Language-model text comes from --text / --token-ids, not a GLUE source.
-        ensure_default_model(&model_args.model, task, global)?;
-        let device = global.device.resolve()?;
-        let dir = model_dir(model_args, Some(task), global.quiet)?;
-        let model = load_model(
-            &dir,
-            &LoadOptions {
-                device,
-                seed: model_args.seed,
-                task: Some(task.into()),
-            },
-            global.dtype,
-        )?;
-        log_load(&model, global);
-        return lm_setup(model, &dir, task, data_args, device, model_args.seed);
-    }
-    let req = data_args.source.request();
-    // Flags checked before anything slow (building a missing default model).
-    if let Some(task) = req.task {
-        task.check_split(data_args.split)?;
-        TaskSpec::glue(task, req.metric.as_deref())?;
-    }
-    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
-    let task = source.glue_task();
-    if let Some(task) = task {
-        ensure_default_model(&model_args.model, task, global)?;
-    }
-    let device = global.device.resolve()?;
-    let dir = model_dir(model_args, task, global.quiet)?;
-    let loaded = load_data(&req, &source, &[data_args.split], &dir)?;
-    let model = load_model(
-        &dir,
-        &LoadOptions {
-            device,
-            seed: model_args.seed,
-            task: Some(loaded.spec.clone()),
-        },
-        global.dtype,
-    )?;
-    log_load(&model, global);
-    if data_args.max_seq_length as i64 > model.net.max_positions() {
-        bail!(
-            "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
-            data_args.max_seq_length,
-            model.net.max_positions()
-        );
-    }
-    let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-    let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
-    if let Some(n) = data_args.data_subset {
-        examples.truncate(n as usize);
-    }
-    select_example(&mut examples, data_args.example, data_args.split)?;
-    let mut data = Dataset::new(loaded.spec, data_args.split, examples, &tokenizer)?;
-    pad_as_config(&mut data, &model);
-    check_token_ids_from(
-        &data,
-        model.net.vocab_size(),
-        &dir,
-        data_args.example.unwrap_or(0) as usize,
-    )?;
-    let split_name = match task {
-        Some(_) => format!("{:?}", data_args.split).to_lowercase(),
-        None => "file".into(),
-    };
-    Ok(TaskSetup {
-        device,
-        model,
-        tokenizer: Some(tokenizer),
-        data,
-        data_dir: loaded.location,
-        source: loaded.record,
-        split_name,
-    })
-}
-
 /// Keeps only example `n` of a split (`attention --example N`), so that the other rows are
 /// neither tokenised nor checked: an empty row before it is no reason to fail.
 pub fn select_example<T>(
@@ -357,14 +245,14 @@ pub fn check_token_ids_from(
 }
 
 /// --text / --token-ids go with --task lm (or mlm), and only with it.
-fn check_lm_data_args(data: &DataArgs) -> Result<()> {
+pub fn check_lm_data_args(data: &DataArgs) -> Result<()> {
     let given = !data.text.is_empty() || data.token_ids.is_some();
     check_lm_source(&data.source, given)
 }
 
 /// Language-model data (`given`: --text or --token-ids) goes with --task lm or mlm, which in
 /// turn reads nothing else.
-pub fn check_lm_source(src: &crate::cli::SourceArgs, given: bool) -> Result<()> {
+pub fn check_lm_source(src: &super::args::SourceArgs, given: bool) -> Result<()> {
     match src.task {
         Some(task) if task.is_language_model() => {
             if !given {
@@ -488,45 +376,45 @@ pub fn mlm_masking(dir: &Path, vocab_size: i64, seed: u64) -> Result<crate::data
     })
 }
 
-/// Language-model data for a loaded model: text blocks or token-id lines, padded with
-/// `lm_pad_id`.
-fn lm_setup(
-    model: Model,
-    dir: &Path,
-    task: Task,
-    data_args: &DataArgs,
-    device: Device,
-    seed: i64,
-) -> Result<TaskSetup> {
-    let files = LmFiles {
-        text: &data_args.text,
-        token_ids: data_args.token_ids.as_deref(),
-        block_size: data_args.block_size as usize,
-        text_flag: "--text",
-        token_ids_flag: "--token-ids",
-    };
-    let (blocks, data_dir, source) = lm_examples(&model, dir, &files)?;
-    let blocks = match data_args.data_subset {
-        Some(n) => blocks.into_iter().take(n as usize).collect(),
-        None => blocks,
-    };
-    let mlm = if task == Task::Mlm {
-        Some(mlm_masking(dir, model.net.vocab_size(), seed as u64)?)
-    } else {
-        None
-    };
-    let pad_id = lm_pad_id(&model);
-    // A tokenizer for the saved model's files; a token-id run needs none.
-    let tokenizer = TextTokenizer::from_dir(dir, 8).ok();
-    let data = Dataset::language_model(task, blocks, pad_id, mlm.as_ref());
-    check_lm_predicts(&data, &files)?;
-    Ok(TaskSetup {
-        device,
-        model,
-        tokenizer,
-        data,
-        data_dir,
-        source,
-        split_name: "file".into(),
-    })
+/// Reads a [layers, heads] mask of 0/1 from a .npy file and checks it against the model.
+pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
+    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--head-mask {e:#}"))?;
+    if t.size() != [layers, heads] {
+        bail!(
+            "--head-mask {}: shape {:?}, expected [{layers}, {heads}] (layers, heads of the model)",
+            path.display(),
+            t.size()
+        );
+    }
+    let t = t.to_kind(Kind::Float);
+    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
+    if !ok {
+        bail!(
+            "--head-mask {}: values must be 0 (masked) or 1 (kept)",
+            path.display()
+        );
+    }
+    Ok(t)
+}
+
+/// Reads a [layers, intermediate] neuron mask of 0/1 from a .npy file and checks it against
+/// the model.
+pub fn read_neuron_mask(path: &Path, layers: i64, intermediate: i64) -> Result<Tensor> {
+    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--neuron-mask {e:#}"))?;
+    if t.size() != [layers, intermediate] {
+        bail!(
+            "--neuron-mask {}: shape {:?}, expected [{layers}, {intermediate}] (layers, intermediate neurons of the model)",
+            path.display(),
+            t.size()
+        );
+    }
+    let t = t.to_kind(Kind::Float);
+    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
+    if !ok {
+        bail!(
+            "--neuron-mask {}: values must be 0 (masked) or 1 (kept)",
+            path.display()
+        );
+    }
+    Ok(t)
 }

@@ -1,7 +1,8 @@
 //! `bertology eval`: metrics of a model on a GLUE split, eval.json and predictions.csv.
-use super::common::{padding, setup};
-use super::importance::{read_head_mask, read_neuron_mask};
-use crate::cli::{EvalArgs, GlobalArgs};
+use super::args::{EvalArgs, GlobalArgs};
+use super::common::padding;
+use super::common::{read_head_mask, read_neuron_mask};
+use super::setup::setup;
 use crate::eval::{predict_masked, predictions, score};
 use crate::output::{check_output_dir, write_csv, write_json, Staging, EVAL_FILES};
 use crate::progress;

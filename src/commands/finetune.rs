@@ -2,21 +2,22 @@
 //! classification task trains the classifier on labelled examples and keeps the epoch with the
 //! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
 //! blocks through its language-model head and keeps the epoch with the lowest dev loss.
+use super::args::{FinetuneArgs, GlobalArgs};
+use super::common::read_head_mask;
 use super::common::{
     check_lm_predicts, check_lm_source, lm_examples, lm_pad_id, load_data, load_model, log_load,
     mlm_masking, pad_as_config, LmFiles,
 };
-use super::importance::read_head_mask;
-use crate::cli::{base_model_dir, home_dir, task_model_dir, FinetuneArgs, GlobalArgs};
+use super::home::{base_model_dir, home_dir, task_model_dir};
 use crate::data::batch::Padding;
 use crate::data::glue::{Split, Task};
 use crate::data::lm::MlmMasking;
 use crate::data::source::{Source, SourceRequest};
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
-use crate::model::source::resolve_model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{LoadOptions, Model};
+use crate::model_source::resolve_model;
 use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
 use anyhow::{bail, Context, Result};
@@ -157,10 +158,10 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
                 .model
                 .as_deref()
                 .map(model_name)
-                .filter(|n| n != crate::cli::BASE_MODEL_NAME);
+                .filter(|n| n != super::home::BASE_MODEL_NAME);
             let (dir, what) = match &base {
                 Some(name) => (
-                    crate::cli::fine_tuned_dir(name, task),
+                    super::home::fine_tuned_dir(name, task),
                     format!("the {} fine-tune of {name}", task.name()),
                 ),
                 None => (
@@ -195,7 +196,7 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
         &LoadOptions {
             device,
             seed: args.seed,
-            task: Some(spec.clone()),
+            task: Some((&spec).into()),
         },
         global.dtype,
     )?;
@@ -251,7 +252,9 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
         global,
         device,
     )?;
-    model.config.set_labels_for(&spec);
+    model
+        .config
+        .set_labels_for(spec.is_regression(), &spec.labels);
     let staging = Staging::new(&output_dir, MODEL_FILES)?;
     model.save(staging.dir())?;
     tokenizer.save_files(staging.dir())?;

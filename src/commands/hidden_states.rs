@@ -1,8 +1,8 @@
 //! `bertology hidden-states`: every layer's hidden states (optionally attentions) of a split
 //! or of texts, as safetensors (numpy and torch read them), with the token strings and example
 //! indices in a JSON file beside them.
+use super::args::GlobalArgs;
 use super::input::{load, InputArgs};
-use crate::cli::GlobalArgs;
 use crate::hidden_states::{collect, resolve_layers, Pool, Settings};
 use crate::output::{write_json, Staging, HIDDEN_STATES_FILES};
 use crate::progress;
@@ -88,7 +88,7 @@ pub fn run(args: &HiddenStatesArgs, global: &GlobalArgs) -> Result<()> {
         "file": path.display().to_string(),
         "tensors": shapes,
         "seconds": start.elapsed().as_secs_f64(),
-        "command": crate::cli::command_line(),
+        "command": super::args::command_line(),
     });
     let mut full = summary.clone();
     full["examples"] = json!(examples);

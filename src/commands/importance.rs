@@ -1,17 +1,17 @@
 //! `bertology importance`: head importance and attention entropy in one pass over the data.
-use super::common::{batches, setup, TaskSetup};
-use crate::cli::{GlobalArgs, ImportanceArgs, ImportanceOptions};
+use super::args::{GlobalArgs, ImportanceArgs, ImportanceOptions};
+use super::common::{batches, read_head_mask, read_neuron_mask, TaskSetup};
+use super::setup::setup;
 use crate::eval::score;
 use crate::importance::{compute_masked, ranks, Settings};
 use crate::model::Masks;
 use crate::output::{
-    check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
-    RUN_FILES,
+    check_output_dir, ensure_not_input, fingerprints, head_table, write_csv, write_json, write_npy,
+    Staging, RUN_FILES,
 };
 use crate::progress;
 use anyhow::{bail, Result};
 use serde_json::json;
-use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -24,61 +24,6 @@ impl ImportanceOptions {
             entropy,
         }
     }
-}
-
-/// Reads a [layers, heads] mask of 0/1 from a .npy file and checks it against the model.
-pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
-    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--head-mask {e:#}"))?;
-    if t.size() != [layers, heads] {
-        bail!(
-            "--head-mask {}: shape {:?}, expected [{layers}, {heads}] (layers, heads of the model)",
-            path.display(),
-            t.size()
-        );
-    }
-    let t = t.to_kind(Kind::Float);
-    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
-    if !ok {
-        bail!(
-            "--head-mask {}: values must be 0 (masked) or 1 (kept)",
-            path.display()
-        );
-    }
-    Ok(t)
-}
-
-/// Reads a [layers, intermediate] neuron mask of 0/1 from a .npy file and checks it against
-/// the model.
-pub fn read_neuron_mask(path: &Path, layers: i64, intermediate: i64) -> Result<Tensor> {
-    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--neuron-mask {e:#}"))?;
-    if t.size() != [layers, intermediate] {
-        bail!(
-            "--neuron-mask {}: shape {:?}, expected [{layers}, {intermediate}] (layers, intermediate neurons of the model)",
-            path.display(),
-            t.size()
-        );
-    }
-    let t = t.to_kind(Kind::Float);
-    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
-    if !ok {
-        bail!(
-            "--neuron-mask {}: values must be 0 (masked) or 1 (kept)",
-            path.display()
-        );
-    }
-    Ok(t)
-}
-
-/// Size and hash of each file in `names` that `dir` holds, for the run's summary.
-pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
-    let mut map = serde_json::Map::new();
-    for name in names {
-        let p = dir.join(name);
-        if p.is_file() {
-            map.insert(name.to_string(), crate::output::fingerprint(&p)?);
-        }
-    }
-    Ok(serde_json::Value::Object(map))
 }
 
 pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
@@ -243,7 +188,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
         "metric": data.spec.default_metric(),
         "device": format!("{device:?}"),
         "seconds": seconds,
-        "command": crate::cli::command_line(),
+        "command": super::args::command_line(),
         "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "group_importance.npy", "importance.csv", "ffn_importance.npy"])?,
     });
     let mut summary = summary;

@@ -1,15 +1,17 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
-use super::common::{load_model, log_load, model_dir, setup, TaskSetup};
-use crate::cli::{base_model_dir, home_dir, DataArgs, GlobalArgs, ModelArgs};
+use super::args::{DataArgs, GlobalArgs, ModelArgs};
+use super::common::{load_model, log_load, model_dir, TaskSetup};
+use super::home::{base_model_dir, home_dir};
+use super::setup::setup;
 use crate::data::batch::{make_batches, Batch, Padding};
 use crate::data::custom::ModelLabels;
 use crate::data::glue::{Split, Task};
 use crate::data::source::Source;
 use crate::eval::Dataset;
-use crate::model::source::resolve_model;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
 use crate::model::{LoadOptions, Model};
+use crate::model_source::resolve_model;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
@@ -112,7 +114,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         None => args.data_subset,
     };
     let data_args = DataArgs {
-        source: crate::cli::SourceArgs {
+        source: super::args::SourceArgs {
             task: Some(task),
             data_dir: args.data_dir.clone(),
             dataset: None,

@@ -1,6 +1,8 @@
 //! `bertology inspect`: load a model and describe it.
-use crate::cli::{base_model_dir, GlobalArgs, InspectArgs};
-use crate::model::{source::resolve_model, LoadOptions, Model};
+use super::args::{GlobalArgs, InspectArgs};
+use super::home::base_model_dir;
+use crate::model::{LoadOptions, Model};
+use crate::model_source::resolve_model;
 use anyhow::Result;
 use serde_json::json;
 

@@ -1,12 +1,16 @@
-//! One module per subcommand.
+//! One module per subcommand, over what they share: `args` (the command line's arguments),
+//! `home` (installed models), `setup` (model and data) and `common` (the pieces below `setup`).
 pub mod ablate;
+pub mod args;
 pub mod attention;
 pub mod common;
 pub mod eval;
 pub mod finetune;
 pub mod hidden_states;
+pub mod home;
 pub mod importance;
 pub mod input;
 pub mod inspect;
 pub mod prune;
 pub mod report;
+pub mod setup;

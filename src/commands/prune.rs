@@ -1,7 +1,7 @@
 //! `bertology prune`: iterative masking, physical pruning, honest timing, the saved model.
-use super::common::{batches, setup, TaskSetup};
-use super::importance::fingerprints;
-use crate::cli::{GlobalArgs, PruneArgs};
+use super::args::{GlobalArgs, PruneArgs};
+use super::common::{batches, TaskSetup};
+use super::setup::setup;
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{
@@ -10,6 +10,7 @@ use crate::masking::{
 use crate::model::Masks;
 use crate::model::Model;
 use crate::model::Network;
+use crate::output::fingerprints;
 use crate::output::{
     check_output_dir, ensure_not_input, head_table, write_csv, write_json, write_npy, Staging,
     RUN_FILES,
@@ -176,7 +177,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
     check_output_dir(&args.output_dir)?;
     if let Some(spec) = &args.model.model {
-        let dir = crate::model::source::resolve_model(spec, global.quiet)?;
+        let dir = crate::model_source::resolve_model(spec, global.quiet)?;
         ensure_not_input(&args.output_dir, RUN_FILES, "--model", &dir)?;
     }
     let start = Instant::now();
@@ -452,7 +453,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         "masking_seconds": masking_seconds,
         "seconds": start.elapsed().as_secs_f64(),
         "pruned_model": out_dir.join("pruned_model").display().to_string(),
-        "command": crate::cli::command_line(),
+        "command": super::args::command_line(),
         "outputs": null,
     });
     // Outside json!, whose macro recursion this long object already nearly exhausts.

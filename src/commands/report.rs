@@ -1,5 +1,5 @@
 //! `bertology report`: pictures and report.md from a finished run's files.
-use crate::cli::{GlobalArgs, ReportArgs};
+use super::args::{GlobalArgs, ReportArgs};
 use crate::output::{check_output_dir, Staging, COMPARE_FILES, REPORT_FILES};
 use crate::report::{self, plots, read_curve, read_summary};
 use anyhow::{bail, Result};

@@ -3,6 +3,7 @@
 //! produce one; the pipeline (eval, importance, masking, finetune) sees only this.
 use super::glue::Task;
 use crate::metrics::{self, Metrics};
+use crate::model::{Objective, TaskHead};
 use anyhow::{bail, Result};
 
 /// The metrics a custom classification can ask for with --metric.
@@ -32,6 +33,35 @@ impl From<Task> for TaskSpec {
             regression: task.is_regression(),
             metric: task.default_metric().to_string(),
         }
+    }
+}
+
+/// The model's view of a task: its head's objective and labels.
+impl From<&TaskSpec> for TaskHead {
+    fn from(spec: &TaskSpec) -> TaskHead {
+        let objective = match spec.glue {
+            Some(Task::Lm) => Objective::CausalLm,
+            Some(Task::Mlm) => Objective::MaskedLm,
+            _ => Objective::Classification,
+        };
+        TaskHead {
+            name: spec.name.clone(),
+            objective,
+            labels: spec.labels.clone(),
+            regression: spec.regression,
+        }
+    }
+}
+
+impl From<TaskSpec> for TaskHead {
+    fn from(spec: TaskSpec) -> TaskHead {
+        TaskHead::from(&spec)
+    }
+}
+
+impl From<Task> for TaskHead {
+    fn from(task: Task) -> TaskHead {
+        TaskHead::from(&TaskSpec::from(task))
     }
 }
 
@@ -122,7 +152,7 @@ impl TaskSpec {
     /// Every metric of the predictions. `preds` are class indices; `scores` regression outputs.
     pub fn compute(&self, preds: &[i64], scores: &[f64], labels: &[f64]) -> Metrics {
         if let Some(task) = self.glue {
-            return metrics::compute(task, preds, scores, labels);
+            return glue_metrics(task, preds, scores, labels);
         }
         let mut m = Metrics::new();
         if self.regression {
@@ -138,6 +168,82 @@ impl TaskSpec {
         }
         m
     }
+}
+
+/// What each GLUE task scores (transformers' metric keys), kept beside the task spec so that
+/// `metrics` stays plain arithmetic.
+impl Task {
+    /// The metric the anchor reports for this task by default, and the one masking watches.
+    pub fn default_metric(self) -> &'static str {
+        match self {
+            Task::Cola => "mcc",
+            Task::Stsb => "corr",
+            Task::Mnli => "mnli/acc",
+            Task::MnliMm => "mnli-mm/acc",
+            // 1 / mean token loss: higher is better, as every metric masking watches.
+            Task::Lm | Task::Mlm => "inverse_loss",
+            _ => "acc",
+        }
+    }
+
+    pub fn metric_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Cola => &["mcc"],
+            Task::Mrpc | Task::Qqp => &["acc", "f1", "acc_and_f1"],
+            Task::Stsb => &["pearson", "spearmanr", "corr"],
+            Task::Mnli => &["mnli/acc"],
+            Task::MnliMm => &["mnli-mm/acc"],
+            Task::Lm | Task::Mlm => &["inverse_loss"],
+            _ => &["acc"],
+        }
+    }
+
+    /// Checks a metric name against the task's (every GLUE metric here is higher-is-better).
+    pub fn check_metric(self, name: &str) -> Result<()> {
+        if !self.metric_names().contains(&name) {
+            bail!(
+                "--metric {name}: task {} has the metrics {}",
+                self.name(),
+                self.metric_names().join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the task. `preds` are class indices (or scores for STS-B, in `scores`).
+pub fn glue_metrics(task: Task, preds: &[i64], scores: &[f64], labels: &[f64]) -> Metrics {
+    let mut m = Metrics::new();
+    let int_labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    match task {
+        Task::Cola => {
+            m.insert("mcc".into(), metrics::matthews(preds, &int_labels));
+        }
+        Task::Mrpc | Task::Qqp => {
+            let acc = metrics::accuracy(preds, &int_labels);
+            let f = metrics::f1(preds, &int_labels);
+            m.insert("acc".into(), acc);
+            m.insert("f1".into(), f);
+            m.insert("acc_and_f1".into(), (acc + f) / 2.0);
+        }
+        Task::Stsb => {
+            let p = metrics::pearson(scores, labels);
+            let s = metrics::spearman(scores, labels);
+            m.insert("pearson".into(), p);
+            m.insert("spearmanr".into(), s);
+            m.insert("corr".into(), (p + s) / 2.0);
+        }
+        Task::Mnli => {
+            m.insert("mnli/acc".into(), metrics::accuracy(preds, &int_labels));
+        }
+        Task::MnliMm => {
+            m.insert("mnli-mm/acc".into(), metrics::accuracy(preds, &int_labels));
+        }
+        _ => {
+            m.insert("acc".into(), metrics::accuracy(preds, &int_labels));
+        }
+    }
+    m
 }
 
 #[cfg(test)]
@@ -167,5 +273,15 @@ mod tests {
         let m = r.compute(&[], &[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0]);
         assert!((m["spearmanr"] - 1.0).abs() < 1e-12);
         assert!(TaskSpec::regression(Some("acc")).is_err());
+    }
+
+    #[test]
+    fn task_metrics_and_names() {
+        let m = glue_metrics(Task::Mrpc, &[1, 0], &[], &[1.0, 1.0]);
+        assert_eq!(m["acc"], 0.5);
+        assert!((m["f1"] - 2.0 / 3.0).abs() < 1e-12);
+        assert!(Task::Cola.check_metric("mcc").is_ok());
+        assert!(Task::Mrpc.check_metric("mcc").is_err());
+        assert_eq!(Task::Stsb.default_metric(), "corr");
     }
 }

@@ -5,12 +5,11 @@
 use super::checkpoint::KeyLayout;
 use super::config::defaults as d;
 use super::config::{BertConfig, ModelConfig};
-use super::families::Family;
+use super::family::{Family, Held, SizeField};
 use super::layers::{
     embed, embedding_weight, Encoder, EncoderDims, EncoderLayerNames, LayerNorm, Linear,
 };
 use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
-use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 

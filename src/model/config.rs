@@ -151,14 +151,14 @@ impl ModelConfig {
     }
 
     /// Label maps of a task (none for a regression such as STS-B, which has one output).
-    pub fn set_labels_for(&mut self, task: &crate::data::spec::TaskSpec) {
-        if task.is_regression() {
+    pub fn set_labels_for(&mut self, regression: bool, labels: &[String]) {
+        if regression {
             self.raw.insert("num_labels".into(), 1.into());
             self.raw.remove("id2label");
             self.raw.remove("label2id");
             self.raw.insert("problem_type".into(), "regression".into());
         } else {
-            self.set_labels(&task.labels());
+            self.set_labels(labels);
             self.raw
                 .insert("problem_type".into(), "single_label_classification".into());
         }

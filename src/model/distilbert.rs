@@ -4,13 +4,12 @@
 //! output; the head `pre_classifier` → ReLU → dropout → `classifier` on the first token.
 use super::checkpoint::KeyLayout;
 use super::config::{check_heads, check_sizes, Activation, ModelConfig};
-use super::families::Family;
+use super::family::{Family, Held, SizeField};
 use super::layers::{
     embed, embedding_weight, sinusoidal_positions, Encoder, EncoderDims, EncoderLayerNames,
     LayerNorm, Linear,
 };
 use super::network::{ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape};
-use super::preflight::{Held, SizeField};
 use anyhow::Result;
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};

@@ -1,25 +1,9 @@
 //! Where architectures are chosen: each family's file exports a `FAMILY`, and this list is the
 //! only place that enumerates them. Adding an architecture is one new file plus one line here.
-use super::checkpoint::KeyLayout;
 use super::config::ModelConfig;
-use super::network::Network;
-use super::preflight::SizeField;
+use super::family::Family;
 use super::{bert, distilbert, electra, gpt2, llama, masked_lm, openai_gpt, roberta};
 use anyhow::{bail, Result};
-use tch::nn;
-
-/// An architecture family: the `model_type`s it reads, how its weights are named, and how to
-/// build its network over a VarStore.
-pub struct Family {
-    pub name: &'static str,
-    pub model_types: &'static [&'static str],
-    pub layout: KeyLayout,
-    /// The size fields of its config.json and the weights that hold them, checked against the
-    /// safetensors headers before anything is allocated (`preflight`). Declare every field
-    /// the network sizes a tensor by.
-    pub sizes: &'static [SizeField],
-    pub build: fn(&nn::Path, &ModelConfig) -> Result<Box<dyn Network>>,
-}
 
 /// Every supported family.
 pub fn all() -> [&'static Family; 7] {

@@ -8,7 +8,7 @@
 //! fused SDPA and the masked-head shortcut are the same code as BERT's.
 use super::checkpoint::KeyLayout;
 use super::config::{check_heads, check_sizes, Activation, ModelConfig};
-use super::families::Family;
+use super::family::{Family, Held, SizeField};
 use super::layers::{
     activate, embed, embedding_weight, layer_head_mask, mask_neurons, neuron_index, Conv1D,
     LayerNorm, MultiHeadAttention,
@@ -17,7 +17,6 @@ use super::network::{
     min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network,
     NetworkShape, Objective,
 };
-use super::preflight::{Held, SizeField};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};

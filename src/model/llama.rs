@@ -15,7 +15,7 @@
 //! Python reference is a forward pre-hook on `o_proj` (scripts/reference/llama_head_mask.py).
 use super::checkpoint::KeyLayout;
 use super::config::{check_sizes, Activation, ModelConfig};
-use super::families::Family;
+use super::family::{Family, Held, SizeField};
 use super::gpt2::{causal_padding_mask, DecoderHead};
 use super::layers::{
     activate, embed, embedding_weight, layer_head_mask, mask_neurons, neuron_index, Linear,
@@ -25,7 +25,6 @@ use super::network::{
     ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network, NetworkShape,
     Objective, RemoteCode,
 };
-use super::preflight::{Held, SizeField};
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::Value;

@@ -6,7 +6,7 @@
 use super::bert::{bert_config, bert_encoder, BertEmbeddings};
 use super::checkpoint::KeyLayout;
 use super::config::{Activation, BertConfig, ModelConfig};
-use super::families::Family;
+use super::family::Family;
 use super::layers::{activate, Encoder, LayerNorm, Linear};
 use super::network::{
     ForwardOptions, HeadAxis, Inputs, Masks, ModelOutput, Network, NetworkShape, Objective,

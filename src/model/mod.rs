@@ -11,6 +11,7 @@ pub mod config;
 pub mod distilbert;
 pub mod electra;
 pub mod families;
+pub mod family;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
@@ -19,7 +20,6 @@ pub mod network;
 pub mod openai_gpt;
 pub mod preflight;
 pub mod roberta;
-pub mod source;
 pub mod tokenizer;
 
 pub use network::{
@@ -27,11 +27,9 @@ pub use network::{
     Objective, RemoteCode,
 };
 
-use crate::data::glue::Task;
-use crate::data::spec::TaskSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use config::ModelConfig;
-use families::Family;
+use family::Family;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device};
 
@@ -52,7 +50,40 @@ pub struct LoadOptions {
     /// Seed for the weights a checkpoint lacks (task head, pooler).
     pub seed: i64,
     /// The task; sets the classifier's size and labels when the checkpoint has none.
-    pub task: Option<TaskSpec>,
+    pub task: Option<TaskHead>,
+}
+
+/// What a task asks of the model's head: the objective and, for a classifier, its labels.
+/// `data::spec::TaskSpec` and `data::glue::Task` convert into it (`.into()`), so the model
+/// needs nothing from `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskHead {
+    /// The task's name, for messages (a GLUE task's, or "custom").
+    pub name: String,
+    pub objective: Objective,
+    /// Class names in classifier order; empty for a regression.
+    pub labels: Vec<String>,
+    pub regression: bool,
+}
+
+impl TaskHead {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A causal or masked language-model task (--task lm / mlm).
+    pub fn is_language_model(&self) -> bool {
+        self.objective != Objective::Classification
+    }
+
+    /// Outputs of the classifier: 1 for regression, else the number of classes.
+    pub fn num_outputs(&self) -> usize {
+        if self.regression {
+            1
+        } else {
+            self.labels.len()
+        }
+    }
 }
 
 impl Model {
@@ -116,7 +147,7 @@ impl Model {
         if let Some(task) = opts.task.as_ref().filter(|t| !t.is_language_model()) {
             let want = task.num_outputs() as i64;
             if !has_head {
-                config.set_labels_for(task);
+                config.set_labels_for(task.regression, &task.labels);
             } else if config.num_labels() != want {
                 bail!(
                     "{}: the model has {} outputs but the task {} needs {want}",
@@ -141,11 +172,7 @@ impl Model {
             }
         })?;
         if let Some(task) = &opts.task {
-            let want = match task.glue {
-                Some(Task::Lm) => Objective::CausalLm,
-                Some(Task::Mlm) => Objective::MaskedLm,
-                _ => Objective::Classification,
-            };
+            let want = task.objective;
             if model.net.objective() != want {
                 let is = match model.net.objective() {
                     Objective::CausalLm => "a causal language model (use --task lm)",
@@ -242,12 +269,12 @@ impl Model {
         };
         match code {
             Some(code) => {
-                write_atomically(&dir.join(code.file), code.source.as_bytes())?;
+                crate::output::write_atomically(&dir.join(code.file), code.source.as_bytes())?;
                 config.set_auto_map(&code.auto_map);
             }
             None => config.remove_auto_map(),
         }
-        write_atomically(
+        crate::output::write_atomically(
             &dir.join("config.json"),
             config.to_json_string()?.as_bytes(),
         )
@@ -279,14 +306,4 @@ impl Model {
     pub fn overlay(&self, file: &Path) -> Result<Vec<String>> {
         checkpoint::overlay_from(&self.vs, file, self.family.layout)
     }
-}
-
-/// Writes a file through a temp file and a rename, so readers never see half of it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))
 }

@@ -62,6 +62,35 @@ pub struct ModelOutput {
     pub hidden_states: Option<Vec<Tensor>>,
 }
 
+impl ModelOutput {
+    /// Checks everything a forward pass returned that a command may write: the logits, every
+    /// hidden state and every attention map. The error names the batch, the first example and
+    /// which output went bad (the layer of a hidden state or attention).
+    pub fn check_finite(&self, batch: usize, indices: &[usize]) -> Result<()> {
+        let example = |t: &Tensor| {
+            let row = crate::finite::first_bad(t).first().copied().unwrap_or(0) as usize;
+            indices.get(row).copied().unwrap_or(row)
+        };
+        let named = |what: String, t: &Tensor| -> Result<()> {
+            if crate::finite::all_finite(t) {
+                return Ok(());
+            }
+            bail!(
+                "non-finite {what} in batch {batch} (first at example {}): the model's weights, config or inputs make NaN or infinity",
+                example(t)
+            )
+        };
+        named("logits".into(), &self.logits)?;
+        for (i, h) in self.hidden_states.iter().flatten().enumerate() {
+            named(format!("hidden state {i}"), h)?;
+        }
+        for (i, a) in self.attentions.iter().flatten().enumerate() {
+            named(format!("attention of layer {i}"), a)?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the heads of a layer sit inside one weight: physical pruning keeps the slices of the
 /// surviving heads along `dim`. `blocks` > 1 for fused projections (q, k and v side by side
 /// along `dim`, each `heads · head_dim` wide). `unit` says whose slices they are: query heads

@@ -4,10 +4,9 @@
 //! table (where "gelu" is the tanh approximation).
 use super::checkpoint::KeyLayout;
 use super::config::{check_heads, check_sizes, Activation, ModelConfig};
-use super::families::Family;
+use super::family::{Family, Held, SizeField};
 use super::gpt2::{Decoder, DecoderDims, DecoderHead, DecoderModel};
 use super::network::Objective;
-use super::preflight::{Held, SizeField};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use tch::nn;

@@ -3,7 +3,7 @@
 use super::plots::{err, grid, render, Grid, FONT};
 use crate::attention::stats::{HeadStatistics, NAMES};
 use crate::metrics::spearman;
-use crate::model::write_atomically;
+use crate::output::write_atomically;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -221,7 +221,7 @@ fn a_gpt2_laid_out_like_the_hub_cache_loads_by_its_legacy_id() {
         tensors.push((format!("h.{l}.attn.masked_bias"), Tensor::from(-1e4f32)));
     }
     Tensor::write_safetensors(&tensors, snapshot.join("model.safetensors")).unwrap();
-    let dir = bertology::model::source::resolve_model_in("gpt2", cache.path(), true).unwrap();
+    let dir = bertology::model_source::resolve_model_in("gpt2", cache.path(), true).unwrap();
     assert_eq!(dir, snapshot);
     let model = Model::load(
         &dir,

@@ -770,7 +770,7 @@ fn smollm2_on_wikitext2_matches_transformers() {
     let text = root().join("data/wikitext-2/valid.txt");
     let tmp = tempfile::tempdir().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let folder = bertology::model::source::resolve_model(&s(&gguf), true).unwrap();
+    let folder = bertology::model_source::resolve_model(&s(&gguf), true).unwrap();
     let model = Model::load(
         &folder,
         &LoadOptions {

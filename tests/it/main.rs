@@ -23,6 +23,7 @@ mod llama;
 mod lm_finetune;
 mod masked_lm_prune;
 mod model_parity;
+mod module_graph;
 mod mutation;
 mod neurons;
 mod prune;

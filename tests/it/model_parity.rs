@@ -1,9 +1,9 @@
 //! Parity with transformers 4.57 on committed fixtures (scripts/reference/make_model_fixtures.py).
 use crate::common::*;
 use bertology::data::batch::Padding;
-use bertology::model::source::resolve_model_in;
 use bertology::model::{ForwardOptions, Inputs};
 use bertology::model::{LoadOptions, Model};
+use bertology::model_source::resolve_model_in;
 use tch::{Device, Tensor};
 
 fn load(dir: &std::path::Path) -> Model {
