@@ -169,10 +169,7 @@ pub fn plan(f: &GgufFile) -> Result<Plan> {
     let tied = f.tensor("output.weight").is_none();
 
     let mut config = Map::new();
-    let architecture = match model_type.as_str() {
-        "qwen2" => "Qwen2ForCausalLM",
-        _ => "LlamaForCausalLM",
-    };
+    let architecture = crate::model::llama::causal_lm_class(&model_type)?;
     config.insert("architectures".into(), json!([architecture]));
     config.insert("model_type".into(), json!(model_type));
     config.insert("hidden_size".into(), json!(hidden));

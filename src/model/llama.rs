@@ -141,6 +141,13 @@ mod d {
     }
 }
 
+/// The transformers class of a causal language model of `model_type` (`LlamaForCausalLM`,
+/// `Qwen2ForCausalLM`, ...): the class a GGUF file converted to a Hugging Face folder names in
+/// its config.json, so that no module outside `model` names an architecture's class.
+pub fn causal_lm_class(model_type: &str) -> Result<&'static str> {
+    Ok(Variant::of(model_type)?.class(Objective::CausalLm))
+}
+
 /// How Mistral and Qwen2 differ from Llama.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
