@@ -229,16 +229,37 @@ pub fn check_token_ids_from(
             format!("{:?}", data.split).to_lowercase()
         );
     }
-    let found = data.encoded.iter().enumerate().find_map(|(i, e)| {
-        e.ids
-            .iter()
-            .find(|&&id| id >= vocab_size)
-            .map(|&id| (i + first, id))
-    });
-    if let Some((i, id)) = found {
+    for (i, e) in data.encoded.iter().enumerate() {
+        check_vocabulary(&e.ids, vocab_size, dir, || format!("example {}", i + first))?;
+    }
+    Ok(())
+}
+
+/// Token ids must index the model's embedding rows: a tokenizer with a larger vocabulary than
+/// the checkpoint's `vocab_size` would otherwise fail deep inside libtorch. `which` names the
+/// input in the message ("example 3", "--text number 1").
+pub fn check_vocabulary(
+    ids: &[i64],
+    vocab_size: i64,
+    dir: &Path,
+    which: impl FnOnce() -> String,
+) -> Result<()> {
+    if let Some(&id) = ids.iter().find(|&&id| id >= vocab_size) {
         bail!(
-            "{}: the tokenizer gives token id {id} (example {i}) but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint",
-            dir.display()
+            "{}: the tokenizer gives token id {id} ({}) but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint",
+            dir.display(),
+            which()
+        );
+    }
+    Ok(())
+}
+
+/// --max-seq-length may not exceed the positions the model's embeddings hold.
+pub fn check_max_seq_length(max_seq_length: i64, model: &Model) -> Result<()> {
+    if max_seq_length > model.net.max_positions() {
+        bail!(
+            "--max-seq-length {max_seq_length} exceeds the {} tokens the model's position embeddings hold",
+            model.net.max_positions()
         );
     }
     Ok(())
@@ -378,32 +399,26 @@ pub fn mlm_masking(dir: &Path, vocab_size: i64, seed: u64) -> Result<crate::data
 
 /// Reads a [layers, heads] mask of 0/1 from a .npy file and checks it against the model.
 pub fn read_head_mask(path: &Path, layers: i64, heads: i64) -> Result<Tensor> {
-    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--head-mask {e:#}"))?;
-    if t.size() != [layers, heads] {
-        bail!(
-            "--head-mask {}: shape {:?}, expected [{layers}, {heads}] (layers, heads of the model)",
-            path.display(),
-            t.size()
-        );
-    }
-    let t = t.to_kind(Kind::Float);
-    let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
-    if !ok {
-        bail!(
-            "--head-mask {}: values must be 0 (masked) or 1 (kept)",
-            path.display()
-        );
-    }
-    Ok(t)
+    read_mask(path, "--head-mask", [layers, heads], "heads")
 }
 
 /// Reads a [layers, intermediate] neuron mask of 0/1 from a .npy file and checks it against
 /// the model.
 pub fn read_neuron_mask(path: &Path, layers: i64, intermediate: i64) -> Result<Tensor> {
-    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("--neuron-mask {e:#}"))?;
-    if t.size() != [layers, intermediate] {
+    read_mask(
+        path,
+        "--neuron-mask",
+        [layers, intermediate],
+        "intermediate neurons",
+    )
+}
+
+/// A 0/1 mask given by `flag`, of shape [layers, units] (`units` names the second axis).
+fn read_mask(path: &Path, flag: &str, [layers, n]: [i64; 2], units: &str) -> Result<Tensor> {
+    let t = crate::npy::read(path).map_err(|e| anyhow::anyhow!("{flag} {e:#}"))?;
+    if t.size() != [layers, n] {
         bail!(
-            "--neuron-mask {}: shape {:?}, expected [{layers}, {intermediate}] (layers, intermediate neurons of the model)",
+            "{flag} {}: shape {:?}, expected [{layers}, {n}] (layers, {units} of the model)",
             path.display(),
             t.size()
         );
@@ -412,7 +427,7 @@ pub fn read_neuron_mask(path: &Path, layers: i64, intermediate: i64) -> Result<T
     let ok = t.eq(0.0).logical_or(&t.eq(1.0)).all().int64_value(&[]) == 1;
     if !ok {
         bail!(
-            "--neuron-mask {}: values must be 0 (masked) or 1 (kept)",
+            "{flag} {}: values must be 0 (masked) or 1 (kept)",
             path.display()
         );
     }

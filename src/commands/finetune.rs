@@ -204,13 +204,7 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
     if global.verbose {
         log_load(&model, global);
     }
-    if args.max_seq_length as i64 > model.net.max_positions() {
-        bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
-            args.max_seq_length,
-            model.net.max_positions()
-        );
-    }
+    super::common::check_max_seq_length(args.max_seq_length as i64, &model)?;
     let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
     let data_dir = loaded.location;
     let mut parts = loaded.parts.into_iter();
@@ -258,34 +252,27 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
     let staging = Staging::new(&output_dir, MODEL_FILES)?;
     model.save(staging.dir())?;
     tokenizer.save_files(staging.dir())?;
-    let best = trained.epochs[trained.best_epoch].clone();
-    let summary = json!({
-        "task": spec.name(),
-        "base_model": model_dir.display().to_string(),
-        "output_dir": output_dir.display().to_string(),
-        "data_dir": data_dir.display().to_string(),
-        "source": loaded.record,
-        "labels": spec.labels,
-        "train_examples": trained.train_examples,
-        "dev_examples": dev.len(),
-        "settings": {
-            "hyper": hyper,
-            "steps": trained.steps,
-            "warmup_steps": trained.warmup,
-            "max_seq_length": args.max_seq_length,
-            "length_bucketing": !args.no_length_bucketing,
-            "seed": args.seed,
-            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
-            "threads": tch::get_num_threads(),
-            "device": format!("{device:?}"),
+    let summary = summary(
+        &Run {
+            task: spec.name(),
+            model_dir: &model_dir,
+            output_dir: &output_dir,
+            data_dir: &data_dir,
+            source: loaded.record,
+            labels: Some(json!(spec.labels)),
+            lm: None,
+            length: ("max_seq_length", args.max_seq_length.into()),
+            watch: &Watch {
+                metric: &metric,
+                lower_is_better: false,
+            },
         },
-        "metric": metric,
-        "epochs": trained.epochs,
-        "best": best,
-        "seconds": trained.seconds,
-        "train_seconds": trained.train_seconds,
-        "seconds_per_step": trained.train_seconds / trained.steps.max(1) as f64,
-    });
+        &trained,
+        dev.len(),
+        &hyper,
+        args,
+        device,
+    );
     write_json(&staging.dir().join("finetune.json"), &summary)?;
     staging.commit()?;
     Ok(summary)
@@ -412,41 +399,111 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
     if let Ok(tok) = TextTokenizer::from_dir(&model_dir, 8) {
         tok.save_files(staging.dir())?;
     }
-    let best = trained.epochs[trained.best_epoch].clone();
     let dev_tokens = dev.predicted_tokens(&(0..dev.len()).collect::<Vec<_>>());
-    let summary = json!({
-        "task": task.name(),
-        "base_model": model_dir.display().to_string(),
-        "output_dir": output_dir.display().to_string(),
-        "data_dir": data_dir.display().to_string(),
-        "source": {"train": train_record, "dev": dev_record},
-        "train_examples": trained.train_examples,
-        "dev_examples": dev.len(),
-        "dev_tokens": dev_tokens,
-        "heads_per_layer": model.net.heads_per_layer(),
-        "pruned_heads": model.config.pruned_heads_json(),
-        "settings": {
-            "hyper": hyper,
-            "steps": trained.steps,
-            "warmup_steps": trained.warmup,
-            "block_size": block_size,
-            "length_bucketing": !args.no_length_bucketing,
-            "seed": args.seed,
-            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
-            "threads": tch::get_num_threads(),
-            "device": format!("{device:?}"),
+    let summary = summary(
+        &Run {
+            task: task.name(),
+            model_dir: &model_dir,
+            output_dir,
+            data_dir: &data_dir,
+            source: json!({"train": train_record, "dev": dev_record}),
+            labels: None,
+            lm: Some(json!({
+                "dev_tokens": dev_tokens,
+                "heads_per_layer": model.net.heads_per_layer(),
+                "pruned_heads": model.config.pruned_heads_json(),
+            })),
+            length: ("block_size", block_size.into()),
+            watch: &Watch {
+                metric: "loss",
+                lower_is_better: true,
+            },
         },
-        "metric": "loss",
-        "lower_is_better": true,
-        "epochs": trained.epochs,
-        "best": best,
-        "seconds": trained.seconds,
-        "train_seconds": trained.train_seconds,
-        "seconds_per_step": trained.train_seconds / trained.steps.max(1) as f64,
-    });
+        &trained,
+        dev.len(),
+        &hyper,
+        args,
+        device,
+    );
     write_json(&staging.dir().join("finetune.json"), &summary)?;
     staging.commit()?;
     Ok(summary)
+}
+
+/// What differs between the summaries of the two kinds of run (classification, language model).
+struct Run<'a> {
+    task: &'a str,
+    model_dir: &'a Path,
+    output_dir: &'a Path,
+    data_dir: &'a Path,
+    source: Value,
+    /// A classification's labels, listed before the counts.
+    labels: Option<Value>,
+    /// A language model's dev tokens and heads, listed after the counts (an object whose
+    /// fields are copied in order).
+    lm: Option<Value>,
+    /// The settings' length: ("max_seq_length", n) or ("block_size", n).
+    length: (&'a str, Value),
+    watch: &'a Watch<'a>,
+}
+
+/// finetune.json: the same fields in the same order for both kinds of run, with what only one
+/// kind has placed where it always stood.
+fn summary(
+    run: &Run,
+    trained: &Trained,
+    dev_examples: usize,
+    hyper: &Hyper,
+    args: &FinetuneArgs,
+    device: Device,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("task".into(), json!(run.task));
+    m.insert(
+        "base_model".into(),
+        json!(run.model_dir.display().to_string()),
+    );
+    m.insert(
+        "output_dir".into(),
+        json!(run.output_dir.display().to_string()),
+    );
+    m.insert("data_dir".into(), json!(run.data_dir.display().to_string()));
+    m.insert("source".into(), run.source.clone());
+    if let Some(labels) = &run.labels {
+        m.insert("labels".into(), labels.clone());
+    }
+    m.insert("train_examples".into(), json!(trained.train_examples));
+    m.insert("dev_examples".into(), json!(dev_examples));
+    if let Some(Value::Object(lm)) = &run.lm {
+        m.extend(lm.clone());
+    }
+    let mut settings = Map::new();
+    settings.insert("hyper".into(), json!(hyper));
+    settings.insert("steps".into(), json!(trained.steps));
+    settings.insert("warmup_steps".into(), json!(trained.warmup));
+    settings.insert(run.length.0.into(), run.length.1.clone());
+    settings.insert("length_bucketing".into(), json!(!args.no_length_bucketing));
+    settings.insert("seed".into(), json!(args.seed));
+    settings.insert(
+        "head_mask".into(),
+        json!(args.head_mask.as_ref().map(|p| p.display().to_string())),
+    );
+    settings.insert("threads".into(), json!(tch::get_num_threads()));
+    settings.insert("device".into(), json!(format!("{device:?}")));
+    m.insert("settings".into(), Value::Object(settings));
+    m.insert("metric".into(), json!(run.watch.metric));
+    if run.watch.lower_is_better {
+        m.insert("lower_is_better".into(), json!(true));
+    }
+    m.insert("epochs".into(), json!(trained.epochs));
+    m.insert("best".into(), trained.epochs[trained.best_epoch].clone());
+    m.insert("seconds".into(), json!(trained.seconds));
+    m.insert("train_seconds".into(), json!(trained.train_seconds));
+    m.insert(
+        "seconds_per_step".into(),
+        json!(trained.train_seconds / trained.steps.max(1) as f64),
+    );
+    Value::Object(m)
 }
 
 /// Moves the last `fraction` of the blocks (rounded) out of `blocks` and returns them: text

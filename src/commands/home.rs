@@ -25,7 +25,7 @@ pub fn task_model_dir(task: Task) -> PathBuf {
 /// Where `finetune` without --output-dir puts model `name` fine-tuned on `task`:
 /// `models/<name>-<task>` (AX is scored by the MNLI model).
 pub fn fine_tuned_dir(name: &str, task: Task) -> PathBuf {
-    let task = if task == Task::Ax { Task::Mnli } else { task };
+    let task = task.model_task();
     home_dir()
         .join("models")
         .join(format!("{name}-{}", task.name()))

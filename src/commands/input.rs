@@ -1,7 +1,9 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
 use super::args::{DataArgs, GlobalArgs, ModelArgs};
-use super::common::{load_model, log_load, model_dir, TaskSetup};
+use super::common::{
+    check_max_seq_length, check_vocabulary, load_model, log_load, model_dir, TaskSetup,
+};
 use super::home::{base_model_dir, home_dir};
 use super::setup::setup;
 use crate::data::batch::{make_batches, Batch, Padding};
@@ -168,13 +170,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         if global.verbose {
             log_load(&model, global);
         }
-        if data_args.max_seq_length as i64 > model.net.max_positions() {
-            bail!(
-                "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
-                data_args.max_seq_length,
-                model.net.max_positions()
-            );
-        }
+        check_max_seq_length(data_args.max_seq_length as i64, &model)?;
         let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
         // Through the same sources as the default model's `setup`: TSV or parquet folders.
         let req = data_args.source.request();
@@ -253,11 +249,10 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
         log_load(&model, global);
     }
     let max_length = match args.max_seq_length {
-        Some(n) if n as i64 > model.net.max_positions() => bail!(
-            "--max-seq-length {n} exceeds the {} tokens the model's position embeddings hold",
-            model.net.max_positions()
-        ),
-        Some(n) => n as usize,
+        Some(n) => {
+            check_max_seq_length(n as i64, &model)?;
+            n as usize
+        }
         None => model.net.max_positions().min(128) as usize,
     };
     let tokenizer = TextTokenizer::from_dir(&dir, max_length)?;
@@ -281,14 +276,9 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
                 dir.display()
             );
         }
-        if let Some(&id) = e.ids.iter().find(|&&id| id >= model.net.vocab_size()) {
-            bail!(
-                "{}: the tokenizer gives token id {id} (--text number {}) but the model's vocab_size is {}; the tokenizer files do not belong to this checkpoint",
-                dir.display(),
-                i + 1,
-                model.net.vocab_size()
-            );
-        }
+        check_vocabulary(&e.ids, model.net.vocab_size(), &dir, || {
+            format!("--text number {}", i + 1)
+        })?;
     }
     Ok(Input {
         device,

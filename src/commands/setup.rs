@@ -3,9 +3,9 @@
 //! `finetune`, which the default model needs; the pieces both use are in `common`.
 use super::args::{DataArgs, FinetuneArgs, GlobalArgs, ModelArgs};
 use super::common::{
-    check_lm_data_args, check_lm_predicts, check_token_ids_from, lm_examples, lm_pad_id, load_data,
-    load_model, log_load, mlm_masking, model_dir, pad_as_config, select_example, LmFiles,
-    TaskSetup,
+    check_lm_data_args, check_lm_predicts, check_max_seq_length, check_token_ids_from, lm_examples,
+    lm_pad_id, load_data, load_model, log_load, mlm_masking, model_dir, pad_as_config,
+    select_example, LmFiles, TaskSetup,
 };
 use super::home::{home_dir, task_model_dir};
 use crate::data::glue::Task;
@@ -31,7 +31,7 @@ fn ensure_default_model(model: &Option<String>, task: Task, global: &GlobalArgs)
         return Ok(());
     }
     // AX has no training data: its default is MNLI's model.
-    let task = if task == Task::Ax { Task::Mnli } else { task };
+    let task = task.model_task();
     if model.is_some() || task_model_dir(task).join("config.json").is_file() {
         return Ok(());
     }
@@ -94,13 +94,7 @@ pub fn setup(
         global.dtype,
     )?;
     log_load(&model, global);
-    if data_args.max_seq_length as i64 > model.net.max_positions() {
-        bail!(
-            "--max-seq-length {} exceeds the {} tokens the model's position embeddings hold",
-            data_args.max_seq_length,
-            model.net.max_positions()
-        );
-    }
+    check_max_seq_length(data_args.max_seq_length as i64, &model)?;
     let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
     let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
     if let Some(n) = data_args.data_subset {

@@ -145,6 +145,16 @@ impl Task {
         self == Task::Stsb
     }
 
+    /// The task whose fine-tuned model scores this one: AX has no training data and is scored
+    /// by MNLI's model; every other task by its own.
+    pub fn model_task(self) -> Task {
+        if self == Task::Ax {
+            Task::Mnli
+        } else {
+            self
+        }
+    }
+
     /// A language-modelling task: raw text instead of a GLUE folder, a loss instead of labels.
     pub fn is_language_model(self) -> bool {
         matches!(self, Task::Lm | Task::Mlm)

@@ -114,7 +114,8 @@ pub fn checkpoint_keys(files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(keys)
 }
 
-fn map_file(file: &Path) -> Result<memmap2::Mmap> {
+/// Maps a checkpoint file read-only (its header and tensors are read in place).
+pub fn map_file(file: &Path) -> Result<memmap2::Mmap> {
     let f =
         std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
     // SAFETY: the file is only read while mapped; checkpoints are not rewritten under us.

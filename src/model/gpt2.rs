@@ -14,8 +14,8 @@ use super::layers::{
     LayerNorm, MultiHeadAttention,
 };
 use super::network::{
-    min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network,
-    NetworkShape, Objective,
+    layer_param, min_value, ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput,
+    Network, NetworkShape, Objective,
 };
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -363,9 +363,7 @@ impl Decoder {
     /// Heads sit in c_attn's output columns (three blocks: q, k, v) and in the attention
     /// c_proj's input rows; Conv1D stores [in, out], the transpose of nn.Linear.
     pub fn head_axis(&self, name: &str) -> Option<HeadAxis> {
-        let rest = name.strip_prefix(&self.prefix)?.strip_prefix('.')?;
-        let (layer, param) = rest.split_once('.')?;
-        let layer: i64 = layer.parse().ok()?;
+        let (layer, param) = layer_param(name, &self.prefix)?;
         let axis = |dim, blocks| {
             Some(HeadAxis {
                 layer,
@@ -377,15 +375,7 @@ impl Decoder {
             })
         };
         // Neurons: c_fc's output columns and bias, the MLP c_proj's input rows.
-        let neuron = |dim| {
-            Some(HeadAxis {
-                layer,
-                dim,
-                head_dim: 1,
-                blocks: 1,
-                unit: HeadUnit::Neuron,
-            })
-        };
+        let neuron = |dim| Some(HeadAxis::neuron(layer, dim));
         match param {
             "attn.c_attn.weight" => axis(1, 3),
             "attn.c_attn.bias" => axis(0, 3),

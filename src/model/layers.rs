@@ -7,7 +7,8 @@
 //! picks the columns of its surviving heads.
 use super::config::Activation;
 use super::network::{
-    layer_neuron_mask, padding_mask, ForwardOptions, HeadAxis, HeadUnit, Masks, Probabilities,
+    layer_neuron_mask, layer_param, padding_mask, ForwardOptions, HeadAxis, HeadUnit, Masks,
+    Probabilities,
 };
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
@@ -763,9 +764,7 @@ impl Encoder {
 
     /// Head axes of this encoder's weights: q/k/v rows, attention output columns.
     pub fn head_axis(&self, name: &str) -> Option<HeadAxis> {
-        let rest = name.strip_prefix(&self.prefix)?.strip_prefix('.')?;
-        let (layer, param) = rest.split_once('.')?;
-        let layer: i64 = layer.parse().ok()?;
+        let (layer, param) = layer_param(name, &self.prefix)?;
         let axis = |dim, unit| {
             Some(HeadAxis {
                 layer,
@@ -789,15 +788,7 @@ impl Encoder {
             return axis(1, HeadUnit::Query);
         }
         // Neurons: rows of the intermediate projection and its bias, columns of the output's.
-        let neuron = |dim| {
-            Some(HeadAxis {
-                layer,
-                dim,
-                head_dim: 1,
-                blocks: 1,
-                unit: HeadUnit::Neuron,
-            })
-        };
+        let neuron = |dim| Some(HeadAxis::neuron(layer, dim));
         if param.starts_with(&format!("{}.", n.intermediate)) {
             return neuron(0);
         }

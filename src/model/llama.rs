@@ -22,8 +22,8 @@ use super::layers::{
     MultiHeadAttention, RmsNorm, Rotary,
 };
 use super::network::{
-    ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network, NetworkShape,
-    Objective, RemoteCode,
+    layer_param, ForwardOptions, HeadAxis, HeadUnit, Inputs, Masks, ModelOutput, Network,
+    NetworkShape, Objective, RemoteCode,
 };
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
@@ -784,9 +784,7 @@ impl Network for LlamaModel {
     /// Query heads sit in q_proj's rows and o_proj's columns, key/value heads in k_proj's and
     /// v_proj's rows (weights and biases).
     fn head_axis(&self, name: &str) -> Option<HeadAxis> {
-        let rest = name.strip_prefix("model.layers.")?;
-        let (layer, param) = rest.split_once('.')?;
-        let layer: i64 = layer.parse().ok()?;
+        let (layer, param) = layer_param(name, "model.layers")?;
         let axis = |dim, unit| {
             Some(HeadAxis {
                 layer,
@@ -796,15 +794,7 @@ impl Network for LlamaModel {
                 unit,
             })
         };
-        let neuron = |dim| {
-            Some(HeadAxis {
-                layer,
-                dim,
-                head_dim: 1,
-                blocks: 1,
-                unit: HeadUnit::Neuron,
-            })
-        };
+        let neuron = |dim| Some(HeadAxis::neuron(layer, dim));
         match param {
             "self_attn.q_proj.weight" | "self_attn.q_proj.bias" => axis(0, HeadUnit::Query),
             "self_attn.k_proj.weight"

@@ -105,6 +105,29 @@ pub struct HeadAxis {
     pub unit: HeadUnit,
 }
 
+impl HeadAxis {
+    /// Neurons of layer `layer`'s feed-forward block along `dim` (rows of the input
+    /// projections and their biases, columns of the output projection).
+    pub fn neuron(layer: i64, dim: i64) -> HeadAxis {
+        HeadAxis {
+            layer,
+            dim,
+            head_dim: 1,
+            blocks: 1,
+            unit: HeadUnit::Neuron,
+        }
+    }
+}
+
+/// A weight of a loop of layers, `<layers>.<index>.<param>` (e.g. `h.3.attn.c_attn.weight`
+/// under `h`): the layer's index and the parameter's name inside the layer. `head_axis`
+/// implementations read names through it.
+pub fn layer_param<'a>(name: &'a str, layers: &str) -> Option<(i64, &'a str)> {
+    let rest = name.strip_prefix(layers)?.strip_prefix('.')?;
+    let (layer, param) = rest.split_once('.')?;
+    Some((layer.parse().ok()?, param))
+}
+
 /// The kinds of units a layer has. Without grouped-query attention query and key/value heads
 /// coincide (query head h has key/value head h); with it, key/value head g serves query heads
 /// g·r … g·r + r − 1 (r = heads / kv_heads), as transformers' `repeat_kv`. `Neuron` is one

@@ -3,10 +3,10 @@
 //! libtorch allocate whatever it says — gigabytes for one stray digit — before the first
 //! shape check. The checks use the field names transformers' configs share, so they hold for
 //! every family without naming one.
-use super::checkpoint::canonical_key;
+use super::checkpoint::{canonical_key, map_file};
 use super::config::ModelConfig;
 use super::family::{Family, Held};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -16,11 +16,7 @@ use std::path::{Path, PathBuf};
 fn header_shapes(files: &[PathBuf], prefix: &str) -> Result<HashMap<String, Vec<usize>>> {
     let mut out = HashMap::new();
     for file in files {
-        let f = std::fs::File::open(file)
-            .with_context(|| format!("{}: cannot open", file.display()))?;
-        // SAFETY: the file is only read while mapped; checkpoints are not rewritten under us.
-        let bytes = unsafe { memmap2::Mmap::map(&f) }
-            .with_context(|| format!("{}: cannot map", file.display()))?;
+        let bytes = map_file(file)?;
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow!("{}: not a safetensors file: {e}", file.display()))?;
         for (name, info) in meta.tensors() {
