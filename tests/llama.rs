@@ -955,6 +955,109 @@ fn smollm2_on_wikitext2_matches_transformers() {
     }
 }
 
+/// SmolLM2 pruned by query heads, and by whole key/value groups as many in every layer
+/// (`--uniform-heads`), in float64: the pruned model equals the masked original beyond float32's
+/// rounding (in float32 a 30-layer model's logits differ by ~4e-4 between two matmul shapes of
+/// the same sums, in transformers as here). The uniform one is a plain config of 6 heads over 2
+/// key/value heads that needs no modelling file.
+#[test]
+fn smollm2_pruned_equals_masked_in_float64() {
+    let gguf = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        gguf.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let text = s(&root().join("data/wikitext-2/valid.txt"));
+    for (unit, uniform) in [("head", false), ("group", true)] {
+        let out = tmp.path().join(format!("prune-{unit}"));
+        let mut args = vec![
+            "prune",
+            "--task",
+            "lm",
+            "--model",
+            gguf.to_str().unwrap(),
+            "--text",
+            &text,
+            "--block-size",
+            "64",
+            "--data-subset",
+            "2",
+            "--dtype",
+            "float64",
+            "--prune-unit",
+            unit,
+            "--target-heads",
+            "0.67",
+            "--masking-amount",
+            "0.34",
+            "--timing-runs",
+            "1",
+            "--json",
+            "--quiet",
+        ];
+        if uniform {
+            args.push("--uniform-heads");
+        }
+        let o = s(&out);
+        args.extend(["--output-dir", &o]);
+        let p = ok(&bertology(&args));
+        let d = p["max_abs_logit_diff_pruned_vs_masked"].as_f64().unwrap();
+        eprintln!(
+            "SmolLM2 pruned by {unit} (float64): {} heads kept, max |diff| {d:.2e}",
+            p["heads_kept"]
+        );
+        assert!(d <= 1e-9, "{unit}: pruned differs from masked by {d}");
+        assert!(p["parameters_after"].as_i64() < p["parameters_before"].as_i64());
+        let model = out.join("pruned_model");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+        // The logits themselves: the pruned model against the original under the run's mask.
+        let folder = bertology::model::source::resolve_model(&s(&gguf), true).unwrap();
+        let mut original = load(&folder);
+        original.set_kind(Kind::Double);
+        let mut pruned = load(&out.join("pruned_model"));
+        pruned.set_kind(Kind::Double);
+        let mask = bertology::npy::read(&out.join("head_mask.npy")).unwrap();
+        let x = Tensor::arange_start(1000, 1032, (Kind::Int64, Device::Cpu)).view([1, 32]);
+        let (types, att) = (x.zeros_like(), x.ones_like());
+        let inputs = Inputs {
+            input_ids: &x,
+            token_type_ids: &types,
+            attention_mask: &att,
+        };
+        let want = tch::no_grad(|| {
+            original
+                .net
+                .forward(&inputs, Some(&mask), Default::default())
+        })
+        .unwrap()
+        .logits;
+        let got = tch::no_grad(|| pruned.net.forward(&inputs, None, Default::default()))
+            .unwrap()
+            .logits;
+        let d = max_abs_diff(&got, &want);
+        eprintln!("SmolLM2 pruned by {unit} (float64): logits max |diff| {d:.2e}");
+        assert!(d <= 1e-9, "{unit}: pruned logits differ from masked by {d}");
+        if uniform {
+            assert_eq!(p["heads_kept_per_layer"], serde_json::json!(vec![6; 30]));
+            assert!(!model.join("modeling_bertology.py").exists());
+            assert_eq!(
+                (
+                    config["num_attention_heads"].as_i64(),
+                    config["num_key_value_heads"].as_i64()
+                ),
+                (Some(6), Some(2))
+            );
+            assert_eq!(config["head_dim"], 64);
+        } else {
+            assert!(model.join("modeling_bertology.py").is_file());
+        }
+    }
+}
+
 /// `--dtype bfloat16` runs every family and stays close to float32: language models' loss
 /// within 1 % (on WikiText-2 blocks), classifiers' logits within 0.1 (tiny MNLI), and head
 /// importance of a grouped-query model within 0.1 of float32's (normalised to [0, 1]).
