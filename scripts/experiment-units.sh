@@ -66,7 +66,7 @@ curves=()
 for units in heads neurons both; do
   for order in importance random; do
     name=curve-$units-$order
-    log "$name: masking down to $floor of the $units, $amount per step"
+    log "$name: masking down to $floor of the $units, $amount per step" # both: of each
     # shellcheck disable=SC2046
     "$bin" prune "${base[@]}" $(budget "$units") --order "$order" --masking-amount "$amount" \
       --timing-runs 1 --output-dir "$out/$name" >"$out/$name.json"

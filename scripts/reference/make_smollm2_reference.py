@@ -10,7 +10,8 @@ compares bertology with:
   16 ids, so a tokenizer difference shows as such;
 - loss: the mean token loss over the blocks (ForCausalLMLoss), and each block's mean;
 - logits of block 0 at positions 0, 1, 63 and 127: the first 64 vocabulary entries, the
-  logsumexp over the whole vocabulary and the argmax;
+  logsumexp over the whole vocabulary and the argmax; the same 64 entries in double precision
+  and transformers' own float32 error against them (float32_error);
 - head importance, per-example estimator (bertology's default): mean over blocks of
   |d(block's mean token loss)/d(mask)|, raw [30, 9] and normalised as bertology and
   run_bertology.py do (each layer by its L2 norm + 1e-20, then min-max over all heads);
@@ -22,6 +23,7 @@ usage: make_smollm2_reference.py [--blocks N]
 import argparse
 import json
 import os
+from contextlib import contextmanager
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -42,6 +44,42 @@ def fnv1a(ids):
             h ^= b
             h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return f"{h:016x}"
+
+
+@contextmanager
+def exact_float64(model):
+    """transformers run in float64 still rounds to float32 in three places: RMSNorm's statistics,
+    the eager attention's softmax and the rotary angles. These patches keep float64 throughout
+    (RMSNorm without the cast, sdpa attention, angles from float64 frequencies), so the result
+    is the exact value that float32 runs approximate."""
+    cfg = model.config
+    norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
+
+    def norm_forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+    rope = model.model.rotary_emb
+    assert getattr(cfg, "rope_scaling", None) is None, "default rotary embeddings only"
+    dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    inv = 1.0 / cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+
+    def rope_forward(self, x, position_ids):
+        freqs = position_ids[:, :, None].double() * inv[None, None, :]
+        emb = torch.cat((freqs, freqs), -1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    saved = (cfg._attn_implementation, [n.forward for n in norms], rope.forward)
+    for n in norms:
+        n.forward = norm_forward.__get__(n)
+    rope.forward = rope_forward.__get__(rope)
+    cfg._attn_implementation = "sdpa"
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = saved[0]
+        for n, f in zip(norms, saved[1]):
+            n.forward = f
+        rope.forward = saved[2]
 
 
 def block_losses(logits, ids):
@@ -85,6 +123,12 @@ def main():
         masked_loss = block_losses(model(input_ids=x).logits, x).mean().item()
     positions = [0, 1, 63, 127]
     l0 = logits[0].detach()
+    # The same block in double precision (the dequantised float32 weights, widened): what both
+    # float32 implementations approximate, so each one's rounding error can be measured.
+    model.double()
+    with torch.no_grad(), exact_float64(model):
+        l0_64 = model(input_ids=x[:1]).logits[0]
+    model.float()
     out = {
         "gguf": os.path.basename(GGUF),
         "text": "wikitext-2/valid.txt",
@@ -99,6 +143,9 @@ def main():
             "first_64": [l0[p, :64].tolist() for p in positions],
             "logsumexp": [torch.logsumexp(l0[p], -1).item() for p in positions],
             "argmax": [int(l0[p].argmax()) for p in positions],
+            "float64_first_64": [l0_64[p, :64].tolist() for p in positions],
+            "float32_error": max((l0[p, :64].double() - l0_64[p, :64]).abs().max().item()
+                                 for p in positions),
         },
         "importance_raw": raw.tolist(),
         "importance": norm.tolist(),

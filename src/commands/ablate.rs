@@ -166,13 +166,35 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
             .collect::<Vec<_>>());
     }
     write_json(&dir.join("ablation.json"), &summary)?;
+    // Language models: the change of perplexity, what people read; else the score's drop.
+    let (title, shown, legend) = if s.data.spec.is_language_model() {
+        let ppl = |v: f64| (1.0 / v).exp();
+        let rise: Vec<Vec<f64>> = without
+            .iter()
+            .map(|r| r.iter().map(|&v| ppl(v) - ppl(base)).collect())
+            .collect();
+        (
+            format!(
+                "Perplexity change when one head is masked (unmasked {:.2})",
+                ppl(base)
+            ),
+            rise,
+            "Δ perplexity",
+        )
+    } else {
+        (
+            format!("Score drop when one head is masked ({metric})"),
+            drop(&without),
+            "drop",
+        )
+    };
     crate::report::plots::heatmap(
         &dir.join("ablation"),
-        &format!("Score drop when one head is masked ({metric})"),
-        &drop(&without),
+        &title,
+        &shown,
         None,
         None,
-        "drop",
+        legend,
         grouping(heads, net.num_kv_heads()),
     )?;
     staging.commit()?;

@@ -9,7 +9,7 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
         let mut runs = Vec::new();
         let mut metric = String::from("score");
         let mut threshold = None;
-        let mut units_seen: Vec<String> = Vec::new();
+        let mut units_seen: Vec<(String, String, String)> = Vec::new();
         check_output_dir(&args.output_dir)?;
         for dir in &args.compare {
             if !dir.is_dir() {
@@ -29,19 +29,30 @@ pub fn run(args: &ReportArgs, global: &GlobalArgs) -> Result<()> {
             } else {
                 format!("{order} ({name})")
             };
-            units_seen.push(summary["units"].as_str().unwrap_or("heads").to_string());
+            let units = summary["units"].as_str().unwrap_or("heads").to_string();
+            units_seen.push((units, order.to_string(), label.clone()));
             metric = summary["metric"].as_str().unwrap_or("score").to_string();
-            if summary["target_heads"].is_null() {
+            // A budget run (of heads or neurons) has no threshold to draw.
+            if summary["target_heads"].is_null() && summary["target_neurons"].is_null() {
                 threshold = summary["threshold"].as_f64();
             }
             runs.push((label, read_curve(&dir.join("masking_curve.csv"))?));
         }
-        // Heads against neurons compare at equal size, told apart by their units; heads alone
-        // as a fraction of heads.
-        let by_parameters = units_seen.iter().any(|u| u != "heads");
+        // Heads against neurons compare at equal size, told apart by their units and order
+        // (and the folder when those repeat); heads alone as a fraction of heads.
+        let by_parameters = units_seen.iter().any(|(u, _, _)| u != "heads");
         if by_parameters {
-            for ((label, _), units) in runs.iter_mut().zip(&units_seen) {
-                *label = format!("{units}, {label}");
+            let short: Vec<String> = units_seen
+                .iter()
+                .map(|(units, order, _)| format!("{units}, {order}"))
+                .collect();
+            for (i, (label, _)) in runs.iter_mut().enumerate() {
+                let repeated = short.iter().filter(|s| **s == short[i]).count() > 1;
+                *label = if repeated {
+                    format!("{}, {}", units_seen[i].0, units_seen[i].2)
+                } else {
+                    short[i].clone()
+                };
             }
         }
         let staging = Staging::new(&args.output_dir, COMPARE_FILES)?;

@@ -317,19 +317,21 @@ struct RotaryEmbedding {
 }
 
 impl RotaryEmbedding {
-    /// 1 / base^(2i / dim), float32, as `_compute_default_rope_parameters`.
-    fn default_inv_freq(base: f64, dim: i64) -> Tensor {
+    /// 1 / base^(2i / dim), in `kind` (float32 as `_compute_default_rope_parameters`).
+    fn default_inv_freq(base: f64, dim: i64, kind: Kind) -> Tensor {
         let exponents = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, Device::Cpu))
-            .to_kind(Kind::Float)
+            .to_kind(kind)
             / dim as f64;
         Tensor::pow_scalar(base, &exponents).reciprocal()
     }
 
     /// The frequencies for an input of `len` positions (dynamic scaling depends on it).
-    fn inv_freq(&self, len: i64) -> Tensor {
+    fn inv_freq(&self, len: i64, kind: Kind) -> Tensor {
         match self.scaling {
-            RopeScaling::Default => Self::default_inv_freq(self.base, self.dim),
-            RopeScaling::Linear { factor } => Self::default_inv_freq(self.base, self.dim) / factor,
+            RopeScaling::Default => Self::default_inv_freq(self.base, self.dim, kind),
+            RopeScaling::Linear { factor } => {
+                Self::default_inv_freq(self.base, self.dim, kind) / factor
+            }
             RopeScaling::Dynamic { factor } => {
                 // `_compute_dynamic_ntk_parameters` for a fresh model: the base grows once the
                 // input is longer than max_position_embeddings. (transformers caches the
@@ -339,7 +341,7 @@ impl RotaryEmbedding {
                 let dim = self.dim as f64;
                 let base =
                     self.base * ((factor * seq / max) - (factor - 1.0)).powf(dim / (dim - 2.0));
-                Self::default_inv_freq(base, self.dim)
+                Self::default_inv_freq(base, self.dim, kind)
             }
             RopeScaling::Llama3 {
                 factor,
@@ -347,7 +349,7 @@ impl RotaryEmbedding {
                 high_freq_factor,
                 original_max_positions: old,
             } => {
-                let inv_freq = Self::default_inv_freq(self.base, self.dim);
+                let inv_freq = Self::default_inv_freq(self.base, self.dim, kind);
                 let low_freq_wavelen = old / low_freq_factor;
                 let high_freq_wavelen = old / high_freq_factor;
                 let wavelen = inv_freq.reciprocal() * (2.0 * PI);
@@ -367,10 +369,16 @@ impl RotaryEmbedding {
     }
 
     /// cos and sin [len, dim] of positions 0..len (`cat(freqs, freqs)`), computed in float32
-    /// and cast to `kind` as transformers does.
+    /// and cast to `kind` as transformers does; in float64 when `kind` is (transformers'
+    /// float32 angles would cap a float64 run's precision at float32's).
     fn rotary(&self, len: i64, kind: Kind, device: Device) -> Rotary {
-        let inv_freq = self.inv_freq(len).to_device(device);
-        let positions = Tensor::arange(len, (Kind::Float, device));
+        let angles = if kind == Kind::Double {
+            Kind::Double
+        } else {
+            Kind::Float
+        };
+        let inv_freq = self.inv_freq(len, angles).to_device(device);
+        let positions = Tensor::arange(len, (angles, device));
         let freqs = positions.outer(&inv_freq);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
         Rotary {

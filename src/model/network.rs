@@ -371,15 +371,16 @@ pub trait Network {
         match labels {
             Some(labels) if self.objective().is_language_model() => {
                 let (losses, counted) = token_losses(logits, labels, self.objective());
+                let kind = losses.kind();
                 Tensor::stack(
                     &[
-                        losses.sum_dim_intlist(-1, false, Kind::Float),
-                        counted.sum_dim_intlist(-1, false, Kind::Float),
+                        losses.sum_dim_intlist(-1, false, kind),
+                        counted.sum_dim_intlist(-1, false, kind),
                     ],
                     1,
                 )
             }
-            _ => logits.to_kind(Kind::Float),
+            _ => logits.to_kind(loss_kind(logits.kind())),
         }
     }
 
@@ -473,10 +474,12 @@ pub fn token_losses(logits: &Tensor, labels: &Tensor, objective: Objective) -> (
     };
     let (b, t) = (labels.size()[0], labels.size()[1]);
     let v = logits.size()[2];
-    // Upcast as transformers' loss does (logits.float()).
+    // Upcast as transformers' loss does (logits.float()); float64 stays (a float64 run is for
+    // comparing beyond float32's rounding).
+    let kind = loss_kind(logits.kind());
     let losses = logits
         .reshape([b * t, v])
-        .to_kind(Kind::Float)
+        .to_kind(kind)
         .cross_entropy_loss::<Tensor>(
             &labels.reshape([b * t]),
             None,
@@ -485,8 +488,17 @@ pub fn token_losses(logits: &Tensor, labels: &Tensor, objective: Objective) -> (
             0.0,
         )
         .view([b, t]);
-    let counted = labels.ne(-100).to_kind(Kind::Float);
+    let counted = labels.ne(-100).to_kind(kind);
     (losses, counted)
+}
+
+/// The precision of losses and summaries: float32, or float64 for float64 outputs.
+pub fn loss_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
 }
 
 /// Checks a head mask's shape against the model: [layers, heads] or [batch, layers, heads].

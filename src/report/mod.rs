@@ -427,9 +427,9 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
             &out.join("pruning_curve"),
             &[(label, points)],
             summary["metric"].as_str().unwrap_or("score"),
-            summary["threshold"]
-                .as_f64()
-                .filter(|_| summary["target_heads"].is_null()),
+            summary["threshold"].as_f64().filter(|_| {
+                summary["target_heads"].is_null() && summary["target_neurons"].is_null()
+            }),
             by_parameters,
         )?);
     }

@@ -301,6 +301,16 @@ where
     Ok(())
 }
 
+/// Decimals that tell apart `labels` evenly spaced labels over a range of `span`.
+fn decimals(span: f64, labels: usize) -> usize {
+    let step = span / labels.max(1) as f64;
+    if step.is_finite() && step > 0.0 {
+        (-step.log10()).ceil().clamp(0.0, 8.0) as usize
+    } else {
+        2
+    }
+}
+
 pub(crate) fn colour_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     min: f64,
@@ -326,7 +336,7 @@ pub(crate) fn colour_bar<DB: DrawingBackend>(
         .disable_x_axis()
         .y_labels(6)
         .label_style((FONT, 13))
-        .y_label_formatter(&|v: &f64| format!("{v:.2}"))
+        .y_label_formatter(&|v: &f64| format!("{v:.*}", decimals(hi - lo, 6)))
         .draw()?;
     let steps = 100;
     chart.draw_series((0..steps).map(|i| {
@@ -352,8 +362,18 @@ pub fn pruning_curve(
     let size = (900u32, 560u32);
     // A language model's score is 1 / loss; people read perplexity (exp of the loss).
     let perplexity = metric == "inverse_loss";
+    // Perplexity that grows by orders of magnitude as heads go is drawn on a log scale (the
+    // y values are then log10 of perplexity, labelled as perplexity).
+    let spread = runs
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| (1.0 / p.score).exp()))
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let log_y = perplexity && spread.1 > 10.0 * spread.0;
     let shown = |score: f64| {
-        if perplexity {
+        if log_y {
+            (1.0 / score).exp().log10()
+        } else if perplexity {
             (1.0 / score).exp()
         } else {
             score
@@ -373,7 +393,9 @@ pub fn pruning_curve(
         })
         .collect();
     let runs = runs.as_slice();
-    let metric = if perplexity {
+    let metric = if log_y {
+        "perplexity (log scale, lower is better)"
+    } else if perplexity {
         "perplexity (lower is better)"
     } else {
         metric
@@ -387,7 +409,10 @@ pub fn pruning_curve(
         .and_then(|(_, c)| c.first())
         .map_or(1.0, |p| p.score);
     let line = threshold.map(|t| {
-        if perplexity {
+        if log_y {
+            // In log10: perplexity ≤ original^(1/t)  ⇔  log ≤ log(original) / t.
+            original / t
+        } else if perplexity {
             // 1/loss ≥ t / original loss  ⇔  perplexity ≤ original^(1/t).
             original.powf(1.0 / t)
         } else {
@@ -405,14 +430,12 @@ pub fn pruning_curve(
         .chain(line)
         .fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.01);
-    let x = |p: &CurvePoint| {
-        match (by_parameters, p.parameters) {
+    let x = |p: &CurvePoint| match (by_parameters, p.parameters) {
         (true, Some(n)) => Ok(n as f64 / 1e6),
         (true, None) => Err(anyhow!(
-            "a compared run's masking_curve.csv has no parameters_kept column (a run of an older bertology: prune it again)"
+            "a masking_curve.csv without parameters_kept (an older run: prune again)"
         )),
         (false, _) => Ok(1.0 - p.fraction_kept),
-    }
     };
     let xs = runs
         .iter()
@@ -435,6 +458,7 @@ pub fn pruning_curve(
         hi: hi + pad,
         by_parameters,
         x_range,
+        log_y,
     };
     render(
         stem,
@@ -453,6 +477,8 @@ struct Curve<'a> {
     hi: f64,
     by_parameters: bool,
     x_range: (f64, f64),
+    /// y values are log10 of what the labels show.
+    log_y: bool,
 }
 
 fn draw_curve<DB: DrawingBackend>(
@@ -472,6 +498,7 @@ where
         hi,
         by_parameters,
         x_range: (x0, x1),
+        log_y,
     } = *s;
     let x_of = |p: &CurvePoint| {
         if by_parameters {
@@ -516,7 +543,16 @@ where
                 }
             })
             .y_label_formatter(&|v| {
-                if hi - lo >= 5.0 {
+                if log_y {
+                    let x = 10f64.powf(*v);
+                    if x >= 1e4 {
+                        format!("{:.0}k", x / 1e3)
+                    } else if x >= 10.0 {
+                        format!("{x:.0}")
+                    } else {
+                        format!("{x:.1}")
+                    }
+                } else if hi - lo >= 5.0 {
                     format!("{v:.1}")
                 } else {
                     format!("{v:.3}")
@@ -559,7 +595,13 @@ where
             chart
                 .draw_series(xy.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(&e)?;
-            if let Some(chosen) = points.iter().rev().find(|p| p.accepted) {
+            // The chosen step's label, unless so many runs would crowd them.
+            if let Some(chosen) = points
+                .iter()
+                .rev()
+                .find(|p| p.accepted)
+                .filter(|_| runs.len() <= 3)
+            {
                 let at = (x_of(chosen), chosen.score);
                 chart
                     .draw_series([Circle::new(at, 8, c.stroke_width(3))])
@@ -591,7 +633,12 @@ where
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .label_font((FONT, 15))
-            .position(SeriesLabelPosition::LowerLeft)
+            // Scores fall as heads go, perplexity rises: the legend where the lines are not.
+            .position(if metric.starts_with("perplexity") {
+                SeriesLabelPosition::UpperLeft
+            } else {
+                SeriesLabelPosition::LowerLeft
+            })
             .draw()
             .map_err(&e)?;
         root.present().map_err(&e)?;

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One run, side by side, of bertology against transformers 4.57 (scripts/reference/bench_llm.py:
+# sdpa attention, the head mask as o_proj pre-hooks, frozen weights) on SmolLM2-135M-Instruct and
+# the same 16 blocks of 128 tokens of WikiText-2 valid, batches of 8, float32, 2 threads: an eval
+# pass, an importance pass, and a prune run (5 steps of 10 % of the heads, importance re-estimated
+# at each). Ours are whole processes (loading the model from the converted GGUF's cache
+# included); the reference's figures are its passes alone, after a warm-up pass (the prune loop
+# without). Peak memory is each process's maximum resident set. The two sides alternate, RUNS
+# rounds; medians are reported.
+#
+# usage: scripts/bench-llm.sh [--runs N] [--out DIR]   (about 15 minutes with 3 runs on 2 cores)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+runs=3
+out=$root/runs/bench-llm
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "bench-llm.sh: error: unknown argument $1 (expected --runs N or --out DIR)" >&2; exit 2 ;;
+  esac
+done
+bin=$root/target/release/bertology
+py=$root/.venv-ref/bin/python
+gguf=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
+for f in "$bin" "$py" "$gguf" "$root/data/wikitext-2/valid.txt"; do
+  [ -e "$f" ] || { echo "bench-llm.sh: error: $f is missing; run scripts/setup.sh and scripts/setup-python-ref.sh" >&2; exit 1; }
+done
+mkdir -p "$out"
+res=$out/results.jsonl
+: >"$res"
+lm=(--task lm --model "$gguf" --text data/wikitext-2/valid.txt --block-size 128 --data-subset 16
+    --batch-size 8 --device cpu --quiet --json)
+
+# record NAME COMMAND...: the command's JSON stdout with its wall time and peak memory.
+record() {
+  local name=$1; shift
+  echo "bench-llm.sh: $name" >&2
+  /usr/bin/time -f '%e %M' -o "$out/time" "$@" >"$out/stdout"
+  read -r wall rss <"$out/time"
+  python3 - "$name" "$wall" "$rss" "$out/stdout" >>"$res" <<'PY'
+import json, sys
+name, wall, rss, path = sys.argv[1:]
+text = open(path).read().strip().splitlines()
+data = json.loads(text[-1]) if text and text[-1].startswith("{") else {}
+print(json.dumps({"name": name, "wall": float(wall), "peak_rss_mb": int(rss) / 1024, "data": data}))
+PY
+}
+
+# The GGUF is converted once (cached); neither side's figures include that.
+"$bin" eval "${lm[@]}" --data-subset 1 --output-dir "$out/warm" >/dev/null
+for i in $(seq "$runs"); do
+  record eval-ours "$bin" eval "${lm[@]}" --output-dir "$out/eval"
+  record eval-transformers "$py" scripts/reference/bench_llm.py eval
+  record importance-ours "$bin" importance "${lm[@]}" --output-dir "$out/importance"
+  record importance-ours-no-entropy "$bin" importance "${lm[@]}" --no-entropy --output-dir "$out/importance"
+  record importance-transformers "$py" scripts/reference/bench_llm.py importance
+  record prune-ours "$bin" prune "${lm[@]}" --target-heads 0.5 --masking-amount 0.1 --timing-runs 1 \
+    --output-dir "$out/prune"
+  record prune-transformers "$py" scripts/reference/bench_llm.py prune --steps 5 --amount 0.1
+done
+
+python3 - "$res" "$out/summary.json" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(name, key):
+    vals = [r[key] if key != "seconds" else r["data"]["seconds"] for r in rows if r["name"] == name]
+    return statistics.median(vals), min(vals), max(vals)
+summary = {}
+for what in ("eval", "importance", "prune"):
+    ours = med(f"{what}-ours", "wall")
+    ref = med(f"{what}-transformers", "seconds")
+    summary[what] = {
+        "ours_process_seconds": ours, "transformers_pass_seconds": ref,
+        "speedup": ref[0] / ours[0],
+        "ours_peak_rss_mb": med(f"{what}-ours", "peak_rss_mb")[0],
+        "transformers_peak_rss_mb": med(f"{what}-transformers", "peak_rss_mb")[0],
+    }
+ne = med("importance-ours-no-entropy", "wall")
+summary["importance"]["ours_no_entropy_process_seconds"] = ne
+summary["importance"]["speedup_no_entropy"] = summary["importance"]["transformers_pass_seconds"][0] / ne[0]
+losses = {r["name"]: r["data"].get("loss", r["data"].get("metrics", {}).get("loss")) for r in rows}
+summary["losses"] = losses
+json.dump(summary, open(sys.argv[2], "w"), indent=1)
+print("what        ours (process, s)      transformers (pass, s)   speed-up   peak MB ours / ref")
+for what in ("eval", "importance", "prune"):
+    s = summary[what]
+    o, r = s["ours_process_seconds"], s["transformers_pass_seconds"]
+    print(f"{what:<11} {o[0]:6.2f} [{o[1]:.2f}-{o[2]:.2f}]     {r[0]:6.2f} [{r[1]:.2f}-{r[2]:.2f}]       "
+          f"{s['speedup']:.2f}x     {s['ours_peak_rss_mb']:.0f} / {s['transformers_peak_rss_mb']:.0f}")
+print(f"importance without entropy: {ne[0]:.2f} s ({summary['importance']['speedup_no_entropy']:.2f}x)")
+PY
