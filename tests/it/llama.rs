@@ -1014,7 +1014,7 @@ fn smollm2_pruned_equals_masked_in_float64() {
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
         // The logits themselves: the pruned model against the original under the run's mask.
-        let folder = bertology::model::source::resolve_model(&s(&gguf), true).unwrap();
+        let folder = bertology::model_source::resolve_model(&s(&gguf), true).unwrap();
         let mut original = load(&folder);
         original.set_kind(Kind::Double);
         let mut pruned = load(&out.join("pruned_model"));
