@@ -1,8 +1,9 @@
 //! Checks config.json against the checkpoint's headers before any variable is allocated: a
 //! config whose sizes disagree with the weights (a typo, a mangled file) would otherwise have
 //! libtorch allocate whatever it says — gigabytes for one stray digit — before the first
-//! shape check. The checks use the field names transformers' configs share, so they hold for
-//! every family without naming one.
+//! shape check. Each family declares its size fields (`Family::sizes`); below them, the
+//! field names of every family's config (transformers' shared names and the few of its own
+//! that DistilBERT and GPT-2 use) are checked whatever the family, as a net.
 use super::checkpoint::{canonical_key, map_file};
 use super::config::ModelConfig;
 use super::family::{Family, Held};
