@@ -2,13 +2,14 @@
 //! Table 1: how many single heads hurt, how many help), and with each layer reduced to one head
 //! (Table 2: is one head per layer enough?), in one process over the same batches.
 use super::args::{AblateArgs, GlobalArgs};
-use super::common::padding;
+use super::common::{padding, TaskSetup};
 use super::setup::setup;
 use crate::eval::{predict, score};
 use crate::output::{check_output_dir, write_csv, write_json, write_npy, Staging, ABLATION_FILES};
 use crate::progress;
 use anyhow::{bail, Result};
 use serde_json::json;
+use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -22,6 +23,70 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
             s.data_dir.display()
         );
     }
+    let scores = ablate(&s, args, global)?;
+    let counts = Counts::of(&scores, args.tolerance);
+    let staging = Staging::new(&args.output_dir, ABLATION_FILES)?;
+    let dir = staging.dir();
+    write_tables(dir, &scores, args.single_head)?;
+    let summary = summary(&s, args, &scores, &counts);
+    write_json(&dir.join("ablation.json"), &summary)?;
+    picture(dir, &s, &scores)?;
+    staging.commit()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        let Scores {
+            metric,
+            base,
+            heads_present,
+            seconds,
+            ..
+        } = &scores;
+        let Counts { hurt, helped, .. } = counts;
+        println!(
+            "{} {}: {metric} {base:.4}; masking one head hurts for {hurt} and helps for {helped} of {heads_present} heads (by more than {} of the score); {:.1} s",
+            s.data.spec.name(),
+            s.split_name,
+            args.tolerance,
+            seconds
+        );
+        println!(
+            "wrote {}/ablation.npy, ablation.csv, ablation.json and ablation.png",
+            args.output_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// What an ablation run measured.
+struct Scores {
+    metric: String,
+    layers: i64,
+    heads: i64,
+    /// The unmasked model's score.
+    base: f64,
+    /// [layer][head]: the score with that head masked; NaN for heads the model no longer has.
+    without: Vec<Vec<f64>>,
+    /// [layer][head]: the score with the layer reduced to that head (NaN without --single-head).
+    alone: Vec<Vec<f64>>,
+    heads_present: i64,
+    seconds: f64,
+}
+
+impl Scores {
+    /// How much masking each head lowers the score. Higher scores are better for every metric
+    /// the tool reports (1 / loss for language models), so a drop is base − score.
+    fn drop(&self) -> Vec<Vec<f64>> {
+        self.without
+            .iter()
+            .map(|r| r.iter().map(|x| self.base - x).collect())
+            .collect()
+    }
+}
+
+/// Scores the model unmasked, with each present head masked alone and (--single-head) with
+/// each layer reduced to each of its heads, all over the same batches.
+fn ablate(s: &TaskSetup, args: &AblateArgs, global: &GlobalArgs) -> Result<Scores> {
     let net = s.model.net.as_ref();
     let (layers, heads) = (net.num_layers(), net.num_heads());
     let metric = s.data.spec.default_metric().to_string();
@@ -43,73 +108,109 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
     let bar = progress::bar(passes as u64, "ablating", global.quiet);
     let base = evaluate(None)?;
     bar.inc(1);
-    let ones = || Tensor::ones([layers, heads], (Kind::Float, s.device));
-    // Score with head (l, h) masked; NaN for heads the model no longer has.
-    let mut without = vec![vec![f64::NAN; heads as usize]; layers as usize];
-    for l in 0..layers {
-        for h in (0..heads).filter(|&h| present(l, h)) {
-            let mask = ones();
-            let _ = mask.get(l).get(h).fill_(0.0);
-            without[l as usize][h as usize] = evaluate(Some(&mask))?;
-            bar.inc(1);
-        }
-    }
-    // Score with layer l reduced to head h alone (the rest of the model intact).
-    let mut alone = vec![vec![f64::NAN; heads as usize]; layers as usize];
-    if args.single_head {
+    // Each present head's score with `mask_of(l, h)` (NaN for heads the model no longer has).
+    let each_head = |mask_of: &dyn Fn(i64, i64) -> Tensor| -> Result<Vec<Vec<f64>>> {
+        let mut scores = vec![vec![f64::NAN; heads as usize]; layers as usize];
         for l in 0..layers {
             for h in (0..heads).filter(|&h| present(l, h)) {
-                let mask = ones();
-                let mut row = mask.get(l);
-                let _ = row.fill_(0.0);
-                let _ = row.get(h).fill_(1.0);
-                alone[l as usize][h as usize] = evaluate(Some(&mask))?;
+                scores[l as usize][h as usize] = evaluate(Some(&mask_of(l, h)))?;
                 bar.inc(1);
             }
         }
-    }
+        Ok(scores)
+    };
+    let ones = || Tensor::ones([layers, heads], (Kind::Float, s.device));
+    // Score with head (l, h) masked.
+    let without = each_head(&|l, h| {
+        let mask = ones();
+        let _ = mask.get(l).get(h).fill_(0.0);
+        mask
+    })?;
+    // Score with layer l reduced to head h alone (the rest of the model intact).
+    let alone = if args.single_head {
+        each_head(&|l, h| {
+            let mask = ones();
+            let mut row = mask.get(l);
+            let _ = row.fill_(0.0);
+            let _ = row.get(h).fill_(1.0);
+            mask
+        })?
+    } else {
+        vec![vec![f64::NAN; heads as usize]; layers as usize]
+    };
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    // Higher scores are better for every metric the tool reports (1 / loss for language
-    // models), so a drop is base − score.
-    let drop = |v: &Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-        v.iter()
-            .map(|r| r.iter().map(|x| base - x).collect())
-            .collect()
-    };
-    // A change counts when it exceeds this share of the unmasked score.
-    let tolerance = args.tolerance * base.abs();
-    let count = |pred: &dyn Fn(f64) -> bool| {
-        without
+    Ok(Scores {
+        metric,
+        layers,
+        heads,
+        base,
+        without,
+        alone,
+        heads_present,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// What the summary counts: heads whose masking hurts or helps by more than the tolerance, and
+/// the best head of each layer kept alone.
+struct Counts {
+    hurt: usize,
+    helped: usize,
+    best_alone: Vec<Option<(i64, f64)>>,
+}
+
+impl Counts {
+    fn of(scores: &Scores, tolerance: f64) -> Counts {
+        let base = scores.base;
+        // A change counts when it exceeds this share of the unmasked score.
+        let tolerance = tolerance * base.abs();
+        let count = |pred: &dyn Fn(f64) -> bool| {
+            scores
+                .without
+                .iter()
+                .flatten()
+                .filter(|x| x.is_finite() && pred(base - **x))
+                .count()
+        };
+        let best_alone = scores
+            .alone
             .iter()
-            .flatten()
-            .filter(|x| x.is_finite() && pred(base - **x))
-            .count()
-    };
-    let hurt = count(&|d| d > tolerance);
-    let helped = count(&|d| d < -tolerance);
-    let best_alone: Vec<Option<(i64, f64)>> = alone
-        .iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(h, v)| (h as i64, *v))
-        })
-        .collect();
-    let staging = Staging::new(&args.output_dir, ABLATION_FILES)?;
-    let dir = staging.dir();
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(h, v)| (h as i64, *v))
+            })
+            .collect();
+        Counts {
+            hurt: count(&|d| d > tolerance),
+            helped: count(&|d| d < -tolerance),
+            best_alone,
+        }
+    }
+}
+
+/// ablation.npy (the drops), single_head.npy (--single-head) and ablation.csv.
+fn write_tables(dir: &Path, scores: &Scores, single_head: bool) -> Result<()> {
+    let Scores {
+        layers,
+        heads,
+        base,
+        without,
+        alone,
+        ..
+    } = scores;
+    let (layers, heads, base) = (*layers, *heads, *base);
     let matrix = |v: &Vec<Vec<f64>>| Tensor::from_slice(&v.concat()).view([layers, heads]);
-    write_npy(&dir.join("ablation.npy"), &matrix(&drop(&without)))?;
-    if args.single_head {
-        write_npy(&dir.join("single_head.npy"), &matrix(&alone))?;
+    write_npy(&dir.join("ablation.npy"), &matrix(&scores.drop()))?;
+    if single_head {
+        write_npy(&dir.join("single_head.npy"), &matrix(alone))?;
     }
     write_csv(
         &dir.join("ablation.csv"),
         &["layer", "head", "score_without", "drop", "score_alone"],
         (0..layers).flat_map(|l| {
-            let (without, alone) = (&without, &alone);
             (0..heads).map(move |h| {
                 let (w, a) = (
                     without[l as usize][h as usize],
@@ -131,7 +232,33 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
                 ]
             })
         }),
-    )?;
+    )
+}
+
+/// ablation.json.
+fn summary(
+    s: &TaskSetup,
+    args: &AblateArgs,
+    scores: &Scores,
+    counts: &Counts,
+) -> serde_json::Value {
+    let net = s.model.net.as_ref();
+    let Scores {
+        metric,
+        layers,
+        heads,
+        base,
+        without,
+        heads_present,
+        seconds,
+        ..
+    } = scores;
+    let base = *base;
+    let Counts {
+        hurt,
+        helped,
+        best_alone,
+    } = counts;
     let mut summary = json!({
         "task": s.data.spec.name(),
         "split": s.split_name,
@@ -165,8 +292,20 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
             .map(|r| r.iter().map(|&v| ppl(v)).collect::<Vec<_>>())
             .collect::<Vec<_>>());
     }
-    write_json(&dir.join("ablation.json"), &summary)?;
-    // Language models: the change of perplexity, what people read; else the score's drop.
+    summary
+}
+
+/// ablation.png: language models, the change of perplexity (what people read); else the
+/// score's drop.
+fn picture(dir: &Path, s: &TaskSetup, scores: &Scores) -> Result<()> {
+    let Scores {
+        metric,
+        heads,
+        base,
+        without,
+        ..
+    } = scores;
+    let base = *base;
     let (title, shown, legend) = if s.data.spec.is_language_model() {
         let ppl = |v: f64| (1.0 / v).exp();
         let rise: Vec<Vec<f64>> = without
@@ -184,7 +323,7 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
     } else {
         (
             format!("Score drop when one head is masked ({metric})"),
-            drop(&without),
+            scores.drop(),
             "drop",
         )
     };
@@ -195,24 +334,8 @@ pub fn run(args: &AblateArgs, global: &GlobalArgs) -> Result<()> {
         None,
         None,
         legend,
-        grouping(heads, net.num_kv_heads()),
+        grouping(*heads, s.model.net.num_kv_heads()),
     )?;
-    staging.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !global.quiet {
-        println!(
-            "{} {}: {metric} {base:.4}; masking one head hurts for {hurt} and helps for {helped} of {heads_present} heads (by more than {} of the score); {:.1} s",
-            s.data.spec.name(),
-            s.split_name,
-            args.tolerance,
-            seconds
-        );
-        println!(
-            "wrote {}/ablation.npy, ablation.csv, ablation.json and ablation.png",
-            args.output_dir.display()
-        );
-    }
     Ok(())
 }
 

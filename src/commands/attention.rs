@@ -2,8 +2,9 @@
 //! the heads, report.md), or one example's attention as a self-contained HTML page.
 use super::args::GlobalArgs;
 use super::input::{load, Input, InputArgs};
+use crate::attention::stats::HeadStatistics;
 use crate::attention::viewer::{render, ViewerData};
-use crate::attention::{analyse, map::classical_mds, stats, token_classes};
+use crate::attention::{analyse, map::classical_mds, stats, token_classes, Analysis};
 use crate::importance::ranks;
 use crate::model::ForwardOptions;
 use crate::output::write_atomically;
@@ -119,6 +120,15 @@ pub fn run(args: &AttentionArgs, global: &GlobalArgs) -> Result<()> {
     }
 }
 
+/// An importance matrix and its ranks, [layer][head].
+type Matrices<'a> = (&'a [Vec<f64>], &'a [Vec<f64>]);
+
+/// The importance and ranks matrices of an `--importance` run, as the report and viewer take
+/// them.
+fn matrices(importance: Option<&Importance>) -> Option<Matrices<'_>> {
+    importance.map(|i| (i.values.as_slice(), i.ranks.as_slice()))
+}
+
 fn viewer_page(
     input: &Input,
     importance: Option<&Importance>,
@@ -127,6 +137,44 @@ fn viewer_page(
     global: &GlobalArgs,
 ) -> Result<()> {
     let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
+    let net = input.model.net.as_ref();
+    let per_head = example_attentions(input)?;
+    let tokens = input.tokenizer.token_strings(&input.encoded[0].ids);
+    let html = render(&ViewerData {
+        title: &viewer_title(input),
+        tokens: &tokens,
+        attentions: &per_head,
+        importance: matrices(importance),
+        causal: net.is_causal(),
+    })?;
+    write_atomically(&dir.join("attention.html"), html.as_bytes())?;
+    staging.commit()?;
+    let path = out_dir.join("attention.html");
+    let summary = json!({
+        "model": input.model.dir.display().to_string(),
+        "source": input.source,
+        "example": input.indices[0],
+        "tokens": tokens,
+        "importance": importance.map(|i| i.dir.display().to_string()),
+        "file": path.display().to_string(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        println!(
+            "wrote {} ({} tokens, {} layers x {} heads)",
+            path.display(),
+            tokens.len(),
+            net.num_layers(),
+            net.num_heads()
+        );
+    }
+    Ok(())
+}
+
+/// The first input's attention weights, [layer][head] (None for a pruned head), each the
+/// flattened [query, key] matrix.
+fn example_attentions(input: &Input) -> Result<Vec<Vec<Option<Vec<f32>>>>> {
     let net = input.model.net.as_ref();
     crate::importance::ensure_some_head(net, "attention")?;
     let batches = input.batches(1);
@@ -160,7 +208,11 @@ fn viewer_page(
         }
         per_head.push(row);
     }
-    let tokens = input.tokenizer.token_strings(&input.encoded[0].ids);
+    Ok(per_head)
+}
+
+/// The viewer's title: the model's folder name and the example's text(s).
+fn viewer_title(input: &Input) -> String {
     let (a, b) = &input.texts[0];
     let mut title = format!(
         "Attention of {}: {a}",
@@ -174,36 +226,7 @@ fn viewer_page(
     if let Some(b) = b {
         title += &format!(" / {b}");
     }
-    let html = render(&ViewerData {
-        title: &title,
-        tokens: &tokens,
-        attentions: &per_head,
-        importance: importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
-        causal: net.is_causal(),
-    })?;
-    write_atomically(&dir.join("attention.html"), html.as_bytes())?;
-    staging.commit()?;
-    let path = out_dir.join("attention.html");
-    let summary = json!({
-        "model": input.model.dir.display().to_string(),
-        "source": input.source,
-        "example": input.indices[0],
-        "tokens": tokens,
-        "importance": importance.map(|i| i.dir.display().to_string()),
-        "file": path.display().to_string(),
-    });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !global.quiet {
-        println!(
-            "wrote {} ({} tokens, {} layers x {} heads)",
-            path.display(),
-            tokens.len(),
-            net.num_layers(),
-            net.num_heads()
-        );
-    }
-    Ok(())
+    title
 }
 
 fn statistics(
@@ -215,8 +238,69 @@ fn statistics(
 ) -> Result<()> {
     let (dir, out_dir) = (staging.dir().to_path_buf(), args.output_dir.as_path());
     let net = input.model.net.as_ref();
-    let (layers, heads) = (net.num_layers(), net.num_heads());
     let start = Instant::now();
+    let analysis = analyse_input(input, args, global)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let s = &analysis.stats;
+    write_head_table(&dir, input, s, importance)?;
+    let map_coords = match &analysis.distances {
+        Some(d) => Some(write_map(&dir, out_dir, input, d)?),
+        None => None,
+    };
+    let uniform_entropy = uniform_entropy(input, net.is_causal());
+    let special = report::SpecialTokens {
+        start: input.tokenizer.start_token()?,
+        separators: input
+            .tokenizer
+            .token_strings(&input.tokenizer.separator_ids()?),
+    };
+    let findings = report::findings(
+        s,
+        matrices(importance),
+        uniform_entropy,
+        &net.kept_heads(),
+        &special,
+    );
+    let summary = summary(
+        input,
+        &analysis,
+        importance,
+        uniform_entropy,
+        &findings,
+        args,
+        seconds,
+    );
+    write_json(&dir.join("attention.json"), &summary)?;
+    let pictures = report::pictures(
+        &dir,
+        s,
+        matrices(importance),
+        map_coords.as_deref(),
+        &special,
+    )?;
+    report::write_report(&dir, out_dir, &summary, &pictures)?;
+    staging.commit()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        for line in report::finding_lines(&findings) {
+            println!("{line}");
+        }
+        println!(
+            "{} examples, {} tokens, {:.1} s; wrote {}/attention_heads.csv, attention.json, report.md and pictures",
+            input.len(),
+            s.tokens,
+            seconds,
+            out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// One pass over the inputs: every head's statistics and, unless --no-map, the distances
+/// between heads.
+fn analyse_input(input: &Input, args: &AttentionArgs, global: &GlobalArgs) -> Result<Analysis> {
+    let net = input.model.net.as_ref();
     let classes = token_classes(&input.tokenizer, &input.encoded)?;
     let batches = input.batches(args.input.batch_size as usize);
     let bar = progress::bar(input.len() as u64, "attention", global.quiet);
@@ -231,9 +315,28 @@ fn statistics(
         Some(&bar),
     )?;
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    let s = &analysis.stats;
+    Ok(analysis)
+}
 
+/// A number in the CSV files: six decimals, empty when not measured.
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        String::new()
+    }
+}
+
+/// attention_heads.csv: a row per present head, its statistics and (--importance) its
+/// importance and rank.
+fn write_head_table(
+    dir: &Path,
+    input: &Input,
+    s: &HeadStatistics,
+    importance: Option<&Importance>,
+) -> Result<()> {
+    let net = input.model.net.as_ref();
+    let (layers, heads) = (net.num_layers(), net.num_heads());
     let mut header: Vec<&str> = vec!["layer", "head"];
     header.extend(stats::NAMES);
     if importance.is_some() {
@@ -241,13 +344,6 @@ fn statistics(
     }
     let kept = net.kept_heads();
     let present = |l: usize, h: usize| kept[l].contains(&(h as i64));
-    let fmt = |v: f64| {
-        if v.is_finite() {
-            format!("{v:.6}")
-        } else {
-            String::new()
-        }
-    };
     let rows = (0..layers as usize)
         .flat_map(|l| (0..heads as usize).map(move |h| (l, h)))
         .filter(|&(l, h)| present(l, h))
@@ -260,50 +356,56 @@ fn statistics(
             }
             row
         });
-    write_csv(&dir.join("attention_heads.csv"), &header, rows)?;
+    write_csv(&dir.join("attention_heads.csv"), &header, rows)
+}
 
-    let mut map_coords = None;
-    if let Some(d) = &analysis.distances {
-        let n = d.len() as i64;
-        let flat: Vec<f64> = d.iter().flatten().copied().collect();
-        // NaN marks a pruned head's row and column (documented); between present heads every
-        // distance must be finite.
-        let kept = net.kept_heads();
-        let present: Vec<i64> = kept
-            .iter()
+/// head_distances.npy and head_map.csv (the heads placed in the plane by their distances);
+/// returns the map's coordinates.
+fn write_map(dir: &Path, out_dir: &Path, input: &Input, d: &[Vec<f64>]) -> Result<Vec<[f64; 2]>> {
+    let net = input.model.net.as_ref();
+    let heads = net.num_heads();
+    let n = d.len() as i64;
+    let flat: Vec<f64> = d.iter().flatten().copied().collect();
+    // NaN marks a pruned head's row and column (documented); between present heads every
+    // distance must be finite.
+    let kept = net.kept_heads();
+    let present: Vec<i64> = kept
+        .iter()
+        .enumerate()
+        .flat_map(|(l, hs)| hs.iter().map(move |&h| l as i64 * heads + h))
+        .collect();
+    let all = Tensor::from_slice(&flat).view([n, n]);
+    let idx = Tensor::from_slice(&present);
+    crate::finite::ensure_finite(
+        &all.index_select(0, &idx).index_select(1, &idx),
+        "distances between present heads",
+        || format!("for {}", out_dir.join("head_distances.npy").display()),
+    )?;
+    crate::output::write_npy_with_absent_heads(&dir.join("head_distances.npy"), &all)?;
+    let xy = classical_mds(d);
+    write_csv(
+        &dir.join("head_map.csv"),
+        &["layer", "head", "x", "y"],
+        xy.iter()
             .enumerate()
-            .flat_map(|(l, hs)| hs.iter().map(move |&h| l as i64 * heads + h))
-            .collect();
-        let all = Tensor::from_slice(&flat).view([n, n]);
-        let idx = Tensor::from_slice(&present);
-        crate::finite::ensure_finite(
-            &all.index_select(0, &idx).index_select(1, &idx),
-            "distances between present heads",
-            || format!("for {}", out_dir.join("head_distances.npy").display()),
-        )?;
-        crate::output::write_npy_with_absent_heads(&dir.join("head_distances.npy"), &all)?;
-        let xy = classical_mds(d);
-        write_csv(
-            &dir.join("head_map.csv"),
-            &["layer", "head", "x", "y"],
-            xy.iter()
-                .enumerate()
-                .filter(|(_, p)| p[0].is_finite())
-                .map(|(i, p)| {
-                    vec![
-                        (i as i64 / heads).to_string(),
-                        (i as i64 % heads).to_string(),
-                        fmt(p[0]),
-                        fmt(p[1]),
-                    ]
-                }),
-        )?;
-        map_coords = Some(xy);
-    }
-    // What uniform attention would give, averaged over query tokens: ln(n) over an input's n
-    // tokens, or for a causal model ln(i + 1) at query i (it sees only i + 1 keys).
+            .filter(|(_, p)| p[0].is_finite())
+            .map(|(i, p)| {
+                vec![
+                    (i as i64 / heads).to_string(),
+                    (i as i64 % heads).to_string(),
+                    fmt(p[0]),
+                    fmt(p[1]),
+                ]
+            }),
+    )?;
+    Ok(xy)
+}
+
+/// What uniform attention would give, averaged over query tokens: ln(n) over an input's n
+/// tokens, or for a causal model ln(i + 1) at query i (it sees only i + 1 keys).
+fn uniform_entropy(input: &Input, causal: bool) -> f64 {
     let tokens: f64 = input.encoded.iter().map(|e| e.ids.len() as f64).sum();
-    let uniform_entropy = input
+    input
         .encoded
         .iter()
         .map(|e| {
@@ -315,26 +417,27 @@ fn statistics(
             }
         })
         .sum::<f64>()
-        / tokens.max(1.0);
+        / tokens.max(1.0)
+}
+
+/// attention.json.
+fn summary(
+    input: &Input,
+    analysis: &Analysis,
+    importance: Option<&Importance>,
+    uniform_entropy: f64,
+    findings: &serde_json::Value,
+    args: &AttentionArgs,
+    seconds: f64,
+) -> serde_json::Value {
+    let s = &analysis.stats;
+    let (layers, heads) = (input.model.net.num_layers(), input.model.net.num_heads());
     let statistics: serde_json::Map<String, serde_json::Value> = stats::NAMES
         .iter()
         .zip(&s.values)
         .map(|(name, m)| (name.to_string(), json!(nan_to_null(m))))
         .collect();
-    let special = report::SpecialTokens {
-        start: input.tokenizer.start_token()?,
-        separators: input
-            .tokenizer
-            .token_strings(&input.tokenizer.separator_ids()?),
-    };
-    let findings = report::findings(
-        s,
-        importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
-        uniform_entropy,
-        &kept,
-        &special,
-    );
-    let summary = json!({
+    json!({
         "model": input.model.dir.display().to_string(),
         "source": input.source,
         "examples": input.len(),
@@ -361,32 +464,7 @@ fn statistics(
         "device": format!("{:?}", input.device),
         "seconds": seconds,
         "command": super::args::command_line(),
-    });
-    write_json(&dir.join("attention.json"), &summary)?;
-    let pictures = report::pictures(
-        &dir,
-        s,
-        importance.map(|i| (i.values.as_slice(), i.ranks.as_slice())),
-        map_coords.as_deref(),
-        &special,
-    )?;
-    report::write_report(&dir, out_dir, &summary, &pictures)?;
-    staging.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !global.quiet {
-        for line in report::finding_lines(&findings) {
-            println!("{line}");
-        }
-        println!(
-            "{} examples, {} tokens, {:.1} s; wrote {}/attention_heads.csv, attention.json, report.md and pictures",
-            input.len(),
-            s.tokens,
-            seconds,
-            out_dir.display()
-        );
-    }
-    Ok(())
+    })
 }
 
 /// JSON has no NaN: pruned heads and unmeasured statistics become null.

@@ -1,18 +1,16 @@
-//! Steps every task command shares: resolve the model and data, load them, batch.
-use super::args::{DataArgs, GlobalArgs, ModelArgs};
-use super::home::task_model_dir;
+//! Steps every task command shares: read and check the data, batch; opening the model is
+//! `session`'s.
+use super::args::DataArgs;
 use crate::data::batch::Padding;
 use crate::data::custom::ModelLabels;
 use crate::data::glue::Task;
 use crate::data::source::{Loaded, Source, SourceRequest};
-use crate::device::Dtype;
 use crate::eval::Dataset;
 use crate::importance::Estimator;
 use crate::model::config::ModelConfig;
 use crate::model::families;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{checkpoint, LoadOptions, Model};
-use crate::model_source::resolve_model;
+use crate::model::{checkpoint, Model};
 use anyhow::{bail, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -31,76 +29,6 @@ pub struct TaskSetup {
     pub source: Value,
     /// The split's name in outputs ("file" for a data file).
     pub split_name: String,
-}
-
-/// The model folder for a task command: --model, else the GLUE task's fine-tuned default.
-pub fn model_dir(args: &ModelArgs, task: Option<Task>, quiet: bool) -> Result<PathBuf> {
-    match (&args.model, task) {
-        (Some(spec), _) => resolve_model(spec, quiet),
-        (None, None) => bail!(
-            "--data-file needs --model: there is no default model for your own data (make one with `bertology finetune --data-file FILE --output-dir DIR`)"
-        ),
-        (None, Some(task)) => {
-            let dir = task_model_dir(task);
-            if !dir.join("config.json").is_file() {
-                bail!(
-                    "no default model for {}: {} does not exist (run `bertology finetune --task {}` or pass --model)",
-                    task.name(),
-                    dir.display(),
-                    task.name()
-                );
-            }
-            Ok(dir)
-        }
-    }
-}
-
-/// What stderr says about a loaded model: the warning about weights initialised rather than
-/// loaded (unless --quiet), and with --verbose the load report.
-pub fn log_load(model: &Model, global: &GlobalArgs) {
-    if global.quiet {
-        return;
-    }
-    if let Some(w) = model.init_warning() {
-        eprintln!("{w}");
-    }
-    if global.verbose {
-        let net = model.net.as_ref();
-        eprintln!(
-            "loaded {}: {} ({}), heads per layer {:?}, vocabulary {}, up to {} tokens, {} parameters",
-            model.dir.display(),
-            net.hf_class(),
-            model.config.model_type(),
-            net.heads_per_layer(),
-            net.vocab_size(),
-            net.max_positions(),
-            model.num_parameters()
-        );
-        if !model.report.unexpected.is_empty() {
-            eprintln!(
-                "checkpoint weights not used: {}",
-                model.report.unexpected.join(", ")
-            );
-        }
-    }
-}
-
-/// Loads a model a command will run, refusing weights that hold NaN or infinity (they would
-/// turn every result into NaN).
-pub fn load_model(dir: &std::path::Path, opts: &LoadOptions, dtype: Dtype) -> Result<Model> {
-    let mut model = Model::load(dir, opts)?;
-    let mut vars: Vec<(String, tch::Tensor)> = model.vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, t) in &vars {
-        if !crate::finite::all_finite(t) {
-            bail!(
-                "{}: weight {name} holds NaN or infinity; the checkpoint is damaged",
-                dir.display()
-            );
-        }
-    }
-    model.set_kind(dtype.kind());
-    Ok(model)
 }
 
 /// The batches of a pass. The anchor estimator's result depends on the order of batches (its
@@ -206,14 +134,9 @@ pub fn pad_as_config(data: &mut Dataset, model: &Model) {
 
 /// Every example needs a token, and token ids must index the model's embedding rows: a
 /// tokenizer with a larger vocabulary than the checkpoint's `vocab_size` would otherwise fail
-/// deep inside libtorch.
-pub fn check_token_ids(data: &Dataset, vocab_size: i64, dir: &std::path::Path) -> Result<()> {
-    check_token_ids_from(data, vocab_size, dir, 0)
-}
-
-/// `check_token_ids` for examples numbered from `first` in their split (`--example N` keeps
+/// deep inside libtorch. Examples are numbered from `first` in their split (`--example N` keeps
 /// example N alone: its messages say N, not 0).
-pub fn check_token_ids_from(
+pub fn check_token_ids(
     data: &Dataset,
     vocab_size: i64,
     dir: &std::path::Path,
@@ -249,17 +172,6 @@ pub fn check_vocabulary(
             "{}: the tokenizer gives token id {id} ({}) but the model's vocab_size is {vocab_size}; the tokenizer files do not belong to this checkpoint",
             dir.display(),
             which()
-        );
-    }
-    Ok(())
-}
-
-/// --max-seq-length may not exceed the positions the model's embeddings hold.
-pub fn check_max_seq_length(max_seq_length: i64, model: &Model) -> Result<()> {
-    if max_seq_length > model.net.max_positions() {
-        bail!(
-            "--max-seq-length {max_seq_length} exceeds the {} tokens the model's position embeddings hold",
-            model.net.max_positions()
         );
     }
     Ok(())

@@ -3,26 +3,28 @@
 //! best dev metric; a language-model task (--task lm / mlm) retrains the whole model on text
 //! blocks through its language-model head and keeps the epoch with the lowest dev loss.
 use super::args::{FinetuneArgs, GlobalArgs};
-use super::common::read_head_mask;
 use super::common::{
-    check_lm_predicts, check_lm_source, lm_examples, lm_pad_id, load_data, load_model, log_load,
-    mlm_masking, pad_as_config, LmFiles,
+    check_lm_predicts, check_lm_source, lm_examples, lm_pad_id, load_data, mlm_masking,
+    read_head_mask, LmFiles,
 };
-use super::home::{base_model_dir, home_dir, task_model_dir};
-use crate::data::batch::Padding;
-use crate::data::glue::{Split, Task};
+use super::home::{home_dir, task_model_dir};
+use super::session::{Fallback, Load, ModelSession};
+use crate::data::batch::{Batch, Padding};
+use crate::data::glue::{Example, Split, Task};
 use crate::data::lm::MlmMasking;
 use crate::data::source::{Source, SourceRequest};
+use crate::data::spec::TaskSpec;
 use crate::eval::{predict, score, Dataset};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
+use crate::metrics::Metrics;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{LoadOptions, Model};
-use crate::model_source::resolve_model;
+use crate::model::{ForwardOptions, Model};
 use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
 use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -149,130 +151,132 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
     if let Some(task) = task {
         task.check_split(Split::Train)?;
     }
-    let output_dir = match (&args.output_dir, task) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(task)) => {
-            // Named after the model fine-tuned: only the base model's fine-tune is the
-            // default model that eval, importance and prune pick up without --model.
-            let base = args
-                .model
-                .as_deref()
-                .map(model_name)
-                .filter(|n| n != super::home::BASE_MODEL_NAME);
-            let (dir, what) = match &base {
-                Some(name) => (
-                    super::home::fine_tuned_dir(name, task),
-                    format!("the {} fine-tune of {name}", task.name()),
-                ),
-                None => (
-                    task_model_dir(task),
-                    format!(
-                        "the default {} model that eval, importance and prune use",
-                        task.name()
-                    ),
-                ),
-            };
-            if dir.exists() && !args.overwrite {
-                bail!(
-                    "{} already exists: it is {what}; pass --overwrite to replace it, or --output-dir to write elsewhere",
-                    dir.display(),
-                );
-            }
-            dir
-        }
+    let output_dir = classification_output_dir(args, task)?;
+    let located = ModelSession::locate(args.model.as_deref(), Fallback::Base, global)?;
+    check_outputs(args, &output_dir, &located.dir)?;
+    // A model without a classifier gets a new head sized from the data's labels.
+    let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &located.dir)?;
+    let spec = loaded.spec;
+    let mut session = located.load(
+        &Load {
+            global,
+            seed: args.seed,
+            head: Some((&spec).into()),
+            // A new classifier is what fine-tuning is for: no warning about it unless asked.
+            warn_initialised: false,
+        },
+        Some(args.max_seq_length),
+    )?;
+    let data_dir = loaded.location;
+    let (train, dev) = train_and_dev(args, &session, &spec, loaded.parts, &data_dir)?;
+    let metric = spec.default_metric().to_string();
+    let watch = Watch {
+        metric: &metric,
+        lower_is_better: false,
+    };
+    let train = TrainData::Fixed(train);
+    let trained = train_epochs(&mut session, &train, &dev, &watch, hyper, args, global)?;
+    session
+        .model
+        .config
+        .set_labels_for(spec.is_regression(), &spec.labels);
+    let run = Run {
+        task: spec.name(),
+        model_dir: &session.dir,
+        output_dir: &output_dir,
+        data_dir: &data_dir,
+        source: loaded.record,
+        labels: Some(json!(spec.labels)),
+        lm: None,
+        length: ("max_seq_length", args.max_seq_length.into()),
+        watch: &watch,
+    };
+    let tokenizer = Some(&session.tokenizer);
+    save(&session, tokenizer, &run, &trained, &dev, &hyper, args)
+}
+
+/// Where a classification's model goes: --output-dir, else next to the installed models
+/// (without --overwrite, never over an existing folder).
+fn classification_output_dir(args: &FinetuneArgs, task: Option<Task>) -> Result<PathBuf> {
+    let task = match (&args.output_dir, task) {
+        (Some(dir), _) => return Ok(dir.clone()),
+        (None, Some(task)) => task,
         (None, None) => bail!("--data-file needs --output-dir: where the fine-tuned model goes"),
     };
-    let device = global.device.resolve()?;
-    let model_dir = match &args.model {
-        Some(spec) => resolve_model(spec, global.quiet)?,
-        None => base_model_dir(),
+    // Named after the model fine-tuned: only the base model's fine-tune is the default model
+    // that eval, importance and prune pick up without --model.
+    let base = args
+        .model
+        .as_deref()
+        .map(model_name)
+        .filter(|n| n != super::home::BASE_MODEL_NAME);
+    let (dir, what) = match &base {
+        Some(name) => (
+            super::home::fine_tuned_dir(name, task),
+            format!("the {} fine-tune of {name}", task.name()),
+        ),
+        None => (
+            task_model_dir(task),
+            format!(
+                "the default {} model that eval, importance and prune use",
+                task.name()
+            ),
+        ),
     };
-    check_outputs(args, &output_dir, &model_dir)?;
-    // A model without a classifier gets a new head sized from the data's labels.
-    let loaded = load_data(&req, &source, &[Split::Train, Split::Dev], &model_dir)?;
-    let spec = loaded.spec;
-    let mut model = load_model(
-        &model_dir,
-        &LoadOptions {
-            device,
-            seed: args.seed,
-            task: Some((&spec).into()),
-        },
-        global.dtype,
-    )?;
-    // A new classifier is what fine-tuning is for: no warning about it unless asked.
-    if global.verbose {
-        log_load(&model, global);
+    if dir.exists() && !args.overwrite {
+        bail!(
+            "{} already exists: it is {what}; pass --overwrite to replace it, or --output-dir to write elsewhere",
+            dir.display(),
+        );
     }
-    super::common::check_max_seq_length(args.max_seq_length as i64, &model)?;
-    let tokenizer = TextTokenizer::from_dir(&model_dir, args.max_seq_length as usize)?;
-    let data_dir = loaded.location;
-    let mut parts = loaded.parts.into_iter();
-    let (mut train_examples, mut dev_examples) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    if let Some(n) = args.train_subset {
-        train_examples.truncate(n as usize);
-    }
-    if let Some(n) = args.eval_subset {
-        dev_examples.truncate(n as usize);
-    }
-    let mut train = Dataset::new(spec.clone(), Split::Train, train_examples, &tokenizer)?;
-    let mut dev = Dataset::new(spec.clone(), Split::Dev, dev_examples, &tokenizer)?;
-    for data in [&mut train, &mut dev] {
-        pad_as_config(data, &model);
-        super::common::check_token_ids(data, model.net.vocab_size(), &model_dir)?;
-    }
+    Ok(dir)
+}
+
+/// The train and dev splits (each cut to its --train-subset / --eval-subset), tokenised and
+/// checked; fine-tuning needs labels in both.
+fn train_and_dev(
+    args: &FinetuneArgs,
+    session: &ModelSession,
+    spec: &TaskSpec,
+    parts: Vec<Vec<Example>>,
+    data_dir: &Path,
+) -> Result<(Dataset, Dataset)> {
+    let mut parts = parts.into_iter();
+    let mut part = |split, subset: Option<u64>| {
+        let mut examples = parts.next().unwrap_or_default();
+        if let Some(n) = subset {
+            examples.truncate(n as usize);
+        }
+        session.dataset(spec.clone(), split, examples, 0)
+    };
+    let train = part(Split::Train, args.train_subset)?;
+    let dev = part(Split::Dev, args.eval_subset)?;
     if !train.has_labels() || !dev.has_labels() {
         bail!(
             "{}: fine-tuning needs labelled train and dev data",
             data_dir.display()
         );
     }
-    let mask = head_mask(args, &model, device)?;
-    let metric = spec.default_metric().to_string();
-    let trained = train_epochs(
-        &mut model,
-        &TrainData::Fixed(train),
-        &dev,
-        mask.as_ref(),
-        &Watch {
-            metric: &metric,
-            lower_is_better: false,
-        },
-        hyper,
-        args,
-        global,
-        device,
-    )?;
-    model
-        .config
-        .set_labels_for(spec.is_regression(), &spec.labels);
-    let staging = Staging::new(&output_dir, MODEL_FILES)?;
-    model.save(staging.dir())?;
-    tokenizer.save_files(staging.dir())?;
-    let summary = summary(
-        &Run {
-            task: spec.name(),
-            model_dir: &model_dir,
-            output_dir: &output_dir,
-            data_dir: &data_dir,
-            source: loaded.record,
-            labels: Some(json!(spec.labels)),
-            lm: None,
-            length: ("max_seq_length", args.max_seq_length.into()),
-            watch: &Watch {
-                metric: &metric,
-                lower_is_better: false,
-            },
-        },
-        &trained,
-        dev.len(),
-        &hyper,
-        args,
-        device,
-    );
+    Ok((train, dev))
+}
+
+/// Saves the trained model, its tokenizer's files and finetune.json, all or nothing; returns
+/// finetune.json's summary.
+fn save<T>(
+    session: &ModelSession<T>,
+    tokenizer: Option<&TextTokenizer>,
+    run: &Run,
+    trained: &Trained,
+    dev: &Dataset,
+    hyper: &Hyper,
+    args: &FinetuneArgs,
+) -> Result<Value> {
+    let summary = summary(run, trained, dev.len(), hyper, args, session.device);
+    let staging = Staging::new(run.output_dir, MODEL_FILES)?;
+    session.model.save(staging.dir())?;
+    if let Some(tokenizer) = tokenizer {
+        tokenizer.save_files(staging.dir())?;
+    }
     write_json(&staging.dir().join("finetune.json"), &summary)?;
     staging.commit()?;
     Ok(summary)
@@ -282,6 +286,47 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
 /// token-id lines); the dev loss picks the epoch that is saved.
 fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<Value> {
     let hyper = check_hyper(args)?;
+    let (model_spec, output_dir) = check_lm_flags(args, task)?;
+    let located = ModelSession::locate(Some(model_spec), Fallback::Base, global)?;
+    check_outputs(args, output_dir, &located.dir)?;
+    let mut session = located.load_lm(&Load {
+        global,
+        seed: args.seed,
+        head: Some(task.into()),
+        warn_initialised: false,
+    })?;
+    let data = lm_data(args, task, &session)?;
+    let (train, dev) = (&data.train, &data.dev);
+    let watch = Watch {
+        metric: "loss",
+        lower_is_better: true,
+    };
+    let trained = train_epochs(&mut session, train, dev, &watch, hyper, args, global)?;
+    let dev_tokens = dev.predicted_tokens(&(0..dev.len()).collect::<Vec<_>>());
+    let model = &session.model;
+    let run = Run {
+        task: task.name(),
+        model_dir: &session.dir,
+        output_dir,
+        data_dir: &data.data_dir,
+        source: json!({"train": data.train_record, "dev": data.dev_record}),
+        labels: None,
+        lm: Some(json!({
+            "dev_tokens": dev_tokens,
+            "heads_per_layer": model.net.heads_per_layer(),
+            "pruned_heads": model.config.pruned_heads_json(),
+        })),
+        length: ("block_size", args.block_size.into()),
+        watch: &watch,
+    };
+    // A token-id run may use a model folder without tokenizer files.
+    let tokenizer = session.tokenizer.as_ref();
+    save(&session, tokenizer, &run, &trained, dev, &hyper, args)
+}
+
+/// The flags a language-model run needs and those it does not take; returns --model and
+/// --output-dir.
+fn check_lm_flags(args: &FinetuneArgs, task: Task) -> Result<(&str, &Path)> {
     if args.dev_file.is_some() {
         bail!(
             "--dev-file is for --data-file; --task {} reads --dev-text or --dev-token-ids",
@@ -306,22 +351,28 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
             task.name()
         );
     };
+    Ok((model_spec.as_str(), output_dir.as_path()))
+}
+
+/// A language-model run's data: its training blocks and dev set, and what they were read from.
+struct LmData {
+    train: TrainData,
+    dev: Dataset,
+    /// The first training file.
+    data_dir: PathBuf,
+    train_record: Value,
+    dev_record: Value,
+}
+
+/// Reads the training text (or token ids) in blocks, and the dev text or else the training
+/// text's held-out tail; checks that both have tokens to predict.
+fn lm_data(
+    args: &FinetuneArgs,
+    task: Task,
+    session: &ModelSession<Option<TextTokenizer>>,
+) -> Result<LmData> {
+    let (model, model_dir) = (&session.model, &session.dir);
     let dev_given = !args.dev_text.is_empty() || args.dev_token_ids.is_some();
-    let device = global.device.resolve()?;
-    let model_dir = resolve_model(model_spec, global.quiet)?;
-    check_outputs(args, output_dir, &model_dir)?;
-    let mut model = load_model(
-        &model_dir,
-        &LoadOptions {
-            device,
-            seed: args.seed,
-            task: Some(task.into()),
-        },
-        global.dtype,
-    )?;
-    if global.verbose {
-        log_load(&model, global);
-    }
     let block_size = args.block_size as usize;
     let train_files = LmFiles {
         text: &args.text,
@@ -337,9 +388,9 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
         text_flag: "--dev-text",
         token_ids_flag: "--dev-token-ids",
     };
-    let (mut train_blocks, data_dir, train_record) = lm_examples(&model, &model_dir, &train_files)?;
+    let (mut train_blocks, data_dir, train_record) = lm_examples(model, model_dir, &train_files)?;
     let (mut dev_blocks, dev_record) = if dev_given {
-        let (blocks, _, record) = lm_examples(&model, &model_dir, &dev_files)?;
+        let (blocks, _, record) = lm_examples(model, model_dir, &dev_files)?;
         (blocks, record)
     } else {
         let fraction = args.dev_fraction.unwrap_or(0.1);
@@ -352,13 +403,13 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
     if let Some(n) = args.eval_subset {
         dev_blocks.truncate(n as usize);
     }
-    let pad_id = lm_pad_id(&model);
+    let pad_id = lm_pad_id(model);
     // Masked LM: dev masked once with --seed (as `eval --task mlm --seed` masks it, so the
     // scores of every epoch are comparable and reproducible); training text masked anew each
     // epoch, as transformers' collator draws new masks every pass.
     let masking = match task {
         Task::Mlm => Some(mlm_masking(
-            &model_dir,
+            model_dir,
             model.net.vocab_size(),
             args.seed as u64,
         )?),
@@ -378,56 +429,13 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
             TrainData::Fixed(train)
         }
     };
-    let mask = head_mask(args, &model, device)?;
-    let trained = train_epochs(
-        &mut model,
-        &train,
-        &dev,
-        mask.as_ref(),
-        &Watch {
-            metric: "loss",
-            lower_is_better: true,
-        },
-        hyper,
-        args,
-        global,
-        device,
-    )?;
-    let staging = Staging::new(output_dir, MODEL_FILES)?;
-    model.save(staging.dir())?;
-    // A token-id run may use a model folder without tokenizer files.
-    if let Ok(tok) = TextTokenizer::from_dir(&model_dir, 8) {
-        tok.save_files(staging.dir())?;
-    }
-    let dev_tokens = dev.predicted_tokens(&(0..dev.len()).collect::<Vec<_>>());
-    let summary = summary(
-        &Run {
-            task: task.name(),
-            model_dir: &model_dir,
-            output_dir,
-            data_dir: &data_dir,
-            source: json!({"train": train_record, "dev": dev_record}),
-            labels: None,
-            lm: Some(json!({
-                "dev_tokens": dev_tokens,
-                "heads_per_layer": model.net.heads_per_layer(),
-                "pruned_heads": model.config.pruned_heads_json(),
-            })),
-            length: ("block_size", block_size.into()),
-            watch: &Watch {
-                metric: "loss",
-                lower_is_better: true,
-            },
-        },
-        &trained,
-        dev.len(),
-        &hyper,
-        args,
-        device,
-    );
-    write_json(&staging.dir().join("finetune.json"), &summary)?;
-    staging.commit()?;
-    Ok(summary)
+    Ok(LmData {
+        train,
+        dev,
+        data_dir,
+        train_record,
+        dev_record,
+    })
 }
 
 /// What differs between the summaries of the two kinds of run (classification, language model).
@@ -609,18 +617,93 @@ struct Trained {
 
 /// Epochs of AdamW over `train`, scored on `dev` after each; restores the best epoch's weights.
 /// With a head mask, masked heads stay masked in every training and dev pass.
-#[allow(clippy::too_many_arguments)]
-fn train_epochs(
-    model: &mut Model,
+fn train_epochs<T>(
+    session: &mut ModelSession<T>,
     train: &TrainData,
     dev: &Dataset,
-    mask: Option<&Tensor>,
     watch: &Watch,
     hyper: Hyper,
     args: &FinetuneArgs,
     global: &GlobalArgs,
-    device: Device,
 ) -> Result<Trained> {
+    let (model, device) = (&mut session.model, session.device);
+    let mask = head_mask(args, model, device)?;
+    let mask = mask.as_ref();
+    let total = total_steps(train, dev, &hyper, args)?;
+    let dev_batches = dev.batches(64, Padding::Longest, device);
+    let start = Instant::now();
+    let mut stepper = Stepper {
+        opt: AdamW::new(&model.vs, hyper),
+        bar: progress::bar(total as u64, "fine-tuning", global.quiet),
+        mask,
+        hyper,
+        args,
+        device,
+        total,
+        warmup: warmup_steps(total, hyper.warmup_ratio),
+        step: 0,
+        train_seconds: 0.0,
+    };
+    let mut epochs = Vec::new();
+    // (dev score, epoch index, a copy of every variable) of the best epoch so far.
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    tch::manual_seed(args.seed);
+    for epoch in 0..hyper.epochs {
+        if stepper.step >= total {
+            break;
+        }
+        let epoch_start = Instant::now();
+        let remasked = train.remasked(epoch);
+        let data = match (&remasked, train) {
+            (Some(d), _) => d,
+            (None, TrainData::Fixed(d)) => d,
+            (None, TrainData::Remasked { .. }) => bail!("internal: no masked training data"),
+        };
+        let loss = stepper.epoch(model, data, epoch)?;
+        let logits = predict(model.net.as_ref(), &dev_batches, mask, None)?;
+        let metrics = score(dev, &logits);
+        let value = metrics.get(watch.metric).copied().unwrap_or(f64::NAN);
+        if !global.quiet {
+            log_epoch(&stepper.bar, epoch, loss.mean(), &metrics);
+        }
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let lm = data.spec.is_language_model();
+        epochs.push(epoch_record(
+            epoch,
+            stepper.step,
+            &loss,
+            &metrics,
+            seconds,
+            lm,
+        ));
+        if best
+            .as_ref()
+            .is_none_or(|(b, _, _)| watch.improves(value, *b))
+        {
+            best = Some((value, epoch, snapshot(model)));
+        }
+    }
+    stepper.bar.finish_and_clear();
+    let (_, best_epoch, snapshot) = best.context("no epoch ran")?;
+    restore(model, &snapshot);
+    Ok(Trained {
+        epochs,
+        best_epoch,
+        steps: stepper.step,
+        warmup: stepper.warmup,
+        train_examples: train.len(),
+        seconds: start.elapsed().as_secs_f64(),
+        train_seconds: stepper.train_seconds,
+    })
+}
+
+/// The steps of the run: every epoch's batches, or --max-steps when fewer.
+fn total_steps(
+    train: &TrainData,
+    dev: &Dataset,
+    hyper: &Hyper,
+    args: &FinetuneArgs,
+) -> Result<usize> {
     if train.len() == 0 {
         bail!("no training examples");
     }
@@ -632,137 +715,165 @@ fn train_epochs(
     if let Some(m) = args.max_steps {
         total = total.min(m as usize);
     }
-    let warmup = warmup_steps(total, hyper.warmup_ratio);
-    let dev_batches = dev.batches(64, Padding::Longest, device);
-    let mut opt = AdamW::new(&model.vs, hyper);
-    let start = Instant::now();
-    let bar = progress::bar(total as u64, "fine-tuning", global.quiet);
-    let mut step = 0usize;
-    let mut train_seconds = 0.0;
-    let mut epochs = Vec::new();
-    // (dev score, epoch index, a copy of every variable) of the best epoch so far.
-    let mut best: Option<(f64, usize, Snapshot)> = None;
-    let opts = crate::model::ForwardOptions {
-        train: true,
-        ..Default::default()
-    };
-    tch::manual_seed(args.seed);
-    for epoch in 0..hyper.epochs {
-        if step >= total {
-            break;
-        }
-        let epoch_start = Instant::now();
-        let remasked = train.remasked(epoch);
-        let data = match (&remasked, train) {
-            (Some(d), _) => d,
-            (None, TrainData::Fixed(d)) => d,
-            (None, TrainData::Remasked { .. }) => bail!("internal: no masked training data"),
+    Ok(total)
+}
+
+/// The optimiser and where the run stands, carried from step to step across epochs.
+struct Stepper<'a> {
+    opt: AdamW,
+    bar: ProgressBar,
+    mask: Option<&'a Tensor>,
+    hyper: Hyper,
+    args: &'a FinetuneArgs,
+    device: Device,
+    total: usize,
+    warmup: usize,
+    /// Steps taken so far.
+    step: usize,
+    /// Time spent in steps, without the dev passes.
+    train_seconds: f64,
+}
+
+/// An epoch's training loss so far. Language models: the mean over every predicted token of the
+/// epoch (each batch's mean weighted by its tokens), as the dev loss is; else over batches.
+struct EpochLoss {
+    sum: f64,
+    weight: f64,
+    tokens: i64,
+}
+
+impl EpochLoss {
+    fn mean(&self) -> f64 {
+        self.sum / self.weight.max(1e-12)
+    }
+}
+
+impl Stepper<'_> {
+    /// Epoch `epoch`'s batches of `data`, a step each, until the run's last step.
+    fn epoch(&mut self, model: &Model, data: &Dataset, epoch: usize) -> Result<EpochLoss> {
+        let mut loss = EpochLoss {
+            sum: 0.0,
+            weight: 0.0,
+            tokens: 0,
         };
-        // Language models: the train loss is the mean over every predicted token of the
-        // epoch (each batch's mean weighted by its tokens), as the dev loss is.
-        let (mut loss_sum, mut weight_sum, mut tokens) = (0.0, 0.0, 0i64);
         for batch in epoch_batches(
             data,
-            hyper.batch_size,
-            args.seed + epoch as i64,
-            !args.no_length_bucketing,
-            device,
+            self.hyper.batch_size,
+            self.args.seed + epoch as i64,
+            !self.args.no_length_bucketing,
+            self.device,
         ) {
-            if step >= total {
+            if self.step >= self.total {
                 break;
             }
-            let labels = batch.labels.as_ref().context("labels")?;
-            let step_start = Instant::now();
-            opt.zero_grad();
-            crate::eval::check_inputs(model.net.as_ref(), &batch, step)?;
-            let out = model.net.forward(&batch.inputs(), mask, opts)?;
-            crate::finite::check_logits(&out.logits, step, &batch.indices)
-                .with_context(|| format!("fine-tuning step {}", step + 1))?;
-            let loss = model.net.loss(&out.logits, labels, false);
-            loss.backward();
-            opt.clip_grad_norm(hyper.max_grad_norm);
-            opt.step(lr_at(step, total, warmup, hyper.learning_rate));
-            step += 1;
-            let l = loss.double_value(&[]);
-            train_seconds += step_start.elapsed().as_secs_f64();
-            if !l.is_finite() {
-                bail!("training diverged at step {step} (loss {l}); lower --learning-rate");
-            }
+            let l = self.take_step(model, &batch)?;
             let weight = match data.predicted_tokens(&batch.indices) {
                 Some(n) => {
-                    tokens += n;
+                    loss.tokens += n;
                     n as f64
                 }
                 None => 1.0,
             };
-            loss_sum += l * weight;
-            weight_sum += weight;
-            bar.set_message(format!("loss {:.4}", loss_sum / weight_sum.max(1e-12)));
-            bar.inc(1);
+            loss.sum += l * weight;
+            loss.weight += weight;
+            self.bar.set_message(format!("loss {:.4}", loss.mean()));
+            self.bar.inc(1);
         }
-        let logits = predict(model.net.as_ref(), &dev_batches, mask, None)?;
-        let metrics = score(dev, &logits);
-        let value = metrics.get(watch.metric).copied().unwrap_or(f64::NAN);
-        let train_loss = loss_sum / weight_sum.max(1e-12);
-        if !global.quiet {
-            bar.suspend(|| {
-                let m: Vec<String> = metrics
-                    .iter()
-                    .map(|(k, v)| crate::metrics::display(k, *v))
-                    .collect();
-                eprintln!(
-                    "epoch {}: train loss {train_loss:.4}, dev {}",
-                    epoch + 1,
-                    m.join(", ")
-                );
-            });
-        }
-        let seconds = epoch_start.elapsed().as_secs_f64();
-        let mut record = Map::new();
-        record.insert("epoch".into(), json!(epoch + 1));
-        record.insert("steps".into(), json!(step));
-        record.insert("train_loss".into(), json!(train_loss));
-        if data.spec.is_language_model() {
-            record.insert("train_perplexity".into(), json!(train_loss.exp()));
-            record.insert("train_tokens".into(), json!(tokens));
-            record.insert(
-                "train_tokens_per_second".into(),
-                json!(tokens as f64 / seconds.max(1e-9)),
+        Ok(loss)
+    }
+
+    /// One step of AdamW on `batch`; returns the batch's loss.
+    fn take_step(&mut self, model: &Model, batch: &Batch) -> Result<f64> {
+        let step = self.step;
+        let labels = batch.labels.as_ref().context("labels")?;
+        let step_start = Instant::now();
+        self.opt.zero_grad();
+        crate::eval::check_inputs(model.net.as_ref(), batch, step)?;
+        let opts = ForwardOptions {
+            train: true,
+            ..Default::default()
+        };
+        let out = model.net.forward(&batch.inputs(), self.mask, opts)?;
+        crate::finite::check_logits(&out.logits, step, &batch.indices)
+            .with_context(|| format!("fine-tuning step {}", step + 1))?;
+        let loss = model.net.loss(&out.logits, labels, false);
+        loss.backward();
+        self.opt.clip_grad_norm(self.hyper.max_grad_norm);
+        let lr = lr_at(step, self.total, self.warmup, self.hyper.learning_rate);
+        self.opt.step(lr);
+        self.step += 1;
+        let l = loss.double_value(&[]);
+        self.train_seconds += step_start.elapsed().as_secs_f64();
+        if !l.is_finite() {
+            bail!(
+                "training diverged at step {} (loss {l}); lower --learning-rate",
+                self.step
             );
         }
-        record.insert("metrics".into(), json!(metrics));
-        record.insert("seconds".into(), json!(seconds));
-        epochs.push(Value::Object(record));
-        if best
-            .as_ref()
-            .is_none_or(|(b, _, _)| watch.improves(value, *b))
-        {
-            let snapshot = model
-                .vs
-                .variables()
-                .into_iter()
-                .map(|(k, t)| (k, t.detach().copy()))
-                .collect();
-            best = Some((value, epoch, snapshot));
-        }
+        Ok(l)
     }
-    bar.finish_and_clear();
-    let (_, best_epoch, snapshot) = best.context("no epoch ran")?;
+}
+
+/// Says on stderr (above the bar) how epoch `epoch` did.
+fn log_epoch(bar: &ProgressBar, epoch: usize, train_loss: f64, metrics: &Metrics) {
+    bar.suspend(|| {
+        let m: Vec<String> = metrics
+            .iter()
+            .map(|(k, v)| crate::metrics::display(k, *v))
+            .collect();
+        eprintln!(
+            "epoch {}: train loss {train_loss:.4}, dev {}",
+            epoch + 1,
+            m.join(", ")
+        );
+    });
+}
+
+/// Epoch `epoch`'s record in finetune.json (`step`: the steps taken by its end).
+fn epoch_record(
+    epoch: usize,
+    step: usize,
+    loss: &EpochLoss,
+    metrics: &Metrics,
+    seconds: f64,
+    language_model: bool,
+) -> Value {
+    let (train_loss, tokens) = (loss.mean(), loss.tokens);
+    let mut record = Map::new();
+    record.insert("epoch".into(), json!(epoch + 1));
+    record.insert("steps".into(), json!(step));
+    record.insert("train_loss".into(), json!(train_loss));
+    if language_model {
+        record.insert("train_perplexity".into(), json!(train_loss.exp()));
+        record.insert("train_tokens".into(), json!(tokens));
+        record.insert(
+            "train_tokens_per_second".into(),
+            json!(tokens as f64 / seconds.max(1e-9)),
+        );
+    }
+    record.insert("metrics".into(), json!(metrics));
+    record.insert("seconds".into(), json!(seconds));
+    Value::Object(record)
+}
+
+/// A copy of every variable of the model.
+fn snapshot(model: &Model) -> Snapshot {
+    model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, t)| (k, t.detach().copy()))
+        .collect()
+}
+
+/// Puts a snapshot's values back into the model's variables.
+fn restore(model: &mut Model, snapshot: &Snapshot) {
     tch::no_grad(|| {
         let vars = model.vs.variables();
-        for (k, t) in &snapshot {
+        for (k, t) in snapshot {
             vars[k].shallow_clone().copy_(t);
         }
     });
-    Ok(Trained {
-        epochs,
-        best_epoch,
-        steps: step,
-        warmup,
-        train_examples: train.len(),
-        seconds: start.elapsed().as_secs_f64(),
-        train_seconds,
-    })
 }
 
 /// The name of a model argument: a folder's last component, a hub id's NAME (without @REV).

@@ -1,19 +1,16 @@
 //! What the analysis commands (attention, hidden-states) read: a split of a task, or texts
 //! typed on the command line, through any model. Text mode needs no task and no classifier.
 use super::args::{DataArgs, GlobalArgs, ModelArgs};
-use super::common::{
-    check_max_seq_length, check_vocabulary, load_model, log_load, model_dir, TaskSetup,
-};
-use super::home::{base_model_dir, home_dir};
-use super::setup::setup;
+use super::common::{check_vocabulary, load_data, TaskSetup};
+use super::home::home_dir;
+use super::session::{Fallback, Load, ModelSession};
+use super::setup::{setup, split_dataset};
 use crate::data::batch::{make_batches, Batch, Padding};
-use crate::data::custom::ModelLabels;
 use crate::data::glue::{Split, Task};
 use crate::data::source::Source;
 use crate::eval::Dataset;
 use crate::model::tokenizer::{Encoded, TextTokenizer};
-use crate::model::{LoadOptions, Model};
-use crate::model_source::resolve_model;
+use crate::model::Model;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
@@ -111,11 +108,44 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
             task.name()
         );
     }
-    let subset = match args.example {
-        Some(n) => Some(n + 1),
-        None => args.data_subset,
+    let data_args = split_args(args, task);
+    let (session, data, data_dir) = match args.model.model {
+        None => open_default(args, &data_args, global)?,
+        Some(_) => open_given(args, &data_args, task, global)?,
     };
-    let data_args = DataArgs {
+    let encoded = data.encoded;
+    let texts: Vec<(String, Option<String>)> = data
+        .examples
+        .into_iter()
+        .map(|e| (e.text_a, e.text_b))
+        .collect();
+    // Only that example was read (`select_example`).
+    let indices = match args.example {
+        Some(n) => vec![n as usize],
+        None => (0..encoded.len()).collect(),
+    };
+    let source = json!({
+        "task": task.name(),
+        "split": format!("{:?}", args.split).to_lowercase(),
+        "data_dir": data_dir.display().to_string(),
+        "example": args.example,
+        "data_subset": args.data_subset,
+    });
+    Ok(Input {
+        device: session.device,
+        model: session.model,
+        tokenizer: session.tokenizer,
+        encoded,
+        indices,
+        texts,
+        source,
+    })
+}
+
+/// The task commands' data flags for a split of `task`: --example N reads the first N + 1
+/// examples and keeps the last.
+fn split_args(args: &InputArgs, task: Task) -> DataArgs {
+    DataArgs {
         source: super::args::SourceArgs {
             task: Some(task),
             data_dir: args.data_dir.clone(),
@@ -127,7 +157,7 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
             metric: None,
         },
         split: args.split,
-        data_subset: subset,
+        data_subset: args.example.map(|n| n + 1).or(args.data_subset),
         batch_size: args.batch_size,
         max_seq_length: args.max_seq_length.unwrap_or(128),
         pad_to_max_length: false,
@@ -135,92 +165,66 @@ fn from_task(args: &InputArgs, task: Task, global: &GlobalArgs) -> Result<Input>
         token_ids: None,
         block_size: 128,
         example: args.example,
-    };
-    // Without --model the task's fine-tuned default is used (built first if missing, as the
-    // other task commands do). With --model no task head is needed: reading attentions and
-    // hidden states works for a checkpoint with any number of labels, or none.
-    let (device, model, tokenizer, data, data_dir) = if args.model.model.is_none() {
-        let TaskSetup {
-            device,
-            model,
-            tokenizer,
-            data,
-            data_dir,
-            ..
-        } = setup(&args.model, &data_args, global)?;
-        let tokenizer = tokenizer.ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: no tokenizer files in the model folder",
-                model.dir.display()
-            )
-        })?;
-        (device, model, tokenizer, data, data_dir)
-    } else {
-        let device = global.device.resolve()?;
-        let dir = model_dir(&args.model, Some(task), global.quiet)?;
-        let model = load_model(
-            &dir,
-            &LoadOptions {
-                device,
-                seed: args.model.seed,
-                task: None,
-            },
-            global.dtype,
-        )?;
-        if global.verbose {
-            log_load(&model, global);
-        }
-        check_max_seq_length(data_args.max_seq_length as i64, &model)?;
-        let tokenizer = TextTokenizer::from_dir(&dir, data_args.max_seq_length as usize)?;
-        // Through the same sources as the default model's `setup`: TSV or parquet folders.
-        let req = data_args.source.request();
-        let loaded = Source::resolve(&req, &home_dir(), global.quiet)?.load(
-            &req,
-            &[args.split],
-            &ModelLabels::default(),
-        )?;
-        let mut examples = loaded.parts.into_iter().next().unwrap_or_default();
-        if let Some(n) = subset {
-            examples.truncate(n as usize);
-        }
-        super::common::select_example(&mut examples, args.example, args.split)?;
-        let data = Dataset::new(loaded.spec, args.split, examples, &tokenizer)?;
-        super::common::check_token_ids_from(
-            &data,
-            model.net.vocab_size(),
-            &dir,
-            args.example.unwrap_or(0) as usize,
-        )?;
-        let data_dir = loaded.location;
-        (device, model, tokenizer, data, data_dir)
-    };
-    let mut indices: Vec<usize> = (0..data.len()).collect();
-    let encoded = data.encoded;
-    let texts: Vec<(String, Option<String>)> = data
-        .examples
-        .into_iter()
-        .map(|e| (e.text_a, e.text_b))
-        .collect();
-    // Only that example was read (`select_example`).
-    if let Some(n) = args.example {
-        indices = vec![n as usize];
     }
-    let source = json!({
-        "task": task.name(),
-        "split": format!("{:?}", args.split).to_lowercase(),
-        "data_dir": data_dir.display().to_string(),
-        "example": args.example,
-        "data_subset": args.data_subset,
-    });
-    Ok(Input {
+}
+
+/// Without --model: the task's fine-tuned default, set up (built first if missing) as the other
+/// task commands do.
+fn open_default(
+    args: &InputArgs,
+    data_args: &DataArgs,
+    global: &GlobalArgs,
+) -> Result<(ModelSession, Dataset, PathBuf)> {
+    let TaskSetup {
         device,
         model,
         tokenizer,
-        encoded,
-        indices,
-        texts,
-        source,
-    })
+        data,
+        data_dir,
+        ..
+    } = setup(&args.model, data_args, global)?;
+    let tokenizer = tokenizer.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no tokenizer files in the model folder",
+            model.dir.display()
+        )
+    })?;
+    let session = ModelSession {
+        dir: model.dir.clone(),
+        device,
+        model,
+        tokenizer,
+    };
+    Ok((session, data, data_dir))
+}
+
+/// With --model no task head is needed: reading attentions and hidden states works for a
+/// checkpoint with any number of labels, or none.
+fn open_given(
+    args: &InputArgs,
+    data_args: &DataArgs,
+    task: Task,
+    global: &GlobalArgs,
+) -> Result<(ModelSession, Dataset, PathBuf)> {
+    let session = ModelSession::locate_for_task(&args.model, Some(task), global)?
+        .load(&no_head(args, global), Some(data_args.max_seq_length))?;
+    // Through the same sources as the default model's `setup`: TSV or parquet folders.
+    let req = data_args.source.request();
+    let source = Source::resolve(&req, &home_dir(), global.quiet)?;
+    let loaded = load_data(&req, &source, &[args.split], &session.dir)?;
+    let examples = loaded.parts.into_iter().next().unwrap_or_default();
+    let data = split_dataset(&session, loaded.spec, examples, data_args)?;
+    Ok((session, data, loaded.location))
+}
+
+/// Loading a model whose head is not used: a missing or odd-sized one is nothing to warn of.
+fn no_head<'a>(args: &InputArgs, global: &'a GlobalArgs) -> Load<'a> {
+    Load {
+        global,
+        seed: args.model.seed,
+        head: None,
+        warn_initialised: false,
+    }
 }
 
 fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
@@ -231,31 +235,8 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             args.text.len()
         );
     }
-    let device = global.device.resolve()?;
-    let dir = match &args.model.model {
-        Some(spec) => resolve_model(spec, global.quiet)?,
-        None => base_model_dir(),
-    };
-    let model = load_model(
-        &dir,
-        &LoadOptions {
-            device,
-            seed: args.model.seed,
-            task: None,
-        },
-        global.dtype,
-    )?;
-    if global.verbose {
-        log_load(&model, global);
-    }
-    let max_length = match args.max_seq_length {
-        Some(n) => {
-            check_max_seq_length(n as i64, &model)?;
-            n as usize
-        }
-        None => model.net.max_positions().min(128) as usize,
-    };
-    let tokenizer = TextTokenizer::from_dir(&dir, max_length)?;
+    let session = ModelSession::locate(args.model.model.as_deref(), Fallback::Base, global)?
+        .load(&no_head(args, global), args.max_seq_length)?;
     let texts: Vec<(String, Option<String>)> = args
         .text
         .iter()
@@ -265,7 +246,7 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             (t.clone(), pair)
         })
         .collect();
-    let encoded = tokenizer.encode_batch(&texts)?;
+    let encoded = session.tokenizer.encode_batch(&texts)?;
     for (i, e) in encoded.iter().enumerate() {
         // An empty text is still [CLS] [SEP] to BERT; a tokenizer without special tokens
         // leaves nothing to run.
@@ -273,17 +254,17 @@ fn from_texts(args: &InputArgs, global: &GlobalArgs) -> Result<Input> {
             bail!(
                 "--text number {}: no tokens (the text is empty and {} adds no special tokens)",
                 i + 1,
-                dir.display()
+                session.dir.display()
             );
         }
-        check_vocabulary(&e.ids, model.net.vocab_size(), &dir, || {
+        check_vocabulary(&e.ids, session.model.net.vocab_size(), &session.dir, || {
             format!("--text number {}", i + 1)
         })?;
     }
     Ok(Input {
-        device,
-        model,
-        tokenizer,
+        device: session.device,
+        model: session.model,
+        tokenizer: session.tokenizer,
         indices: (0..encoded.len()).collect(),
         encoded,
         texts,

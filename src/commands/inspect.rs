@@ -1,25 +1,14 @@
 //! `bertology inspect`: load a model and describe it.
 use super::args::{GlobalArgs, InspectArgs};
-use super::home::base_model_dir;
-use crate::model::{LoadOptions, Model};
-use crate::model_source::resolve_model;
+use super::session::{Fallback, ModelSession};
 use anyhow::Result;
 use serde_json::json;
 
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
-    let dir = match &args.model {
-        Some(spec) => resolve_model(spec, global.quiet)?,
-        None => base_model_dir(),
-    };
-    let device = global.device.resolve()?;
-    let model = Model::load(
-        &dir,
-        &LoadOptions {
-            device,
-            seed: args.seed,
-            task: None,
-        },
-    )?;
+    let ModelSession {
+        dir, device, model, ..
+    } = ModelSession::locate(args.model.as_deref(), Fallback::Base, global)?
+        .load_as_saved(args.seed)?;
     let c = &model.config;
     let net = &model.net;
     let heads = net.heads_per_layer();

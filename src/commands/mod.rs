@@ -1,5 +1,6 @@
 //! One module per subcommand, over what they share: `args` (the command line's arguments),
-//! `home` (installed models), `setup` (model and data) and `common` (the pieces below `setup`).
+//! `home` (installed models), `setup` (model and data of a task command), `session` (opening a
+//! model, for every command) and `common` (the data's pieces below them).
 pub mod ablate;
 pub mod args;
 pub mod attention;
@@ -13,4 +14,5 @@ pub mod input;
 pub mod inspect;
 pub mod prune;
 pub mod report;
+pub mod session;
 pub mod setup;
