@@ -2,6 +2,8 @@
 //! and by what reads it back (`report` reads prune.json and importance.json): a field's name and
 //! type are stated once. Fields a reader can do without are `Option` or default, so summaries
 //! of older runs (and minimal hand-made ones) still read.
+pub mod eval;
+pub mod hidden_states;
 pub mod importance;
 pub mod prune;
 
