@@ -10,6 +10,7 @@ use crate::output::write_atomically;
 use crate::output::{write_csv, write_json, Staging, ATTENTION_FILES, VIEWER_FILES};
 use crate::progress;
 use crate::report::{attention as report, read_matrix};
+use crate::run_files::attention::{AttentionImportance, AttentionSettings, AttentionSummary};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::json;
@@ -316,10 +317,10 @@ fn statistics(
         })
         .sum::<f64>()
         / tokens.max(1.0);
-    let statistics: serde_json::Map<String, serde_json::Value> = stats::NAMES
+    let statistics = stats::NAMES
         .iter()
         .zip(&s.values)
-        .map(|(name, m)| (name.to_string(), json!(nan_to_null(m))))
+        .map(|(name, m)| (name.to_string(), nan_to_null(m)))
         .collect();
     let special = report::SpecialTokens {
         start: input.tokenizer.start_token()?,
@@ -334,34 +335,39 @@ fn statistics(
         &kept,
         &special,
     );
-    let summary = json!({
-        "model": input.model.dir.display().to_string(),
-        "source": input.source,
-        "examples": input.len(),
-        "tokens": s.tokens,
-        "layers": layers,
-        "heads": heads,
-        "causal": s.causal,
-        "next_token": if s.causal { "not measured: a causal model cannot attend to the next token" } else { "measured" },
-        "uniform_entropy": uniform_entropy,
-        "statistics": statistics,
-        "importance": importance.map(|i| json!({
-            "run": i.dir.display().to_string(),
-            "values": i.values,
-        })),
-        "findings": findings,
-        "map": analysis.distances.is_some(),
-        "settings": {
-            "batch_size": args.input.batch_size,
-            "max_seq_length": args.input.max_seq_length.unwrap_or(128),
-            "data_subset": args.input.data_subset,
-            "seed": args.input.model.seed,
-            "map_queries": args.map_queries,
+    let summary = AttentionSummary {
+        model: input.model.dir.display().to_string(),
+        source: input.source.clone(),
+        examples: input.len(),
+        tokens: s.tokens,
+        layers,
+        heads,
+        causal: s.causal,
+        next_token: if s.causal {
+            "not measured: a causal model cannot attend to the next token"
+        } else {
+            "measured"
+        }
+        .into(),
+        uniform_entropy,
+        statistics,
+        importance: importance.map(|i| AttentionImportance {
+            run: i.dir.display().to_string(),
+            values: i.values.clone(),
+        }),
+        findings,
+        map: analysis.distances.is_some(),
+        settings: AttentionSettings {
+            batch_size: args.input.batch_size,
+            max_seq_length: args.input.max_seq_length.unwrap_or(128),
+            data_subset: args.input.data_subset,
+            seed: args.input.model.seed,
+            map_queries: args.map_queries,
         },
-        "device": format!("{:?}", input.device),
-        "seconds": seconds,
-        "command": super::args::command_line(),
-    });
+        device: format!("{:?}", input.device),
+        seconds,
+        command: super::args::command_line(),
+    };
     write_json(&dir.join("attention.json"), &summary)?;
     let pictures = report::pictures(
         &dir,
@@ -375,7 +381,7 @@ fn statistics(
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
-        for line in report::finding_lines(&findings) {
+        for line in report::finding_lines(&summary.findings) {
             println!("{line}");
         }
         println!(

@@ -2,7 +2,10 @@
 //! and by what reads it back (`report` reads prune.json and importance.json): a field's name and
 //! type are stated once. Fields a reader can do without are `Option` or default, so summaries
 //! of older runs (and minimal hand-made ones) still read.
+pub mod ablation;
+pub mod attention;
 pub mod eval;
+pub mod finetune;
 pub mod hidden_states;
 pub mod importance;
 pub mod prune;
