@@ -30,8 +30,9 @@ done
 mkdir -p "$out"
 res=$out/results.jsonl
 : >"$res"
-lm=(--task lm --model "$gguf" --text data/wikitext-2/valid.txt --block-size 128 --data-subset 16
-    --batch-size 8 --device cpu --quiet --json)
+base=(--task lm --model "$gguf" --text data/wikitext-2/valid.txt --block-size 128 --batch-size 8
+      --device cpu --quiet --json)
+lm=("${base[@]}" --data-subset 16)
 
 # record NAME COMMAND...: the command's JSON stdout with its wall time and peak memory.
 record() {
@@ -42,14 +43,19 @@ record() {
   python3 - "$name" "$wall" "$rss" "$out/stdout" >>"$res" <<'PY'
 import json, sys
 name, wall, rss, path = sys.argv[1:]
-text = open(path).read().strip().splitlines()
-data = json.loads(text[-1]) if text and text[-1].startswith("{") else {}
+# bertology prints its summary as pretty JSON; the reference prints one line.
+text = open(path).read().strip()
+try:
+    data = json.loads(text)
+except json.JSONDecodeError:
+    lines = text.splitlines()
+    data = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
 print(json.dumps({"name": name, "wall": float(wall), "peak_rss_mb": int(rss) / 1024, "data": data}))
 PY
 }
 
 # The GGUF is converted once (cached); neither side's figures include that.
-"$bin" eval "${lm[@]}" --data-subset 1 --output-dir "$out/warm" >/dev/null
+"$bin" eval "${base[@]}" --data-subset 1 --output-dir "$out/warm" >/dev/null
 for i in $(seq "$runs"); do
   record eval-ours "$bin" eval "${lm[@]}" --output-dir "$out/eval"
   record eval-transformers "$py" scripts/reference/bench_llm.py eval
@@ -77,6 +83,12 @@ for what in ("eval", "importance", "prune"):
         "ours_peak_rss_mb": med(f"{what}-ours", "peak_rss_mb")[0],
         "transformers_peak_rss_mb": med(f"{what}-transformers", "peak_rss_mb")[0],
     }
+    # Our pass alone, as the summary times it (prune: its masking loop), beside the process.
+    key = "masking_seconds" if what == "prune" else "seconds"
+    passes = [r["data"].get(key) for r in rows if r["name"] == f"{what}-ours"]
+    if all(isinstance(p, (int, float)) for p in passes):
+        summary[what]["ours_pass_seconds"] = statistics.median(passes)
+        summary[what]["pass_speedup"] = ref[0] / statistics.median(passes)
 ne = med("importance-ours-no-entropy", "wall")
 summary["importance"]["ours_no_entropy_process_seconds"] = ne
 summary["importance"]["speedup_no_entropy"] = summary["importance"]["transformers_pass_seconds"][0] / ne[0]
@@ -89,5 +101,9 @@ for what in ("eval", "importance", "prune"):
     o, r = s["ours_process_seconds"], s["transformers_pass_seconds"]
     print(f"{what:<11} {o[0]:6.2f} [{o[1]:.2f}-{o[2]:.2f}]     {r[0]:6.2f} [{r[1]:.2f}-{r[2]:.2f}]       "
           f"{s['speedup']:.2f}x     {s['ours_peak_rss_mb']:.0f} / {s['transformers_peak_rss_mb']:.0f}")
+for what in ("eval", "importance", "prune"):
+    s = summary[what]
+    if "ours_pass_seconds" in s:
+        print(f"{what:<11} pass alone: ours {s['ours_pass_seconds']:.2f} s against {s['transformers_pass_seconds'][0]:.2f} s ({s['pass_speedup']:.2f}x)")
 print(f"importance without entropy: {ne[0]:.2f} s ({summary['importance']['speedup_no_entropy']:.2f}x)")
 PY
