@@ -159,7 +159,7 @@ impl Summary {
         }
     }
 
-    /// Query heads per key/value group's count of key/value heads (0: not recorded).
+    /// Key/value heads per layer (0: not recorded).
     fn kv_heads(&self) -> u64 {
         match self {
             Summary::Prune(f) => f.data.kv_heads,
