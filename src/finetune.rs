@@ -6,7 +6,7 @@ use crate::data::batch::{make_batch, Batch, Padding};
 use crate::eval::Dataset;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Hyper {
     pub learning_rate: f64,
     pub weight_decay: f64,

@@ -10,7 +10,9 @@ use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
 
 /// How each input's tokens are reduced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pool {
     /// The first token's vector ([CLS] / <s>): [inputs, hidden].

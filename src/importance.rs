@@ -8,7 +8,9 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Estimator {
     /// E_x |∂L(x)/∂ξ|: the paper's definition, one backward per batch with a per-example mask;

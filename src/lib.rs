@@ -20,4 +20,5 @@ pub mod output;
 pub mod progress;
 pub mod pruning;
 pub mod report;
+pub mod run_files;
 pub mod timing;

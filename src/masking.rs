@@ -9,7 +9,9 @@ use crate::progress::Steps;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Order {
     /// Least important heads first (the paper's method).
@@ -29,7 +31,9 @@ pub enum Goal {
 }
 
 /// What one masking decision removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PruneUnit {
     /// One query head at a time (its key/value head stays while its group has another).
@@ -58,7 +62,7 @@ pub struct MaskingSettings {
 }
 
 /// One point of the masking curve.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub step: usize,
     pub heads_kept: usize,
@@ -70,7 +74,7 @@ pub struct Step {
     pub accepted: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// The next step fell below the threshold; the last passing mask was kept.
@@ -432,7 +436,9 @@ mod tests {
 }
 
 /// What a joint masking run masks: heads, feed-forward neurons, or both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Units {
     Heads,

@@ -8,7 +8,8 @@
 //! whose files `report` reads together) are removed, so the folder never mixes two runs; any
 //! other file is left alone.
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Files of an importance or prune run (report reads them together).
@@ -164,8 +165,7 @@ pub fn canonical(path: &Path) -> PathBuf {
 }
 
 /// Refuses a run whose outputs would replace one of its inputs: `input` (named by `flag`) is
-/// the output folder itself when `whole` (a model folder the run rewrites), or lies at a path
-/// the run replaces inside it (one of `owned`).
+/// the output folder itself, or lies at a path the run replaces inside it (one of `owned`).
 pub fn ensure_not_input(out_dir: &Path, owned: &[&str], flag: &str, input: &Path) -> Result<()> {
     let (out, inp) = (canonical(out_dir), canonical(input));
     if inp == out {
@@ -523,23 +523,36 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("{}: cannot rename into place", path.display()))
 }
 
+/// Size and FNV-1a hash of a file, recorded in a run's summary so `report` can tell the
+/// run's own files from files of another run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub bytes: u64,
+    /// 16 hex digits.
+    pub fnv1a64: String,
+}
+
+/// A summary's "outputs": file name -> fingerprint.
+pub type Fingerprints = BTreeMap<String, Fingerprint>;
+
 /// Size and hash of each file in `names` that `dir` holds, for the run's summary.
-pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
-    let mut map = serde_json::Map::new();
+pub fn fingerprints(dir: &Path, names: &[&str]) -> Result<Fingerprints> {
+    let mut map = Fingerprints::new();
     for name in names {
         let p = dir.join(name);
         if p.is_file() {
             map.insert(name.to_string(), fingerprint(&p)?);
         }
     }
-    Ok(serde_json::Value::Object(map))
+    Ok(map)
 }
 
-/// Size and FNV-1a hash of a file, recorded in a run's summary so `report` can tell the
-/// run's own files from files of another run.
-pub fn fingerprint(path: &Path) -> Result<serde_json::Value> {
+pub fn fingerprint(path: &Path) -> Result<Fingerprint> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(serde_json::json!({ "bytes": bytes.len(), "fnv1a64": format!("{:016x}", fnv1a64(&bytes)) }))
+    Ok(Fingerprint {
+        bytes: bytes.len() as u64,
+        fnv1a64: format!("{:016x}", fnv1a64(&bytes)),
+    })
 }
 
 pub fn fnv1a64(bytes: &[u8]) -> u64 {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Seconds of repeated passes: the smallest, the median and the largest.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
     pub min: f64,
     pub median: f64,

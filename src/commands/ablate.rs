@@ -7,8 +7,8 @@ use super::setup::setup;
 use crate::eval::{predict, score};
 use crate::output::{check_output_dir, write_csv, write_json, write_npy, Staging, ABLATION_FILES};
 use crate::progress;
+use crate::run_files::ablation::{AblationSummary, BestHead};
 use anyhow::{bail, Result};
-use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -236,13 +236,7 @@ fn write_tables(dir: &Path, scores: &Scores, single_head: bool) -> Result<()> {
 }
 
 /// ablation.json.
-fn summary(
-    s: &TaskSetup,
-    args: &AblateArgs,
-    scores: &Scores,
-    counts: &Counts,
-) -> serde_json::Value {
-    let net = s.model.net.as_ref();
+fn summary(s: &TaskSetup, args: &AblateArgs, scores: &Scores, counts: &Counts) -> AblationSummary {
     let Scores {
         metric,
         layers,
@@ -254,45 +248,46 @@ fn summary(
         ..
     } = scores;
     let base = *base;
-    let Counts {
-        hurt,
-        helped,
-        best_alone,
-    } = counts;
-    let mut summary = json!({
-        "task": s.data.spec.name(),
-        "split": s.split_name,
-        "model": s.model.dir.display().to_string(),
-        "data_dir": s.data_dir.display().to_string(),
-        "source": s.source,
-        "examples": s.data.len(),
-        "tokens": s.data.tokens(),
-        "metric": metric,
-        "layers": layers,
-        "heads": heads,
-        "kv_heads": net.num_kv_heads(),
-        "score": base,
-        "tolerance": args.tolerance,
-        "heads_that_hurt_when_masked": hurt,
-        "heads_that_help_when_masked": helped,
-        "heads_ablated": heads_present,
-        "best_single_head_per_layer": best_alone
+    // Perplexity reads better than 1 / loss: exp(loss) = exp(1 / score).
+    let ppl = |v: f64| (1.0 / v).exp();
+    let lm = s.data.spec.is_language_model();
+    AblationSummary {
+        task: s.data.spec.name().to_string(),
+        split: s.split_name.clone(),
+        model: s.model.dir.display().to_string(),
+        data_dir: s.data_dir.display().to_string(),
+        source: s.source.clone(),
+        examples: s.data.len(),
+        tokens: s.data.tokens(),
+        metric: metric.clone(),
+        layers: *layers,
+        heads: *heads,
+        kv_heads: s.model.net.num_kv_heads(),
+        score: base,
+        tolerance: args.tolerance,
+        heads_that_hurt_when_masked: counts.hurt,
+        heads_that_help_when_masked: counts.helped,
+        heads_ablated: *heads_present,
+        best_single_head_per_layer: counts
+            .best_alone
             .iter()
-            .map(|b| b.map(|(h, v)| json!({"head": h, "score": v})))
-            .collect::<Vec<_>>(),
-        "seconds": seconds,
-        "command": super::args::command_line(),
-    });
-    if s.data.spec.is_language_model() {
-        // Perplexity reads better than 1 / loss: exp(loss) = exp(1 / score).
-        let ppl = |v: f64| (1.0 / v).exp();
-        summary["perplexity"] = json!(ppl(base));
-        summary["perplexity_without"] = json!(without
-            .iter()
-            .map(|r| r.iter().map(|&v| ppl(v)).collect::<Vec<_>>())
-            .collect::<Vec<_>>());
+            .map(|b| b.map(|(head, score)| BestHead { head, score }))
+            .collect(),
+        seconds: *seconds,
+        command: super::args::command_line(),
+        perplexity: lm.then(|| ppl(base)),
+        // Null for heads the model no longer has.
+        perplexity_without: lm.then(|| {
+            without
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|&v| Some(ppl(v)).filter(|p| p.is_finite()))
+                        .collect()
+                })
+                .collect()
+        }),
     }
-    summary
 }
 
 /// ablation.png: language models, the change of perplexity (what people read); else the

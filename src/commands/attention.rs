@@ -11,6 +11,7 @@ use crate::output::write_atomically;
 use crate::output::{write_csv, write_json, Staging, ATTENTION_FILES, VIEWER_FILES};
 use crate::progress;
 use crate::report::{attention as report, read_matrix};
+use crate::run_files::attention::{AttentionImportance, AttentionSettings, AttentionSummary};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::json;
@@ -266,7 +267,7 @@ fn statistics(
         &analysis,
         importance,
         uniform_entropy,
-        &findings,
+        findings,
         args,
         seconds,
     );
@@ -283,7 +284,7 @@ fn statistics(
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
-        for line in report::finding_lines(&findings) {
+        for line in report::finding_lines(&summary.findings) {
             println!("{line}");
         }
         println!(
@@ -426,45 +427,48 @@ fn summary(
     analysis: &Analysis,
     importance: Option<&Importance>,
     uniform_entropy: f64,
-    findings: &serde_json::Value,
+    findings: serde_json::Value,
     args: &AttentionArgs,
     seconds: f64,
-) -> serde_json::Value {
+) -> AttentionSummary {
     let s = &analysis.stats;
-    let (layers, heads) = (input.model.net.num_layers(), input.model.net.num_heads());
-    let statistics: serde_json::Map<String, serde_json::Value> = stats::NAMES
-        .iter()
-        .zip(&s.values)
-        .map(|(name, m)| (name.to_string(), json!(nan_to_null(m))))
-        .collect();
-    json!({
-        "model": input.model.dir.display().to_string(),
-        "source": input.source,
-        "examples": input.len(),
-        "tokens": s.tokens,
-        "layers": layers,
-        "heads": heads,
-        "causal": s.causal,
-        "next_token": if s.causal { "not measured: a causal model cannot attend to the next token" } else { "measured" },
-        "uniform_entropy": uniform_entropy,
-        "statistics": statistics,
-        "importance": importance.map(|i| json!({
-            "run": i.dir.display().to_string(),
-            "values": i.values,
-        })),
-        "findings": findings,
-        "map": analysis.distances.is_some(),
-        "settings": {
-            "batch_size": args.input.batch_size,
-            "max_seq_length": args.input.max_seq_length.unwrap_or(128),
-            "data_subset": args.input.data_subset,
-            "seed": args.input.model.seed,
-            "map_queries": args.map_queries,
+    AttentionSummary {
+        model: input.model.dir.display().to_string(),
+        source: input.source.clone(),
+        examples: input.len(),
+        tokens: s.tokens,
+        layers: input.model.net.num_layers(),
+        heads: input.model.net.num_heads(),
+        causal: s.causal,
+        next_token: if s.causal {
+            "not measured: a causal model cannot attend to the next token"
+        } else {
+            "measured"
+        }
+        .into(),
+        uniform_entropy,
+        statistics: stats::NAMES
+            .iter()
+            .zip(&s.values)
+            .map(|(name, m)| (name.to_string(), nan_to_null(m)))
+            .collect(),
+        importance: importance.map(|i| AttentionImportance {
+            run: i.dir.display().to_string(),
+            values: i.values.clone(),
+        }),
+        findings,
+        map: analysis.distances.is_some(),
+        settings: AttentionSettings {
+            batch_size: args.input.batch_size,
+            max_seq_length: args.input.max_seq_length.unwrap_or(128),
+            data_subset: args.input.data_subset,
+            seed: args.input.model.seed,
+            map_queries: args.map_queries,
         },
-        "device": format!("{:?}", input.device),
-        "seconds": seconds,
-        "command": super::args::command_line(),
-    })
+        device: format!("{:?}", input.device),
+        seconds,
+        command: super::args::command_line(),
+    }
 }
 
 /// JSON has no NaN: pruned heads and unmeasured statistics become null.

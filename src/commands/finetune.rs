@@ -21,9 +21,10 @@ use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ForwardOptions, Model};
 use crate::output::{check_output_dir, ensure_not_input, write_json, Staging, MODEL_FILES};
 use crate::progress;
+use crate::run_files::finetune::{Epoch, FinetuneSettings, FinetuneSummary};
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -33,27 +34,22 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
-        let best = &summary["best"];
-        let m = &best["metrics"];
+        let best = &summary.best;
+        let m = |k: &str| best.metrics.get(k).copied().unwrap_or(f64::NAN);
         // Language models: the dev loss that chose the epoch, and its perplexity.
-        let scored = if summary["metric"] == "loss" {
+        let scored = if summary.metric == "loss" {
             format!(
                 "dev loss {:.4} (perplexity {:.2}, {:.0} tokens)",
-                m["loss"].as_f64().unwrap_or(f64::NAN),
-                m["perplexity"].as_f64().unwrap_or(f64::NAN),
-                m["tokens"].as_f64().unwrap_or(f64::NAN)
+                m("loss"),
+                m("perplexity"),
+                m("tokens")
             )
         } else {
-            m.to_string()
+            serde_json::to_string(&best.metrics)?
         };
         println!(
             "{}: best epoch {} with {} (train loss {:.4}), {:.0} s; saved to {}",
-            summary["task"].as_str().unwrap_or(""),
-            best["epoch"],
-            scored,
-            best["train_loss"].as_f64().unwrap_or(f64::NAN),
-            summary["seconds"].as_f64().unwrap_or(0.0),
-            summary["output_dir"].as_str().unwrap_or("")
+            summary.task, best.epoch, scored, best.train_loss, summary.seconds, summary.output_dir
         );
     }
     Ok(())
@@ -63,7 +59,7 @@ pub fn run(args: &FinetuneArgs, global: &GlobalArgs) -> Result<()> {
 type Snapshot = Vec<(String, Tensor)>;
 
 /// Trains and saves; returns the finetune.json summary. Also used to build a task's default model.
-pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
+pub fn finetune(args: &FinetuneArgs, global: &GlobalArgs) -> Result<FinetuneSummary> {
     check_hyper(args)?;
     let lm_given = !args.text.is_empty() || args.token_ids.is_some();
     check_lm_source(&args.source, lm_given)?;
@@ -139,7 +135,7 @@ fn check_outputs(args: &FinetuneArgs, output_dir: &Path, model_dir: &Path) -> Re
     Ok(())
 }
 
-fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<Value> {
+fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<FinetuneSummary> {
     let hyper = check_hyper(args)?;
     let req = SourceRequest {
         dev_file: args.dev_file.clone(),
@@ -186,9 +182,9 @@ fn finetune_classification(args: &FinetuneArgs, global: &GlobalArgs) -> Result<V
         output_dir: &output_dir,
         data_dir: &data_dir,
         source: loaded.record,
-        labels: Some(json!(spec.labels)),
+        labels: Some(spec.labels.clone()),
         lm: None,
-        length: ("max_seq_length", args.max_seq_length.into()),
+        length: Length::MaxSeqLength(args.max_seq_length),
         watch: &watch,
     };
     let tokenizer = Some(&session.tokenizer);
@@ -270,7 +266,7 @@ fn save<T>(
     dev: &Dataset,
     hyper: &Hyper,
     args: &FinetuneArgs,
-) -> Result<Value> {
+) -> Result<FinetuneSummary> {
     let summary = summary(run, trained, dev.len(), hyper, args, session.device);
     let staging = Staging::new(run.output_dir, MODEL_FILES)?;
     session.model.save(staging.dir())?;
@@ -284,7 +280,7 @@ fn save<T>(
 
 /// `--task lm` / `--task mlm`: the model's own language-model head, trained on text blocks (or
 /// token-id lines); the dev loss picks the epoch that is saved.
-fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<Value> {
+fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<FinetuneSummary> {
     let hyper = check_hyper(args)?;
     let (model_spec, output_dir) = check_lm_flags(args, task)?;
     let located = ModelSession::locate(Some(model_spec), Fallback::Base, global)?;
@@ -311,12 +307,12 @@ fn finetune_lm(args: &FinetuneArgs, global: &GlobalArgs, task: Task) -> Result<V
         data_dir: &data.data_dir,
         source: json!({"train": data.train_record, "dev": data.dev_record}),
         labels: None,
-        lm: Some(json!({
-            "dev_tokens": dev_tokens,
-            "heads_per_layer": model.net.heads_per_layer(),
-            "pruned_heads": model.config.pruned_heads_json(),
-        })),
-        length: ("block_size", args.block_size.into()),
+        lm: Some(LmFields {
+            dev_tokens,
+            heads_per_layer: model.net.heads_per_layer(),
+            pruned_heads: model.config.pruned_heads()?,
+        }),
+        length: Length::BlockSize(args.block_size),
         watch: &watch,
     };
     // A token-id run may use a model folder without tokenizer files.
@@ -445,18 +441,29 @@ struct Run<'a> {
     output_dir: &'a Path,
     data_dir: &'a Path,
     source: Value,
-    /// A classification's labels, listed before the counts.
-    labels: Option<Value>,
-    /// A language model's dev tokens and heads, listed after the counts (an object whose
-    /// fields are copied in order).
-    lm: Option<Value>,
-    /// The settings' length: ("max_seq_length", n) or ("block_size", n).
-    length: (&'a str, Value),
+    /// A classification's labels.
+    labels: Option<Vec<String>>,
+    /// A language model's dev tokens and heads.
+    lm: Option<LmFields>,
+    /// The settings' length.
+    length: Length,
     watch: &'a Watch<'a>,
 }
 
-/// finetune.json: the same fields in the same order for both kinds of run, with what only one
-/// kind has placed where it always stood.
+/// What only a language model's summary has.
+struct LmFields {
+    dev_tokens: Option<i64>,
+    heads_per_layer: Vec<i64>,
+    pruned_heads: std::collections::BTreeMap<i64, Vec<i64>>,
+}
+
+/// A classification's --max-seq-length or a language model's --block-size.
+enum Length {
+    MaxSeqLength(u64),
+    BlockSize(usize),
+}
+
+/// finetune.json: the same fields for both kinds of run, with what only one kind has.
 fn summary(
     run: &Run,
     trained: &Trained,
@@ -464,54 +471,46 @@ fn summary(
     hyper: &Hyper,
     args: &FinetuneArgs,
     device: Device,
-) -> Value {
-    let mut m = Map::new();
-    m.insert("task".into(), json!(run.task));
-    m.insert(
-        "base_model".into(),
-        json!(run.model_dir.display().to_string()),
-    );
-    m.insert(
-        "output_dir".into(),
-        json!(run.output_dir.display().to_string()),
-    );
-    m.insert("data_dir".into(), json!(run.data_dir.display().to_string()));
-    m.insert("source".into(), run.source.clone());
-    if let Some(labels) = &run.labels {
-        m.insert("labels".into(), labels.clone());
+) -> FinetuneSummary {
+    let lm = run.lm.as_ref();
+    FinetuneSummary {
+        task: run.task.to_string(),
+        base_model: run.model_dir.display().to_string(),
+        output_dir: run.output_dir.display().to_string(),
+        data_dir: run.data_dir.display().to_string(),
+        source: run.source.clone(),
+        labels: run.labels.clone(),
+        train_examples: trained.train_examples,
+        dev_examples,
+        dev_tokens: lm.map(|l| l.dev_tokens),
+        heads_per_layer: lm.map(|l| l.heads_per_layer.clone()),
+        pruned_heads: lm.map(|l| l.pruned_heads.clone()),
+        settings: FinetuneSettings {
+            hyper: *hyper,
+            steps: trained.steps,
+            warmup_steps: trained.warmup,
+            max_seq_length: match run.length {
+                Length::MaxSeqLength(n) => Some(n),
+                Length::BlockSize(_) => None,
+            },
+            block_size: match run.length {
+                Length::BlockSize(n) => Some(n),
+                Length::MaxSeqLength(_) => None,
+            },
+            length_bucketing: !args.no_length_bucketing,
+            seed: args.seed,
+            head_mask: args.head_mask.as_ref().map(|p| p.display().to_string()),
+            threads: tch::get_num_threads(),
+            device: format!("{device:?}"),
+        },
+        metric: run.watch.metric.to_string(),
+        lower_is_better: run.watch.lower_is_better,
+        epochs: trained.epochs.clone(),
+        best: trained.epochs[trained.best_epoch].clone(),
+        seconds: trained.seconds,
+        train_seconds: trained.train_seconds,
+        seconds_per_step: trained.train_seconds / trained.steps.max(1) as f64,
     }
-    m.insert("train_examples".into(), json!(trained.train_examples));
-    m.insert("dev_examples".into(), json!(dev_examples));
-    if let Some(Value::Object(lm)) = &run.lm {
-        m.extend(lm.clone());
-    }
-    let mut settings = Map::new();
-    settings.insert("hyper".into(), json!(hyper));
-    settings.insert("steps".into(), json!(trained.steps));
-    settings.insert("warmup_steps".into(), json!(trained.warmup));
-    settings.insert(run.length.0.into(), run.length.1.clone());
-    settings.insert("length_bucketing".into(), json!(!args.no_length_bucketing));
-    settings.insert("seed".into(), json!(args.seed));
-    settings.insert(
-        "head_mask".into(),
-        json!(args.head_mask.as_ref().map(|p| p.display().to_string())),
-    );
-    settings.insert("threads".into(), json!(tch::get_num_threads()));
-    settings.insert("device".into(), json!(format!("{device:?}")));
-    m.insert("settings".into(), Value::Object(settings));
-    m.insert("metric".into(), json!(run.watch.metric));
-    if run.watch.lower_is_better {
-        m.insert("lower_is_better".into(), json!(true));
-    }
-    m.insert("epochs".into(), json!(trained.epochs));
-    m.insert("best".into(), trained.epochs[trained.best_epoch].clone());
-    m.insert("seconds".into(), json!(trained.seconds));
-    m.insert("train_seconds".into(), json!(trained.train_seconds));
-    m.insert(
-        "seconds_per_step".into(),
-        json!(trained.train_seconds / trained.steps.max(1) as f64),
-    );
-    Value::Object(m)
 }
 
 /// Moves the last `fraction` of the blocks (rounded) out of `blocks` and returns them: text
@@ -606,7 +605,7 @@ impl Watch<'_> {
 
 /// What the training loop did; the model holds the best epoch's weights afterwards.
 struct Trained {
-    epochs: Vec<Value>,
+    epochs: Vec<Epoch>,
     best_epoch: usize,
     steps: usize,
     warmup: usize,
@@ -837,23 +836,18 @@ fn epoch_record(
     metrics: &Metrics,
     seconds: f64,
     language_model: bool,
-) -> Value {
+) -> Epoch {
     let (train_loss, tokens) = (loss.mean(), loss.tokens);
-    let mut record = Map::new();
-    record.insert("epoch".into(), json!(epoch + 1));
-    record.insert("steps".into(), json!(step));
-    record.insert("train_loss".into(), json!(train_loss));
-    if language_model {
-        record.insert("train_perplexity".into(), json!(train_loss.exp()));
-        record.insert("train_tokens".into(), json!(tokens));
-        record.insert(
-            "train_tokens_per_second".into(),
-            json!(tokens as f64 / seconds.max(1e-9)),
-        );
+    Epoch {
+        epoch: epoch + 1,
+        steps: step,
+        train_loss,
+        train_perplexity: language_model.then(|| train_loss.exp()),
+        train_tokens: language_model.then_some(tokens),
+        train_tokens_per_second: language_model.then(|| tokens as f64 / seconds.max(1e-9)),
+        metrics: metrics.clone(),
+        seconds,
     }
-    record.insert("metrics".into(), json!(metrics));
-    record.insert("seconds".into(), json!(seconds));
-    Value::Object(record)
 }
 
 /// A copy of every variable of the model.

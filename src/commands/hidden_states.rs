@@ -6,9 +6,9 @@ use super::input::{load, InputArgs};
 use crate::hidden_states::{collect, resolve_layers, Pool, Settings};
 use crate::output::{write_json, Staging, HIDDEN_STATES_FILES};
 use crate::progress;
+use crate::run_files::hidden_states::{HiddenStatesInput, HiddenStatesSummary};
 use anyhow::{anyhow, Result};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -58,43 +58,38 @@ pub fn run(args: &HiddenStatesArgs, global: &GlobalArgs) -> Result<()> {
     }
     tch::Tensor::write_safetensors(&tensors, &staged)
         .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
-    let shapes: serde_json::Map<String, serde_json::Value> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), json!(t.size())))
-        .collect();
-    let examples: Vec<serde_json::Value> = input
+    let examples = input
         .encoded
         .iter()
         .enumerate()
-        .map(|(row, e)| {
-            json!({
-                "row": row,
-                "index": input.indices[row],
-                "text_a": input.texts[row].0,
-                "text_b": input.texts[row].1,
-                "tokens": input.tokenizer.token_strings(&e.ids),
-            })
+        .map(|(row, e)| HiddenStatesInput {
+            row,
+            index: input.indices[row],
+            text_a: input.texts[row].0.clone(),
+            text_b: input.texts[row].1.clone(),
+            tokens: input.tokenizer.token_strings(&e.ids),
         })
         .collect();
-    let summary = json!({
-        "model": input.model.dir.display().to_string(),
-        "source": input.source,
-        "inputs": input.len(),
-        "layers": settings.layers,
-        "pool": settings.pool,
-        "attentions": settings.attentions,
-        "heads_per_layer": net.heads_per_layer(),
-        "kept_heads": net.kept_heads(),
-        "file": path.display().to_string(),
-        "tensors": shapes,
-        "seconds": start.elapsed().as_secs_f64(),
-        "command": super::args::command_line(),
-    });
-    let mut full = summary.clone();
-    full["examples"] = json!(examples);
-    write_json(&staging.dir().join("hidden_states.json"), &full)?;
+    let mut summary = HiddenStatesSummary {
+        model: input.model.dir.display().to_string(),
+        source: input.source.clone(),
+        inputs: input.len(),
+        layers: settings.layers.clone(),
+        pool: settings.pool,
+        attentions: settings.attentions,
+        heads_per_layer: net.heads_per_layer(),
+        kept_heads: net.kept_heads(),
+        file: path.display().to_string(),
+        tensors: tensors.iter().map(|(n, t)| (n.clone(), t.size())).collect(),
+        seconds: start.elapsed().as_secs_f64(),
+        command: super::args::command_line(),
+        examples: Some(examples),
+    };
+    write_json(&staging.dir().join("hidden_states.json"), &summary)?;
     staging.commit()?;
     if args.json {
+        // The tokens of every input stay in the file.
+        summary.examples = None;
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
         println!(

@@ -3,15 +3,17 @@ use super::args::{GlobalArgs, ImportanceArgs, ImportanceOptions};
 use super::common::{batches, read_head_mask, read_neuron_mask, TaskSetup};
 use super::setup::setup;
 use crate::eval::score;
-use crate::importance::{compute_masked, ranks, Settings};
+use crate::importance::{compute_masked, ranks, HeadStats, Settings};
+use crate::metrics::Metrics;
 use crate::model::Masks;
 use crate::output::{
     check_output_dir, ensure_not_input, fingerprints, head_table, write_csv, write_json, write_npy,
     Staging, RUN_FILES,
 };
 use crate::progress;
+use crate::run_files::importance::{ImportanceSettings, ImportanceSummary, Quartiles};
 use anyhow::{bail, Result};
-use serde_json::json;
+use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -34,88 +36,151 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
     if let Some(m) = &args.neuron_mask {
         ensure_not_input(&args.output_dir, RUN_FILES, "--neuron-mask", m)?;
     }
-    let TaskSetup {
-        device,
-        mut model,
-        data,
-        data_dir,
-        source,
-        split_name,
-        ..
-    } = setup(&args.model, &args.data, global)?;
-    if !data.has_labels() {
+    let mut s = setup(&args.model, &args.data, global)?;
+    if !s.data.has_labels() {
         bail!(
-            "--split {split_name}: head importance needs labels, and this split of {} has none",
-            data_dir.display()
+            "--split {}: head importance needs labels, and this split of {} has none",
+            s.split_name,
+            s.data_dir.display()
         );
     }
-    let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
-    let mask = args
+    let masks = read_masks(args, &s)?;
+    s.model.vs.freeze();
+    let settings = args.importance.settings(!args.no_entropy);
+    let start = Instant::now();
+    let stats = measure(args, &s, &masks, settings, global.quiet)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let metrics = score(&s.data, &stats.logits);
+    crate::finite::ensure_finite(&stats.importance, "head importance", || {
+        "after the last batch".into()
+    })?;
+
+    let out_dir = &args.output_dir;
+    let staging = Staging::new(out_dir, RUN_FILES)?;
+    let dir = staging.dir();
+    let head_ranks = ranks(&stats.importance);
+    write_arrays(dir, &s, &stats, &head_ranks, settings)?;
+    write_table(dir, &s, &stats, &head_ranks, args.no_entropy)?;
+    let summary = ImportanceSummary {
+        outputs: Some(fingerprints(
+            dir,
+            &[
+                "head_importance.npy",
+                "attn_entropy.npy",
+                "head_ranks.npy",
+                "group_importance.npy",
+                "importance.csv",
+                "ffn_importance.npy",
+            ],
+        )?),
+        ..summarize(args, &s, &stats, metrics, settings, seconds)?
+    };
+    write_json(&dir.join("importance.json"), &summary)?;
+    crate::report::build(dir, dir, out_dir)?;
+    staging.commit()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        print_result(args, &summary, &stats, settings);
+    }
+    Ok(())
+}
+
+/// --head-mask and --neuron-mask, checked against the model's shape.
+fn read_masks(args: &ImportanceArgs, s: &TaskSetup) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let net = s.model.net.as_ref();
+    let (layers, heads) = (net.num_layers(), net.num_heads());
+    let heads = args
         .head_mask
         .as_deref()
         .map(|p| read_head_mask(p, layers, heads))
         .transpose()?;
-    let neuron_mask = args
+    let neurons = args
         .neuron_mask
         .as_deref()
-        .map(|p| read_neuron_mask(p, layers, model.net.intermediate_size()))
+        .map(|p| read_neuron_mask(p, layers, net.intermediate_size()))
         .transpose()?;
-    let with_neurons = args.neurons || neuron_mask.is_some();
-    let out_dir = &args.output_dir;
-    model.vs.freeze();
-    let settings = args.importance.settings(!args.no_entropy);
-    let start = Instant::now();
+    Ok((heads, neurons))
+}
+
+/// Whether neuron importance is measured: asked for, or under a --neuron-mask.
+fn with_neurons(args: &ImportanceArgs) -> bool {
+    args.neurons || args.neuron_mask.is_some()
+}
+
+/// One pass over the data under the masks: importance, entropy, logits.
+fn measure(
+    args: &ImportanceArgs,
+    s: &TaskSetup,
+    masks: &(Option<Tensor>, Option<Tensor>),
+    settings: Settings,
+    quiet: bool,
+) -> Result<HeadStats> {
     let batches = batches(
-        &data,
+        &s.data,
         &args.data,
         args.data.batch_size as usize,
         Some(settings.estimator),
-        device,
+        s.device,
     );
-    let bar = progress::bar(data.len() as u64, "importance", global.quiet);
+    let bar = progress::bar(s.data.len() as u64, "importance", quiet);
     let masks = Masks {
-        heads: mask.as_ref(),
-        neurons: neuron_mask.as_ref(),
+        heads: masks.0.as_ref(),
+        neurons: masks.1.as_ref(),
     };
     let stats = compute_masked(
-        model.net.as_ref(),
+        s.model.net.as_ref(),
         &batches,
         masks,
-        with_neurons,
+        with_neurons(args),
         settings,
         Some(&bar),
     )?;
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    let metrics = score(&data, &stats.logits);
-    crate::finite::ensure_finite(&stats.importance, "head importance", || {
-        "after the last batch".into()
-    })?;
-    let head_ranks = ranks(&stats.importance);
+    Ok(stats)
+}
 
-    let staging = Staging::new(out_dir, RUN_FILES)?;
-    let dir = staging.dir();
+fn write_arrays(
+    dir: &Path,
+    s: &TaskSetup,
+    stats: &HeadStats,
+    head_ranks: &Tensor,
+    settings: Settings,
+) -> Result<()> {
     write_npy(&dir.join("head_importance.npy"), &stats.importance)?;
     // Without entropy there is no entropy file (zeros would read as a result).
     if settings.entropy {
         write_npy(&dir.join("attn_entropy.npy"), &stats.entropy)?;
     }
-    write_npy(&dir.join("head_ranks.npy"), &head_ranks)?;
+    write_npy(&dir.join("head_ranks.npy"), head_ranks)?;
     if let Some(n) = &stats.neuron_importance {
         crate::finite::ensure_finite(n, "neuron importance", || "after the last batch".into())?;
         write_npy(&dir.join("ffn_importance.npy"), n)?;
     }
     // Grouped-query attention: a key/value group's importance is the sum over its query heads
     // (what masking a whole group with --prune-unit group ranks by).
-    let kv_heads = model.net.num_kv_heads();
-    let group_size = heads / kv_heads.max(1);
+    let net = s.model.net.as_ref();
+    let (layers, heads, kv_heads) = (net.num_layers(), net.num_heads(), net.num_kv_heads());
     if kv_heads < heads {
         let groups = stats
             .importance
-            .view([layers, kv_heads, group_size])
+            .view([layers, kv_heads, heads / kv_heads.max(1)])
             .sum_dim_intlist(-1, false, Kind::Float);
         write_npy(&dir.join("group_importance.npy"), &groups)?;
     }
+    Ok(())
+}
+
+/// importance.csv: one row per head.
+fn write_table(
+    dir: &Path,
+    s: &TaskSetup,
+    stats: &HeadStats,
+    head_ranks: &Tensor,
+    no_entropy: bool,
+) -> Result<()> {
+    let (heads, kv_heads) = (s.model.net.num_heads(), s.model.net.num_kv_heads());
+    let group_size = heads / kv_heads.max(1);
     let flat = |t: &Tensor| -> Vec<f64> {
         Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default()
     };
@@ -145,7 +210,7 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             row.extend([
                 imp[i].to_string(),
                 raw[i].to_string(),
-                if args.no_entropy {
+                if no_entropy {
                     String::new()
                 } else {
                     ent[i].to_string()
@@ -154,101 +219,105 @@ pub fn run(args: &ImportanceArgs, global: &GlobalArgs) -> Result<()> {
             ]);
             row
         }),
-    )?;
-    let summary = json!({
-        "task": data.spec.name(),
-        "split": split_name,
-        "model": model.dir.display().to_string(),
-        "data_dir": data_dir.display().to_string(),
-        "source": source,
-        "labels": data.spec.labels,
-        "examples": data.len(),
-        "tokens": stats.tokens,
-        "layers": layers,
-        "heads": heads,
-        // Key/value heads per layer: fewer than heads under grouped-query attention, where
-        // query head h reads key/value group h / (heads / kv_heads).
-        "kv_heads": kv_heads,
-        // The model's own pruned heads (transformers' format): the report fades them.
-        "pruned_heads": model.config.pruned_heads()?,
-        "settings": {
-            "estimator": settings.estimator,
-            "layer_norm": settings.layer_norm,
-            "global_norm": settings.global_norm,
-            "entropy": settings.entropy,
-            "head_mask": args.head_mask.as_ref().map(|p| p.display().to_string()),
-            "batch_size": args.data.batch_size,
-            "max_seq_length": args.data.max_seq_length,
-            "pad_to_max_length": args.data.pad_to_max_length,
-            "data_subset": args.data.data_subset,
-            "seed": args.model.seed,
+    )
+}
+
+/// importance.json without its "outputs" (the fingerprints of the files beside it).
+fn summarize(
+    args: &ImportanceArgs,
+    s: &TaskSetup,
+    stats: &HeadStats,
+    metrics: Metrics,
+    settings: Settings,
+    seconds: f64,
+) -> Result<ImportanceSummary> {
+    let net = s.model.net.as_ref();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    // Per layer: how the importance spreads over its neurons (normalised values).
+    let spread = match &stats.neuron_importance {
+        Some(n) => Some(
+            Vec::<Vec<f32>>::try_from(n)?
+                .iter()
+                .map(|r| Quartiles::of(r))
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(ImportanceSummary {
+        task: s.data.spec.name().to_string(),
+        split: s.split_name.clone(),
+        model: s.model.dir.display().to_string(),
+        data_dir: s.data_dir.display().to_string(),
+        source: s.source.clone(),
+        labels: s.data.spec.labels.clone(),
+        examples: s.data.len(),
+        tokens: stats.tokens as u64,
+        layers: net.num_layers() as u64,
+        heads: net.num_heads() as u64,
+        kv_heads: net.num_kv_heads() as u64,
+        pruned_heads: s.model.config.pruned_heads()?,
+        settings: ImportanceSettings {
+            estimator: Some(settings.estimator),
+            layer_norm: settings.layer_norm,
+            global_norm: settings.global_norm,
+            entropy: settings.entropy,
+            neurons: with_neurons(args),
+            head_mask: path(&args.head_mask),
+            neuron_mask: path(&args.neuron_mask),
+            batch_size: args.data.batch_size,
+            max_seq_length: args.data.max_seq_length,
+            pad_to_max_length: args.data.pad_to_max_length,
+            data_subset: args.data.data_subset,
+            seed: args.model.seed,
         },
-        "metrics": metrics,
-        "score": metrics.get(data.spec.default_metric()),
-        "metric": data.spec.default_metric(),
-        "device": format!("{device:?}"),
-        "seconds": seconds,
-        "command": super::args::command_line(),
-        "outputs": fingerprints(dir, &["head_importance.npy", "attn_entropy.npy", "head_ranks.npy", "group_importance.npy", "importance.csv", "ffn_importance.npy"])?,
-    });
-    let mut summary = summary;
-    summary["intermediate"] = json!(model.net.intermediate_size());
-    summary["neurons_per_layer"] = json!(model.net.neurons_per_layer());
-    summary["settings"]["neurons"] = json!(with_neurons);
-    summary["settings"]["neuron_mask"] =
-        json!(args.neuron_mask.as_ref().map(|p| p.display().to_string()));
-    if let Some(n) = &stats.neuron_importance {
-        // Per layer: how the importance spreads over its neurons (normalised values).
-        let rows: Vec<Vec<f32>> = Vec::try_from(n)?;
-        let spread: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                let mut v = r.clone();
-                v.sort_by(|a, b| a.total_cmp(b));
-                let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
-                json!({"min": q(0.0), "q25": q(0.25), "median": q(0.5), "q75": q(0.75), "max": q(1.0)})
-            })
-            .collect();
-        summary["neuron_importance_per_layer"] = json!(spread);
+        score: metrics.get(s.data.spec.default_metric()).copied(),
+        metrics,
+        metric: s.data.spec.default_metric().to_string(),
+        device: format!("{:?}", s.device),
+        seconds,
+        command: Some(super::args::command_line()),
+        outputs: None,
+        intermediate: net.intermediate_size(),
+        neurons_per_layer: net.neurons_per_layer(),
+        neuron_importance_per_layer: spread,
+    })
+}
+
+fn print_result(
+    args: &ImportanceArgs,
+    summary: &ImportanceSummary,
+    stats: &HeadStats,
+    settings: Settings,
+) {
+    println!("Head importance (normalised; layers down, heads across)");
+    print!("{}", head_table(&stats.importance, 3));
+    if settings.entropy {
+        println!("Attention entropy (nats per token)");
+        print!("{}", head_table(&stats.entropy, 3));
     }
-    write_json(&dir.join("importance.json"), &summary)?;
-    crate::report::build(dir, dir, out_dir)?;
-    staging.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !global.quiet {
-        println!("Head importance (normalised; layers down, heads across)");
-        print!("{}", head_table(&stats.importance, 3));
-        if settings.entropy {
-            println!("Attention entropy (nats per token)");
-            print!("{}", head_table(&stats.entropy, 3));
+    let m: Vec<String> = summary
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    println!(
+        "{} {} examples, {} tokens, {:.1} s; unmasked {}",
+        summary.task,
+        summary.examples,
+        stats.tokens,
+        summary.seconds,
+        m.join(", ")
+    );
+    if let Some(spread) = &summary.neuron_importance_per_layer {
+        println!("Feed-forward neuron importance per layer (normalised: min, median, max)");
+        for (l, s) in spread.iter().enumerate() {
+            println!("layer {l}: {:.3} {:.3} {:.3}", s.min, s.median, s.max);
         }
-        let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        println!(
-            "{} {} examples, {} tokens, {:.1} s; unmasked {}",
-            data.spec.name(),
-            data.len(),
-            stats.tokens,
-            seconds,
-            m.join(", ")
-        );
-        if let Some(spread) = summary["neuron_importance_per_layer"].as_array() {
-            println!("Feed-forward neuron importance per layer (normalised: min, median, max)");
-            for (l, s) in spread.iter().enumerate() {
-                println!(
-                    "layer {l}: {:.3} {:.3} {:.3}",
-                    s["min"].as_f64().unwrap_or(f64::NAN),
-                    s["median"].as_f64().unwrap_or(f64::NAN),
-                    s["max"].as_f64().unwrap_or(f64::NAN)
-                );
-            }
-        }
-        println!(
-            "wrote {}/head_importance.npy, {}head_ranks.npy, {}importance.csv, importance.json, report.md and pictures",
-            out_dir.display(),
-            if settings.entropy { "attn_entropy.npy, " } else { "" },
-            if with_neurons { "ffn_importance.npy, " } else { "" }
-        );
     }
-    Ok(())
+    println!(
+        "wrote {}/head_importance.npy, {}head_ranks.npy, {}importance.csv, importance.json, report.md and pictures",
+        args.output_dir.display(),
+        if settings.entropy { "attn_entropy.npy, " } else { "" },
+        if with_neurons(args) { "ffn_importance.npy, " } else { "" }
+    );
 }

@@ -5,7 +5,7 @@ use super::setup::setup;
 use crate::data::batch::Batch;
 use crate::eval::{predict, score};
 use crate::masking::{
-    mask_heads, mask_units, Goal, MaskingSettings, NeuronSettings, PruneUnit, Units,
+    mask_heads, mask_units, Goal, MaskingResult, MaskingSettings, NeuronSettings, PruneUnit, Units,
 };
 use crate::model::Masks;
 use crate::model::Model;
@@ -16,9 +16,8 @@ use crate::output::{
     RUN_FILES,
 };
 use crate::progress;
-use crate::timing::{Spread, Verdict};
+use crate::run_files::prune::{PruneSettings, PruneSummary, TimingRow};
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -173,6 +172,33 @@ fn save_pruned(model: &Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What masking found: the heads' result and, when neurons were masked, theirs.
+struct Masked {
+    heads: MaskingResult,
+    neurons: Option<NeuronMasks>,
+    settings: MaskingSettings,
+    seconds: f64,
+}
+
+/// The neuron half of a joint masking run.
+struct NeuronMasks {
+    /// [layers, intermediate], 1 keep, 0 masked.
+    mask: Tensor,
+    importance: Tensor,
+    /// Neurons kept at each step of the curve.
+    kept: Vec<usize>,
+    /// The mask of each step, [steps, layers, intermediate].
+    steps: Tensor,
+}
+
+/// The pruned model checked against the masked one.
+struct Checked {
+    timing: Vec<TimingRow>,
+    pruned_metrics: crate::metrics::Metrics,
+    pruned_score: f64,
+    max_logit_diff: f64,
+}
+
 pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
     check_output_dir(&args.output_dir)?;
@@ -181,39 +207,83 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         ensure_not_input(&args.output_dir, RUN_FILES, "--model", &dir)?;
     }
     let start = Instant::now();
-    let TaskSetup {
-        device,
-        mut model,
-        data,
-        data_dir,
-        source,
-        split_name,
-        ..
-    } = setup(&args.model, &args.data, global)?;
-    if !data.has_labels() {
+    let s = load(args, global)?;
+    let settings = masking_settings(args, &s.model);
+    let batches = batches(
+        &s.data,
+        &args.data,
+        args.data.batch_size as usize,
+        Some(settings.importance.estimator),
+        s.device,
+    );
+    let masked = mask(args, &s, settings, &batches, global.quiet)?;
+    let head_mask = (units_of(args) != Units::Neurons).then_some(&masked.heads.mask);
+    let neuron_mask = masked.neurons.as_ref().map(|n| &n.mask);
+    let pruned = crate::pruning::prune_units(&s.model, head_mask, neuron_mask)?;
+    let checked = check_pruned(args, &s, &masked, &pruned, &batches)?;
+
+    let out_dir = &args.output_dir;
+    let staging = Staging::new(out_dir, RUN_FILES)?;
+    let dir = staging.dir();
+    save_pruned(&pruned, &s.model.dir, &dir.join("pruned_model"))?;
+    write_masking_files(dir, &s.model, &masked)?;
+    let summary = summarize(args, &s, masked, &pruned, checked, start)?;
+    let summary = PruneSummary {
+        outputs: Some(fingerprints(
+            dir,
+            &[
+                "head_mask.npy",
+                "head_importance.npy",
+                "head_ranks.npy",
+                "masking_curve.csv",
+                "masking_masks.npy",
+                "neuron_mask.npy",
+                "ffn_importance.npy",
+                "masking_neuron_masks.npy",
+            ],
+        )?),
+        ..summary
+    };
+    write_json(&dir.join("prune.json"), &summary)?;
+    crate::report::build(dir, dir, out_dir)?;
+    staging.commit()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !global.quiet {
+        print_result(args, &summary, start);
+    }
+    Ok(())
+}
+
+/// The model and data, checked for what masking needs.
+fn load(args: &PruneArgs, global: &GlobalArgs) -> Result<TaskSetup> {
+    let mut s = setup(&args.model, &args.data, global)?;
+    if !s.data.has_labels() {
         bail!(
-            "--split {split_name}: masking needs labels, and this split of {} has none",
-            data_dir.display()
+            "--split {}: masking needs labels, and this split of {} has none",
+            s.split_name,
+            s.data_dir.display()
         );
     }
-    model.vs.freeze();
-    let units = units_of(args);
-    if units != Units::Neurons {
-        validate_heads(args, &model.net.heads_per_layer(), model.net.num_heads())?;
+    s.model.vs.freeze();
+    if units_of(args) != Units::Neurons {
+        validate_heads(
+            args,
+            &s.model.net.heads_per_layer(),
+            s.model.net.num_heads(),
+        )?;
     }
-    let intermediate = model.net.intermediate_size();
-    let neuron_keep = neuron_budget(args, &model.net.neurons_per_layer(), intermediate)?;
-    let out_dir = &args.output_dir;
-    // The spec holds --metric, checked against the labels when the data was read.
-    let metric = data.spec.default_metric().to_string();
+    Ok(s)
+}
+
+fn masking_settings(args: &PruneArgs, model: &Model) -> MaskingSettings {
     let (layers, heads) = (model.net.num_layers(), model.net.num_heads());
     let total = (layers * heads) as usize;
-    let goal = match args.target_heads {
-        Some(f) => Goal::KeepHeads((f * total as f64).round() as usize),
-        None => Goal::Threshold(args.masking_threshold),
-    };
-    let settings = MaskingSettings {
-        goal,
+    MaskingSettings {
+        goal: match args.target_heads {
+            Some(f) => Goal::KeepHeads((f * total as f64).round() as usize),
+            None => Goal::Threshold(args.masking_threshold),
+        },
         amount: args.masking_amount,
         min_heads_per_layer: args.min_heads_per_layer,
         reestimate: !args.no_reestimate,
@@ -225,142 +295,134 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         },
         seed: args.model.seed,
         importance: args.importance.settings(false),
-    };
-    let estimator = Some(settings.importance.estimator);
-    let run_batches = batches(
-        &data,
-        &args.data,
-        args.data.batch_size as usize,
-        estimator,
-        device,
-    );
-    let batches = run_batches;
+    }
+}
+
+/// Runs the masking loop: heads alone as before, neurons (alone or with heads) jointly.
+fn mask(
+    args: &PruneArgs,
+    s: &TaskSetup,
+    settings: MaskingSettings,
+    batches: &[Batch],
+    quiet: bool,
+) -> Result<Masked> {
+    let net = s.model.net.as_ref();
+    // The spec holds --metric, checked against the labels when the data was read.
+    let metric = s.data.spec.default_metric();
+    let units = units_of(args);
+    let neuron_keep = neuron_budget(args, &net.neurons_per_layer(), net.intermediate_size())?;
+    let total = (net.num_layers() * net.num_heads()) as f64;
     // One tick per importance pass; at most one step per masked-amount of heads, plus the first.
-    let max_steps =
-        (total as f64 / (total as f64 * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
-    let bar = progress::Steps::new(max_steps, "masking", global.quiet);
-    let masking_start = Instant::now();
-    // Heads alone run the head-masking loop as before; neurons (alone or with heads) the
-    // joint one.
-    let (result, neurons) = if units == Units::Heads {
-        let r = mask_heads(
-            model.net.as_ref(),
-            &data,
-            &batches,
-            &metric,
-            settings,
-            Some(&bar),
-        )?;
+    let max_steps = (total / (total * args.masking_amount).floor().max(1.0)).ceil() as u64 + 1;
+    let bar = progress::Steps::new(max_steps, "masking", quiet);
+    let start = Instant::now();
+    let (heads, neurons) = if units == Units::Heads {
+        let r = mask_heads(net, &s.data, batches, metric, settings, Some(&bar))?;
         (r, None)
     } else {
+        let neuron_settings = NeuronSettings {
+            heads: units == Units::Both,
+            keep: neuron_keep,
+            uniform: args.uniform_neurons,
+        };
         let r = mask_units(
-            model.net.as_ref(),
-            &data,
-            &batches,
-            &metric,
+            net,
+            &s.data,
+            batches,
+            metric,
             settings,
-            NeuronSettings {
-                heads: units == Units::Both,
-                keep: neuron_keep,
-                uniform: args.uniform_neurons,
-            },
+            neuron_settings,
             Some(&bar),
         )?;
-        let rest = (
-            r.neuron_mask,
-            r.initial_neuron_importance,
-            r.neurons_kept,
-            r.step_neuron_masks,
-        );
-        (r.heads, Some(rest))
+        let neurons = NeuronMasks {
+            mask: r.neuron_mask,
+            importance: r.initial_neuron_importance,
+            kept: r.neurons_kept,
+            steps: r.step_neuron_masks,
+        };
+        (r.heads, Some(neurons))
     };
     bar.finish();
-    let masking_seconds = masking_start.elapsed().as_secs_f64();
+    Ok(Masked {
+        heads,
+        neurons,
+        settings,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
 
-    let head_mask = (units != Units::Neurons).then_some(&result.mask);
-    let neuron_mask = neurons.as_ref().map(|n| &n.0);
-    let pruned = crate::pruning::prune_units(&model, head_mask, neuron_mask)?;
-    let mask_on_device = result.mask.to_device(device);
-    let neurons_on_device = neuron_mask.map(|m| m.to_device(device));
+/// Times the masked model against the pruned one at every --timing-batch-sizes, and scores the
+/// pruned model. The first timed batch size is the run's own batches: their timed passes give
+/// the masked and pruned logits, so nothing is evaluated twice.
+fn check_pruned(
+    args: &PruneArgs,
+    s: &TaskSetup,
+    masked: &Masked,
+    pruned: &Model,
+    batches: &[Batch],
+) -> Result<Checked> {
+    let heads_on_device = masked.heads.mask.to_device(s.device);
+    let neurons_on_device = masked.neurons.as_ref().map(|n| n.mask.to_device(s.device));
     let run_masks = Masks {
-        heads: Some(&mask_on_device),
+        heads: Some(&heads_on_device),
         neurons: neurons_on_device.as_ref(),
     };
     let mut timing_sizes = args.timing_batch_sizes.clone();
     if timing_sizes.is_empty() {
         timing_sizes.push(args.data.batch_size);
     }
-    let mut timings = Vec::new();
-    // The first timed batch size is the run's own batches: their timed passes give the
-    // masked and pruned logits, so nothing is evaluated twice.
-    let mut checked: Option<(Tensor, Tensor)> = None;
+    let estimator = Some(masked.settings.importance.estimator);
+    let mut timing = Vec::new();
+    let mut logits: Option<(Tensor, Tensor)> = None;
     for &bs in &timing_sizes {
-        let tb = if bs == args.data.batch_size {
-            None
-        } else {
-            Some(super::common::batches(
-                &data,
-                &args.data,
-                bs as usize,
-                estimator,
-                device,
-            ))
-        };
-        let tb = tb.as_deref().unwrap_or(&batches);
+        let own = bs == args.data.batch_size;
+        let other = (!own).then(|| batches_of(s, &args.data, bs, estimator));
+        let tb = other.as_deref().unwrap_or(batches);
         // Before: the masked model at its full shapes (what masking alone gives); after: the
         // pruned model. Both without gradient, after a warm-up, in alternation.
         let (before, after, masked_logits, pruned_logits) = time_both(
-            model.net.as_ref(),
+            s.model.net.as_ref(),
             run_masks,
             pruned.net.as_ref(),
             tb,
             args.timing_runs,
         )?;
-        checked.get_or_insert((masked_logits, pruned_logits));
-        let n = data.len() as f64;
-        let (b, a) = (Spread::of(&before), Spread::of(&after));
-        let verdict = Verdict::of(&before, &after);
-        timings.push(json!({
-            "batch_size": bs,
-            "runs": args.timing_runs,
-            "seconds_before": b.median,
-            "seconds_after": a.median,
-            "seconds_before_spread": b,
-            "seconds_after_spread": a,
-            "examples_per_second_before": n / b.median,
-            "examples_per_second_after": n / a.median,
-            "examples_per_second_before_range": [n / b.max, n / b.min],
-            "examples_per_second_after_range": [n / a.max, n / a.min],
-            "speedup": b.median / a.median,
-            "verdict": verdict,
-        }));
+        logits.get_or_insert((masked_logits, pruned_logits));
+        timing.push(TimingRow::of(bs, s.data.len(), &before, &after));
     }
-    let (masked_logits, pruned_logits) = checked.context("no timing pass ran")?;
-    let pruned_metrics = score(&data, &pruned_logits);
-    let pruned_score = pruned_metrics[&metric];
+    let (masked_logits, pruned_logits) = logits.context("no timing pass ran")?;
+    let pruned_metrics = score(&s.data, &pruned_logits);
+    let pruned_score = pruned_metrics[s.data.spec.default_metric()];
     let max_logit_diff = (&pruned_logits - &masked_logits)
         .abs()
         .max()
         .double_value(&[]);
+    Ok(Checked {
+        timing,
+        pruned_metrics,
+        pruned_score,
+        max_logit_diff,
+    })
+}
 
-    let staging = Staging::new(out_dir, RUN_FILES)?;
-    let dir = staging.dir();
-    save_pruned(&pruned, &model.dir, &dir.join("pruned_model"))?;
+fn batches_of(
+    s: &TaskSetup,
+    data_args: &super::args::DataArgs,
+    batch_size: u64,
+    estimator: Option<crate::importance::Estimator>,
+) -> Vec<Batch> {
+    batches(&s.data, data_args, batch_size as usize, estimator, s.device)
+}
+
+/// The masks, importance and curve of the masking run (the files report reads).
+fn write_masking_files(dir: &Path, model: &Model, masked: &Masked) -> Result<()> {
+    let result = &masked.heads;
     write_npy(&dir.join("head_mask.npy"), &result.mask)?;
-    if let Some((mask, importance, _, steps)) = &neurons {
-        write_npy(&dir.join("neuron_mask.npy"), mask)?;
-        write_npy(&dir.join("ffn_importance.npy"), importance)?;
-        write_npy(&dir.join("masking_neuron_masks.npy"), steps)?;
+    if let Some(n) = &masked.neurons {
+        write_npy(&dir.join("neuron_mask.npy"), &n.mask)?;
+        write_npy(&dir.join("ffn_importance.npy"), &n.importance)?;
+        write_npy(&dir.join("masking_neuron_masks.npy"), &n.steps)?;
     }
-    // What the model of each step would weigh once pruned (the x axis of a
-    // heads-against-neurons comparison).
-    let step_parameters = (0..result.curve.len() as i64)
-        .map(|i| {
-            let heads = result.step_masks.get(i);
-            let neurons = neurons.as_ref().map(|n| n.3.get(i));
-            crate::pruning::parameters_kept(&model, Some(&heads), neurons.as_ref())
-        })
-        .collect::<Result<Vec<i64>>>()?;
     // Every step's mask, in the order of masking_curve.csv's rows.
     write_npy(&dir.join("masking_masks.npy"), &result.step_masks)?;
     write_npy(&dir.join("head_importance.npy"), &result.initial_importance)?;
@@ -368,8 +430,22 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         &dir.join("head_ranks.npy"),
         &crate::importance::ranks(&result.initial_importance),
     )?;
+    write_curve(&dir.join("masking_curve.csv"), model, masked)
+}
+
+fn write_curve(path: &Path, model: &Model, masked: &Masked) -> Result<()> {
+    let result = &masked.heads;
+    // What the model of each step would weigh once pruned (the x axis of a
+    // heads-against-neurons comparison).
+    let step_parameters = (0..result.curve.len() as i64)
+        .map(|i| {
+            let heads = result.step_masks.get(i);
+            let neurons = masked.neurons.as_ref().map(|n| n.steps.get(i));
+            crate::pruning::parameters_kept(model, Some(&heads), neurons.as_ref())
+        })
+        .collect::<Result<Vec<i64>>>()?;
     write_csv(
-        &dir.join("masking_curve.csv"),
+        path,
         &[
             "step",
             "heads_kept",
@@ -388,159 +464,157 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
                 s.score.to_string(),
                 s.reestimated.to_string(),
                 s.accepted.to_string(),
-                neurons
+                masked
+                    .neurons
                     .as_ref()
-                    .and_then(|n| n.2.get(i))
+                    .and_then(|n| n.kept.get(i))
                     .map(|k| k.to_string())
                     .unwrap_or_default(),
                 step_parameters[i].to_string(),
             ]
         }),
-    )?;
+    )
+}
+
+/// prune.json without its "outputs" (the fingerprints of the files written beside it).
+fn summarize(
+    args: &PruneArgs,
+    s: &TaskSetup,
+    masked: Masked,
+    pruned: &Model,
+    checked: Checked,
+    start: Instant,
+) -> Result<PruneSummary> {
+    let (model, net) = (&s.model, s.model.net.as_ref());
+    let total = (net.num_layers() * net.num_heads()) as u64;
     let heads_per_layer = pruned.net.heads_per_layer();
     let kept: i64 = heads_per_layer.iter().sum();
-    let params_before = model.num_parameters();
-    let params_after = pruned.num_parameters();
-    let empty_layers: Vec<usize> = heads_per_layer
-        .iter()
-        .enumerate()
-        .filter(|(_, &h)| h == 0)
-        .map(|(l, _)| l)
-        .collect();
-    let summary = json!({
-        "task": data.spec.name(),
-        "split": split_name,
-        "model": model.dir.display().to_string(),
-        "data_dir": data_dir.display().to_string(),
-        "examples": data.len(),
-        "metric": metric,
-        "original_score": result.original_score,
-        "masked_score": result.final_score,
-        "pruned_score": pruned_score,
-        "pruned_metrics": pruned_metrics,
-        "max_abs_logit_diff_pruned_vs_masked": max_logit_diff,
-        "threshold": args.masking_threshold,
-        "target_heads": args.target_heads,
-        "stop": result.stop,
-        "heads_total": total,
-        "heads_kept": kept,
-        "fraction_kept": kept as f64 / total as f64,
-        "heads_kept_per_layer": heads_per_layer,
-        "head_mask": Vec::<Vec<f32>>::try_from(&result.mask)?,
-        "layers_without_heads": empty_layers,
-        "pruned_heads": pruned.config.pruned_heads_json(),
-        "parameters_before": params_before,
-        "parameters_after": params_after,
-        "timing": timings,
-        "settings": {
-            "estimator": settings.importance.estimator,
-            "layer_norm": settings.importance.layer_norm,
-            "global_norm": settings.importance.global_norm,
-            "masking_amount": args.masking_amount,
-            "min_heads_per_layer": args.min_heads_per_layer,
-            "reestimate": settings.reestimate,
-            "order": settings.order,
-            "seed": args.model.seed,
-            "batch_size": args.data.batch_size,
-            "max_seq_length": args.data.max_seq_length,
-            "pad_to_max_length": args.data.pad_to_max_length,
-            "data_subset": args.data.data_subset,
-            "timing_runs": args.timing_runs,
-            "threads": tch::get_num_threads(),
-            "device": format!("{device:?}"),
-        },
-        "curve": result.curve,
-        "masking_seconds": masking_seconds,
-        "seconds": start.elapsed().as_secs_f64(),
-        "pruned_model": out_dir.join("pruned_model").display().to_string(),
-        "command": super::args::command_line(),
-        "outputs": null,
-    });
-    // Outside json!, whose macro recursion this long object already nearly exhausts.
-    let mut summary = summary;
-    summary["source"] = source;
-    summary["labels"] = json!(data.spec.labels);
-    summary["settings"]["prune_unit"] = json!(args.prune_unit);
-    summary["settings"]["uniform_heads"] = json!(args.uniform_heads);
-    summary["kv_heads"] = json!(model.net.num_kv_heads());
     let neurons_per_layer = pruned.net.neurons_per_layer();
-    let neurons_total = model.net.num_layers() * intermediate;
+    let neurons_total = net.num_layers() * net.intermediate_size();
     let neurons_kept: i64 = neurons_per_layer.iter().sum();
-    summary["units"] = json!(units);
-    summary["target_neurons"] = json!(args.target_neurons);
-    summary["settings"]["uniform_neurons"] = json!(args.uniform_neurons);
-    summary["intermediate"] = json!(intermediate);
-    summary["neurons_total"] = json!(neurons_total);
-    summary["neurons_kept"] = json!(neurons_kept);
-    summary["neuron_fraction_kept"] = json!(neurons_kept as f64 / neurons_total.max(1) as f64);
-    summary["neurons_kept_per_layer"] = json!(neurons_per_layer);
-    summary["pruned_neurons"] = pruned.config.pruned_neurons_json();
-    summary["outputs"] = fingerprints(
-        dir,
-        &[
-            "head_mask.npy",
-            "head_importance.npy",
-            "head_ranks.npy",
-            "masking_curve.csv",
-            "masking_masks.npy",
-            "neuron_mask.npy",
-            "ffn_importance.npy",
-            "masking_neuron_masks.npy",
-        ],
-    )?;
-    write_json(&dir.join("prune.json"), &summary)?;
-    crate::report::build(dir, dir, out_dir)?;
-    staging.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !global.quiet {
-        if !empty_layers.is_empty() {
-            eprintln!(
-                "note: layers {empty_layers:?} lost every head; transformers 4.57 cannot run such a layer (use --min-heads-per-layer 1 for models it must load)"
-            );
-        }
-        println!("Final head mask (1 kept, 0 pruned; layers down, heads across)");
-        print!("{}", head_table(&result.mask.to_kind(Kind::Float), 0));
-        if neurons.is_some() {
-            println!(
-                "feed-forward neurons kept per layer: {neurons_per_layer:?} ({neurons_kept} of {neurons_total}, {:.0}%)",
-                100.0 * neurons_kept as f64 / neurons_total.max(1) as f64
-            );
-        }
-        println!(
-            "{}: kept {kept} of {total} heads ({:.0}%); {metric} {:.4} -> masked {:.4}, pruned {:.4}; parameters {params_before} -> {params_after}",
-            data.spec.name(),
-            100.0 * kept as f64 / total as f64,
-            result.original_score,
-            result.final_score,
-            pruned_score,
-        );
-        for t in &timings {
-            let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
-            let range = |k: &str| {
-                format!(
-                    "{:.1}-{:.1}",
-                    t[k][0].as_f64().unwrap_or(f64::NAN),
-                    t[k][1].as_f64().unwrap_or(f64::NAN)
-                )
-            };
-            let verdict: Verdict = serde_json::from_value(t["verdict"].clone())?;
-            println!(
-                "batch {}, {} timed passes each: masked {:.1} examples/s (range {}), pruned {:.1} (range {}): {}",
-                t["batch_size"],
-                args.timing_runs,
-                f("examples_per_second_before"),
-                range("examples_per_second_before_range"),
-                f("examples_per_second_after"),
-                range("examples_per_second_after_range"),
-                verdict.describe(f("speedup"))
-            );
-        }
-        println!(
-            "wrote {}/pruned_model, head_mask.npy, masking_curve.csv, prune.json ({:.0} s)",
-            out_dir.display(),
-            start.elapsed().as_secs_f64()
+    Ok(PruneSummary {
+        task: s.data.spec.name().to_string(),
+        split: s.split_name.clone(),
+        model: model.dir.display().to_string(),
+        data_dir: s.data_dir.display().to_string(),
+        source: s.source.clone(),
+        labels: s.data.spec.labels.clone(),
+        examples: s.data.len(),
+        metric: s.data.spec.default_metric().to_string(),
+        original_score: masked.heads.original_score,
+        masked_score: masked.heads.final_score,
+        pruned_score: checked.pruned_score,
+        pruned_metrics: checked.pruned_metrics,
+        max_abs_logit_diff_pruned_vs_masked: checked.max_logit_diff,
+        threshold: Some(args.masking_threshold),
+        target_heads: args.target_heads,
+        target_neurons: args.target_neurons,
+        units: Some(units_of(args)),
+        stop: Some(masked.heads.stop),
+        heads_total: Some(total),
+        heads_kept: kept as u64,
+        fraction_kept: kept as f64 / total as f64,
+        layers_without_heads: (0..heads_per_layer.len())
+            .filter(|&l| heads_per_layer[l] == 0)
+            .collect(),
+        heads_kept_per_layer: heads_per_layer,
+        kv_heads: net.num_kv_heads() as u64,
+        head_mask: Vec::<Vec<f32>>::try_from(&masked.heads.mask)?,
+        pruned_heads: pruned.config.pruned_heads()?,
+        parameters_before: model.num_parameters() as u64,
+        parameters_after: pruned.num_parameters() as u64,
+        intermediate: net.intermediate_size(),
+        neurons_total,
+        neurons_kept,
+        neuron_fraction_kept: neurons_kept as f64 / neurons_total.max(1) as f64,
+        neurons_kept_per_layer: neurons_per_layer,
+        pruned_neurons: pruned.config.pruned_neurons()?,
+        timing: checked.timing,
+        settings: settings_of(args, &masked.settings, s.device),
+        curve: masked.heads.curve,
+        masking_seconds: masked.seconds,
+        seconds: start.elapsed().as_secs_f64(),
+        pruned_model: args.output_dir.join("pruned_model").display().to_string(),
+        command: Some(super::args::command_line()),
+        outputs: None,
+    })
+}
+
+fn settings_of(args: &PruneArgs, m: &MaskingSettings, device: tch::Device) -> PruneSettings {
+    PruneSettings {
+        estimator: Some(m.importance.estimator),
+        layer_norm: m.importance.layer_norm,
+        global_norm: m.importance.global_norm,
+        masking_amount: args.masking_amount,
+        min_heads_per_layer: args.min_heads_per_layer,
+        reestimate: m.reestimate,
+        order: Some(m.order),
+        prune_unit: Some(args.prune_unit),
+        uniform_heads: args.uniform_heads,
+        uniform_neurons: args.uniform_neurons,
+        seed: args.model.seed,
+        batch_size: args.data.batch_size,
+        max_seq_length: args.data.max_seq_length,
+        pad_to_max_length: args.data.pad_to_max_length,
+        data_subset: args.data.data_subset,
+        timing_runs: args.timing_runs,
+        threads: tch::get_num_threads(),
+        device: format!("{device:?}"),
+    }
+}
+
+fn print_result(args: &PruneArgs, summary: &PruneSummary, start: Instant) {
+    let s = summary;
+    if !s.layers_without_heads.is_empty() {
+        eprintln!(
+            "note: layers {:?} lost every head; transformers 4.57 cannot run such a layer (use --min-heads-per-layer 1 for models it must load)",
+            s.layers_without_heads
         );
     }
-    Ok(())
+    println!("Final head mask (1 kept, 0 pruned; layers down, heads across)");
+    let mask = Tensor::from_slice2(&s.head_mask);
+    print!("{}", head_table(&mask.to_kind(Kind::Float), 0));
+    if s.prunes_neurons() {
+        println!(
+            "feed-forward neurons kept per layer: {:?} ({} of {}, {:.0}%)",
+            s.neurons_kept_per_layer,
+            s.neurons_kept,
+            s.neurons_total,
+            100.0 * s.neuron_fraction_kept
+        );
+    }
+    println!(
+        "{}: kept {} of {} heads ({:.0}%); {} {:.4} -> masked {:.4}, pruned {:.4}; parameters {} -> {}",
+        s.task,
+        s.heads_kept,
+        s.heads_total.unwrap_or_default(),
+        100.0 * s.fraction_kept,
+        s.metric,
+        s.original_score,
+        s.masked_score,
+        s.pruned_score,
+        s.parameters_before,
+        s.parameters_after,
+    );
+    for t in &s.timing {
+        let range = |r: Option<[f64; 2]>| {
+            let [lo, hi] = r.unwrap_or([f64::NAN; 2]);
+            format!("{lo:.1}-{hi:.1}")
+        };
+        let verdict = t.verdict.map(|v| v.describe(t.speedup)).unwrap_or_default();
+        println!(
+            "batch {}, {} timed passes each: masked {:.1} examples/s (range {}), pruned {:.1} (range {}): {verdict}",
+            t.batch_size,
+            args.timing_runs,
+            t.examples_per_second_before,
+            range(t.examples_per_second_before_range),
+            t.examples_per_second_after,
+            range(t.examples_per_second_after_range),
+        );
+    }
+    println!(
+        "wrote {}/pruned_model, head_mask.npy, masking_curve.csv, prune.json ({:.0} s)",
+        args.output_dir.display(),
+        start.elapsed().as_secs_f64()
+    );
 }

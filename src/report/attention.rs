@@ -4,6 +4,7 @@ use super::plots::{err, grid, render, Grid, FONT};
 use crate::attention::stats::{HeadStatistics, NAMES};
 use crate::metrics::spearman;
 use crate::output::write_atomically;
+use crate::run_files::attention::AttentionSummary;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -558,39 +559,42 @@ where
 
 /// report.md: what the heads do (the findings), the pictures, and the run's settings; written
 /// into `dir`, titled with `shown` (the output folder `dir` is staged for).
-pub fn write_report(dir: &Path, shown: &Path, summary: &Value, pictures: &[PathBuf]) -> Result<()> {
-    let src = &summary["source"];
+pub fn write_report(
+    dir: &Path,
+    shown: &Path,
+    summary: &AttentionSummary,
+    pictures: &[PathBuf],
+) -> Result<()> {
+    let src = &summary.source;
     let mut md = format!(
         "# bertology attention: {} on {} ({})\n\n",
         src["task"].as_str().unwrap_or("texts"),
         src["split"].as_str().unwrap_or("command line"),
         shown.display()
     );
-    md += &format!("- model: `{}`\n", summary["model"].as_str().unwrap_or("?"));
+    md += &format!("- model: `{}`\n", summary.model);
     md += &format!(
         "- data: `{}` ({} examples, {} query tokens; padding excluded)\n",
         src["data_dir"].as_str().unwrap_or("--text"),
-        summary["examples"],
-        summary["tokens"]
+        summary.examples,
+        summary.tokens
     );
-    if let Some(run) = summary["importance"]["run"].as_str() {
-        md += &format!("- importance: `{run}`\n");
+    if let Some(importance) = &summary.importance {
+        md += &format!("- importance: `{}`\n", importance.run);
     }
-    if summary["causal"] == json!(true) {
+    if summary.causal {
         md += "- causal model: a query cannot see later tokens, so attention to the next token is not measured\n";
     }
-    let f = &summary["findings"];
+    let f = &summary.findings;
     if f["start_token"].is_null() {
         md += "- first token: the text's own first token (the tokenizer adds no start token such as [CLS])\n";
     }
     if f["separator_tokens"].as_array().is_some_and(Vec::is_empty) {
         md += "- separators: none (the tokenizer puts no separator token between or after the texts)\n";
     }
-    if let Some(cmd) = summary["command"].as_str() {
-        md += &format!("- reproduce: `{cmd}`\n");
-    }
+    md += &format!("- reproduce: `{}`\n", summary.command);
     md += "\n## What the heads do\n\nHeads are named layer-head (both from 0). Shares are means over every non-padding query token of the attention weight on that kind of key.\n\n";
-    for line in finding_lines(&summary["findings"]) {
+    for line in finding_lines(&summary.findings) {
         md += &line;
         md.push('\n');
     }
@@ -606,8 +610,8 @@ pub fn write_report(dir: &Path, shown: &Path, summary: &Value, pictures: &[PathB
         md += &format!("![{name}]({name})\n\n");
     }
     md += "## Files\n\n- `attention_heads.csv`: one row per head, every statistic (and importance and its rank when given)\n- `attention.json`: the statistics as [layer][head] matrices, the findings and the settings\n";
-    if summary["map"] == json!(true) {
-        md += &format!("- `head_distances.npy`: [layers·heads]² mean Jensen–Shannon distances (sqrt of the divergence, natural log) between heads on the same query tokens ({} query positions per example, spread evenly; 0 = all); `head_map.csv`: the 2-D MDS coordinates\n", summary["settings"]["map_queries"]);
+    if summary.map {
+        md += &format!("- `head_distances.npy`: [layers·heads]² mean Jensen–Shannon distances (sqrt of the divergence, natural log) between heads on the same query tokens ({} query positions per example, spread evenly; 0 = all); `head_map.csv`: the 2-D MDS coordinates\n", summary.settings.map_queries);
     }
     write_atomically(&dir.join("report.md"), md.as_bytes())
 }

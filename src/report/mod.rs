@@ -4,7 +4,13 @@ pub mod attention;
 pub mod markdown;
 pub mod plots;
 
+use crate::output::Fingerprints;
+use crate::run_files::importance::ImportanceSummary;
+use crate::run_files::prune::PruneSummary;
+use crate::run_files::RunFile;
 use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tch::Kind;
 
@@ -106,17 +112,6 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
     Ok(points)
 }
 
-/// Whether a prune run's summary says it masked feed-forward neurons (alone or with heads).
-pub fn prunes_neurons(summary: &serde_json::Value) -> bool {
-    matches!(summary["units"].as_str(), Some("neurons" | "both"))
-}
-
-pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow!("{}: malformed JSON: {e}", path.display()))
-}
-
 /// What kind of run a folder holds.
 pub enum RunKind {
     Importance,
@@ -142,109 +137,61 @@ pub fn run_kind(dir: &Path) -> Result<RunKind> {
     }
 }
 
-/// JSON types of the summary fields report reads: a file edited by hand or from another tool
-/// is refused with the field's name instead of drawn from defaults.
-const FIELD_TYPES: &[(&str, &str)] = &[
-    ("task", "string"),
-    ("split", "string"),
-    ("model", "string"),
-    ("data_dir", "string"),
-    ("metric", "string"),
-    ("command", "string"),
-    ("examples", "count"),
-    ("tokens", "count"),
-    ("layers", "count"),
-    ("heads", "count"),
-    ("kv_heads", "count"),
-    ("heads_total", "count"),
-    ("heads_kept", "count"),
-    ("parameters_before", "count"),
-    ("parameters_after", "count"),
-    ("score", "number or null"),
-    ("original_score", "number"),
-    ("masked_score", "number"),
-    ("pruned_score", "number"),
-    ("threshold", "number"),
-    ("fraction_kept", "number"),
-    ("target_heads", "number or null"),
-    ("seconds", "number"),
-    ("timing", "array"),
-    ("heads_kept_per_layer", "array"),
-    ("settings", "object"),
-    ("outputs", "object"),
-];
-
-fn type_ok(v: &serde_json::Value, want: &str) -> bool {
-    match want {
-        "string" => v.is_string(),
-        "count" => v.is_u64(),
-        "number" => v.is_number(),
-        "number or null" => v.is_number() || v.is_null(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        _ => false,
-    }
+/// A run's summary as report reads it.
+pub enum Summary {
+    Prune(Box<RunFile<PruneSummary>>),
+    Importance(Box<RunFile<ImportanceSummary>>),
 }
 
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-/// Reads a run's summary and checks the types of the fields report uses.
-pub fn read_summary(path: &Path) -> Result<serde_json::Value> {
-    let v = read_json(path)?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| anyhow!("{}: expected a JSON object", path.display()))?;
-    for (field, want) in FIELD_TYPES {
-        if let Some(x) = obj.get(*field) {
-            if !type_ok(x, want) {
-                bail!(
-                    "{}: field {field:?} is {}, expected a {want} (the file was edited, or is not a bertology summary)",
-                    path.display(),
-                    json_type(x)
-                );
-            }
+impl Summary {
+    /// The summary as written (for the table of every field).
+    pub fn json(&self) -> &Value {
+        match self {
+            Summary::Prune(f) => &f.json,
+            Summary::Importance(f) => &f.json,
         }
     }
-    if !obj.get("task").is_some_and(|t| t.is_string()) {
+
+    fn outputs(&self) -> Option<&Fingerprints> {
+        match self {
+            Summary::Prune(f) => f.data.outputs.as_ref(),
+            Summary::Importance(f) => f.data.outputs.as_ref(),
+        }
+    }
+
+    /// Key/value heads per layer (0: not recorded).
+    fn kv_heads(&self) -> u64 {
+        match self {
+            Summary::Prune(f) => f.data.kv_heads,
+            Summary::Importance(f) => f.data.kv_heads,
+        }
+    }
+}
+
+/// Reads a run's summary through its struct (prune.json or importance.json, by its name): a
+/// file edited by hand or from another tool is refused with the field's name instead of drawn
+/// from defaults.
+pub fn read_summary(path: &Path) -> Result<Summary> {
+    if path.file_name().is_some_and(|n| n == "prune.json") {
+        Ok(Summary::Prune(Box::new(read_prune(path)?)))
+    } else {
+        Ok(Summary::Importance(Box::new(read_checked(path)?)))
+    }
+}
+
+pub fn read_prune(path: &Path) -> Result<RunFile<PruneSummary>> {
+    read_checked(path)
+}
+
+fn read_checked<T: DeserializeOwned>(path: &Path) -> Result<RunFile<T>> {
+    let file = crate::run_files::read::<T>(path)?;
+    if !file.json.get("task").is_some_and(Value::is_string) {
         bail!(
             "{}: no \"task\" field (not a bertology summary)",
             path.display()
         );
     }
-    if let Some(order) = v["settings"].get("order") {
-        if !order.is_string() {
-            bail!(
-                "{}: field \"settings.order\" is {}, expected a string",
-                path.display(),
-                json_type(order)
-            );
-        }
-    }
-    for (i, t) in v["timing"].as_array().into_iter().flatten().enumerate() {
-        for key in [
-            "examples_per_second_before",
-            "examples_per_second_after",
-            "speedup",
-        ] {
-            if !t[key].is_number() {
-                bail!(
-                    "{}: field \"timing[{i}].{key}\" is {}, expected a number",
-                    path.display(),
-                    json_type(&t[key])
-                );
-            }
-        }
-    }
-    Ok(v)
+    Ok(file)
 }
 
 /// The arrays and tables report reads; a summary lists their sizes and hashes in "outputs".
@@ -259,8 +206,8 @@ const RUN_ARRAYS: &[&str] = &[
 
 /// Checks that the run's files belong to the run: the summary's fingerprints match (when it
 /// records them) and every matrix has the same [layers, heads] shape.
-fn check_run_files(dir: &Path, summary_path: &Path, summary: &serde_json::Value) -> Result<()> {
-    if let Some(outputs) = summary["outputs"].as_object() {
+fn check_run_files(dir: &Path, summary_path: &Path, summary: &Summary) -> Result<()> {
+    if let Some(outputs) = summary.outputs() {
         for name in RUN_ARRAYS {
             let p = dir.join(name);
             match (outputs.get(*name), p.is_file()) {
@@ -268,11 +215,11 @@ fn check_run_files(dir: &Path, summary_path: &Path, summary: &serde_json::Value)
                     let have = crate::output::fingerprint(&p)?;
                     if &have != want {
                         bail!(
-                            "{}: not the file this run wrote ({} records {} bytes, hash {}); it was changed or comes from another run",
+                            "{}: not the file this run wrote ({} records {} bytes, hash {:?}); it was changed or comes from another run",
                             p.display(),
                             summary_path.display(),
-                            want["bytes"],
-                            want["fnv1a64"]
+                            want.bytes,
+                            want.fnv1a64
                         );
                     }
                 }
@@ -316,7 +263,11 @@ fn check_run_files(dir: &Path, summary_path: &Path, summary: &serde_json::Value)
             shape = Some((name.to_string(), s.0, s.1));
         }
     }
-    if let (Some((first, l, h)), Some(total)) = (&shape, summary["heads_total"].as_u64()) {
+    let heads_total = match summary {
+        Summary::Prune(f) => f.data.heads_total,
+        Summary::Importance(_) => None,
+    };
+    if let (Some((first, l, h)), Some(total)) = (&shape, heads_total) {
         if (l * h) as u64 != total {
             bail!(
                 "{}: [{l}, {h}] heads but {} says heads_total {total}; the files come from different runs",
@@ -330,19 +281,46 @@ fn check_run_files(dir: &Path, summary_path: &Path, summary: &serde_json::Value)
 
 /// For a run on an already pruned model: 1 for the heads the model has, 0 for those its
 /// `pruned_heads` removed (so the pictures fade them instead of ranking absent heads).
-fn pruned_heads_mask(summary: &serde_json::Value) -> Option<Vec<Vec<f64>>> {
-    let pruned = summary["pruned_heads"]
-        .as_object()
-        .filter(|p| !p.is_empty())?;
-    let (layers, heads) = (summary["layers"].as_u64()?, summary["heads"].as_u64()?);
-    let mut mask = vec![vec![1.0; heads as usize]; layers as usize];
-    for (layer, removed) in pruned {
-        let row = mask.get_mut(layer.parse::<usize>().ok()?)?;
-        for h in removed.as_array()? {
-            *row.get_mut(h.as_u64()? as usize)? = 0.0;
+fn pruned_heads_mask(summary: &ImportanceSummary) -> Option<Vec<Vec<f64>>> {
+    if summary.pruned_heads.is_empty() || summary.layers == 0 {
+        return None;
+    }
+    let (layers, heads) = (summary.layers as usize, summary.heads as usize);
+    let mut mask = vec![vec![1.0; heads]; layers];
+    for (&layer, removed) in &summary.pruned_heads {
+        let row = mask.get_mut(usize::try_from(layer).ok()?)?;
+        for &h in removed {
+            *row.get_mut(usize::try_from(h).ok()?)? = 0.0;
         }
     }
     Some(mask)
+}
+
+/// The pruning curve of a prune run's masking_curve.csv, drawn into `out`.
+fn curve_picture(dir: &Path, curve: &Path, summary: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
+    let read;
+    let prune = match summary {
+        Summary::Prune(f) => &f.data,
+        Summary::Importance(_) => {
+            read = read_prune(&dir.join("prune.json"))?;
+            &read.data
+        }
+    };
+    let points = read_curve(curve)?;
+    // A run that masks neurons: its size, not a fraction of heads, is what moves.
+    let by_parameters = prune.prunes_neurons() && points.iter().all(|p| p.parameters.is_some());
+    let metric = if prune.metric.is_empty() {
+        "score"
+    } else {
+        &prune.metric
+    };
+    plots::pruning_curve(
+        &out.join("pruning_curve"),
+        &[(prune.order_name(), points)],
+        metric,
+        prune.drawn_threshold(),
+        by_parameters,
+    )
 }
 
 /// Renders every picture the run's files in `dir` allow and writes report.md into `out`
@@ -358,7 +336,7 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     let importance = dir.join("head_importance.npy");
     let ranks = dir.join("head_ranks.npy");
     // Query heads per key/value group (runs before grouped-query attention record none).
-    let kv_heads = summary["kv_heads"].as_u64().unwrap_or(0) as usize;
+    let kv_heads = summary.kv_heads() as usize;
     let group_of = |values: &[Vec<f64>]| {
         let width = values.first().map_or(0, Vec::len);
         if kv_heads > 0 && width.is_multiple_of(kv_heads) {
@@ -370,8 +348,10 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     let mask_file = dir.join("head_mask.npy");
     let mask = if mask_file.is_file() {
         Some(read_matrix(&mask_file)?)
+    } else if let Summary::Importance(f) = &summary {
+        pruned_heads_mask(&f.data)
     } else {
-        pruned_heads_mask(&summary)
+        None
     };
     if importance.is_file() {
         let values = read_matrix(&importance)?;
@@ -414,25 +394,8 @@ pub fn build(dir: &Path, out: &Path, shown: &Path) -> Result<Vec<PathBuf>> {
     }
     let curve = dir.join("masking_curve.csv");
     if curve.is_file() {
-        let summary = read_summary(&dir.join("prune.json"))?;
-        let points = read_curve(&curve)?;
-        let label = summary["settings"]["order"]
-            .as_str()
-            .unwrap_or("importance")
-            .to_string();
-        // A run that masks neurons: its size, not a fraction of heads, is what moves.
-        let by_parameters =
-            prunes_neurons(&summary) && points.iter().all(|p| p.parameters.is_some());
-        pictures.extend(plots::pruning_curve(
-            &out.join("pruning_curve"),
-            &[(label, points)],
-            summary["metric"].as_str().unwrap_or("score"),
-            summary["threshold"].as_f64().filter(|_| {
-                summary["target_heads"].is_null() && summary["target_neurons"].is_null()
-            }),
-            by_parameters,
-        )?);
+        pictures.extend(curve_picture(dir, &curve, &summary, out)?);
     }
-    markdown::write_report(dir, out, shown, &pictures)?;
+    markdown::write_report(&summary, out, shown, &pictures)?;
     Ok(pictures)
 }
