@@ -460,7 +460,7 @@ struct LmFields {
 /// A classification's --max-seq-length or a language model's --block-size.
 enum Length {
     MaxSeqLength(u64),
-    BlockSize(usize),
+    BlockSize(u64),
 }
 
 /// finetune.json: the same fields for both kinds of run, with what only one kind has.

@@ -49,7 +49,7 @@ pub struct FinetuneSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seq_length: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block_size: Option<usize>,
+    pub block_size: Option<u64>,
     pub length_bucketing: bool,
     pub seed: i64,
     pub head_mask: Option<String>,
