@@ -5,6 +5,7 @@
 //! from `tokenizer.ggml.*`, and `gguf_source.json` saying where it all came from.
 use super::reader::{check_supported, GgufFile, TensorInfo, Value};
 use super::tokenizer::{self, GgufTokenizer};
+use crate::model::llama;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value as J};
 use std::collections::BTreeMap;
@@ -41,37 +42,26 @@ impl Plan {
     }
 }
 
-/// The Hugging Face name of a llama/qwen2 GGUF tensor (gguf-py's tensor map, reversed).
+/// The Hugging Face name of a llama/qwen2 GGUF tensor (the family's table, `llama::GGUF_*`).
 pub fn hf_name(gguf: &str) -> Option<String> {
     let (base, suffix) = gguf.rsplit_once('.')?;
     if suffix != "weight" && suffix != "bias" {
         return None;
     }
-    let module = match base {
-        "token_embd" => "model.embed_tokens".to_string(),
-        "output_norm" => "model.norm".to_string(),
-        "output" => "lm_head".to_string(),
-        _ => {
-            let rest = base.strip_prefix("blk.")?;
-            let (layer, part) = rest.split_once('.')?;
+    let lookup = |table: &[(&str, &'static str)], key: &str| {
+        table.iter().find(|(g, _)| *g == key).map(|(_, hf)| *hf)
+    };
+    let module = match lookup(llama::GGUF_MODULES, base) {
+        Some(hf) => hf.to_string(),
+        None => {
+            let (layer, part) = base.strip_prefix("blk.")?.split_once('.')?;
             let layer: usize = layer.parse().ok()?;
-            let sub = match part {
-                "attn_q" => "self_attn.q_proj",
-                "attn_k" => "self_attn.k_proj",
-                "attn_v" => "self_attn.v_proj",
-                "attn_output" => "self_attn.o_proj",
-                "ffn_gate" => "mlp.gate_proj",
-                "ffn_up" => "mlp.up_proj",
-                "ffn_down" => "mlp.down_proj",
-                "attn_norm" => "input_layernorm",
-                "ffn_norm" => "post_attention_layernorm",
-                _ => return None,
-            };
-            format!("model.layers.{layer}.{sub}")
+            format!("model.layers.{layer}.{}", lookup(llama::GGUF_BLOCK_MODULES, part)?)
         }
     };
     Some(format!("{module}.{suffix}"))
 }
+
 
 fn meta_uint(f: &GgufFile, key: &str, required: bool) -> Result<Option<u64>> {
     match f.get(key) {
@@ -169,7 +159,7 @@ pub fn plan(f: &GgufFile) -> Result<Plan> {
     let tied = f.tensor("output.weight").is_none();
 
     let mut config = Map::new();
-    let architecture = crate::model::llama::causal_lm_class(&model_type)?;
+    let architecture = llama::causal_lm_class(&model_type)?;
     config.insert("architectures".into(), json!([architecture]));
     config.insert("model_type".into(), json!(model_type));
     config.insert("hidden_size".into(), json!(hidden));
@@ -210,30 +200,17 @@ pub fn plan(f: &GgufFile) -> Result<Plan> {
     config.insert("torch_dtype".into(), json!("float32"));
 
     // The weights every layer must have, with their torch shapes.
-    let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
-    let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    expected.insert("model.embed_tokens.weight".into(), vec![vocab, hidden]);
-    expected.insert("model.norm.weight".into(), vec![hidden]);
-    if !tied {
-        expected.insert("lm_head.weight".into(), vec![vocab, hidden]);
-    }
-    for l in 0..layers {
-        let p = |s: &str| format!("model.layers.{l}.{s}");
-        expected.insert(p("self_attn.q_proj.weight"), vec![q_rows, hidden]);
-        expected.insert(p("self_attn.k_proj.weight"), vec![kv_rows, hidden]);
-        expected.insert(p("self_attn.v_proj.weight"), vec![kv_rows, hidden]);
-        expected.insert(p("self_attn.o_proj.weight"), vec![hidden, q_rows]);
-        expected.insert(p("mlp.gate_proj.weight"), vec![intermediate, hidden]);
-        expected.insert(p("mlp.up_proj.weight"), vec![intermediate, hidden]);
-        expected.insert(p("mlp.down_proj.weight"), vec![hidden, intermediate]);
-        expected.insert(p("input_layernorm.weight"), vec![hidden]);
-        expected.insert(p("post_attention_layernorm.weight"), vec![hidden]);
-        if model_type == "qwen2" {
-            expected.insert(p("self_attn.q_proj.bias"), vec![q_rows]);
-            expected.insert(p("self_attn.k_proj.bias"), vec![kv_rows]);
-            expected.insert(p("self_attn.v_proj.bias"), vec![kv_rows]);
-        }
-    }
+    let sizes = llama::CausalLmSizes {
+        vocab,
+        hidden,
+        intermediate,
+        layers,
+        heads,
+        kv_heads,
+        head_dim,
+        tied,
+    };
+    let mut expected = llama::causal_lm_weights(&model_type, &sizes)?;
     let mut tensors = Vec::new();
     let mut skipped = Vec::new();
     for (index, t) in f.tensors.iter().enumerate() {
@@ -302,39 +279,19 @@ pub fn plan(f: &GgufFile) -> Result<Plan> {
 
 /// The GGUF name of a Hugging Face weight (for messages).
 fn gguf_name(hf: &str) -> String {
-    let probe = |g: &str| hf_name(g).is_some_and(|h| h == hf);
-    let candidates = ["token_embd", "output_norm", "output"];
-    for c in candidates {
-        for s in ["weight", "bias"] {
-            let g = format!("{c}.{s}");
-            if probe(&g) {
-                return g;
-            }
-        }
+    let (module, suffix) = hf.rsplit_once('.').unwrap_or((hf, ""));
+    let whole = llama::GGUF_MODULES.iter().find(|(_, h)| *h == module);
+    if let Some((g, _)) = whole {
+        return format!("{g}.{suffix}");
     }
-    if let Some(rest) = hf.strip_prefix("model.layers.") {
-        if let Some((layer, _)) = rest.split_once('.') {
-            for part in [
-                "attn_q",
-                "attn_k",
-                "attn_v",
-                "attn_output",
-                "ffn_gate",
-                "ffn_up",
-                "ffn_down",
-                "attn_norm",
-                "ffn_norm",
-            ] {
-                for s in ["weight", "bias"] {
-                    let g = format!("blk.{layer}.{part}.{s}");
-                    if probe(&g) {
-                        return g;
-                    }
-                }
-            }
-        }
-    }
-    hf.to_string()
+    let block = module
+        .strip_prefix("model.layers.")
+        .and_then(|rest| rest.split_once('.'))
+        .and_then(|(layer, sub)| {
+            let (g, _) = llama::GGUF_BLOCK_MODULES.iter().find(|(_, h)| *h == sub)?;
+            Some(format!("blk.{layer}.{g}.{suffix}"))
+        });
+    block.unwrap_or_else(|| hf.to_string())
 }
 
 /// `rope_scaling` from `{arch}.rope.scaling.*` (transformers' GGUF loader reads none of these

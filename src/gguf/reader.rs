@@ -4,10 +4,10 @@
 //! Every read is bounds-checked against the file's size before anything is allocated, so a
 //! truncated or hostile file ends in one error line naming the file and what was expected.
 use super::quants::{self, GgmlType};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::model::checkpoint::map_file;
+use anyhow::{anyhow, bail, Result};
 use memmap2::Mmap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -280,15 +280,8 @@ impl GgufFile {
     /// Opens and parses a GGUF file: header, metadata and tensor infos, each tensor's data
     /// checked to lie inside the file.
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        let file_size = file
-            .metadata()
-            .with_context(|| format!("{}: cannot read its size", path.display()))?
-            .len();
-        // SAFETY: the map is read-only; a file changed underneath while we read it gives wrong
-        // numbers, not undefined behaviour of ours beyond that (as for every mmap reader).
-        let map = unsafe { Mmap::map(&file) }
-            .with_context(|| format!("{}: cannot map into memory", path.display()))?;
+        let map = map_file(path)?;
+        let file_size = map.len() as u64;
         let mut cur = Cursor {
             bytes: &map[..],
             pos: 0,

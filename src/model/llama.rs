@@ -148,6 +148,72 @@ pub fn causal_lm_class(model_type: &str) -> Result<&'static str> {
     Ok(Variant::of(model_type)?.class(Objective::CausalLm))
 }
 
+/// What a GGUF file of this family calls each weight (gguf-py's tensor map for llama and
+/// qwen2): the whole-model modules, then the modules of block `blk.N.` (`model.layers.N.`).
+pub const GGUF_MODULES: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+];
+pub const GGUF_BLOCK_MODULES: &[(&str, &str)] = &[
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+];
+
+/// The sizes a causal language model's weights follow from.
+pub struct CausalLmSizes {
+    pub vocab: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// The LM head is the embedding (no `lm_head.weight`).
+    pub tied: bool,
+}
+
+/// Every weight a `model_type` causal language model of these sizes must have, with its torch
+/// shape (what a GGUF conversion checks before it writes anything).
+pub fn causal_lm_weights(
+    model_type: &str,
+    z: &CausalLmSizes,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
+    let variant = Variant::of(model_type)?;
+    let (q_rows, kv_rows, hidden) = (z.heads * z.head_dim, z.kv_heads * z.head_dim, z.hidden);
+    let mut w = std::collections::BTreeMap::new();
+    w.insert("model.embed_tokens.weight".into(), vec![z.vocab, hidden]);
+    w.insert("model.norm.weight".into(), vec![hidden]);
+    if !z.tied {
+        w.insert("lm_head.weight".into(), vec![z.vocab, hidden]);
+    }
+    for l in 0..z.layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        w.insert(p("self_attn.q_proj.weight"), vec![q_rows, hidden]);
+        w.insert(p("self_attn.k_proj.weight"), vec![kv_rows, hidden]);
+        w.insert(p("self_attn.v_proj.weight"), vec![kv_rows, hidden]);
+        w.insert(p("self_attn.o_proj.weight"), vec![hidden, q_rows]);
+        w.insert(p("mlp.gate_proj.weight"), vec![z.intermediate, hidden]);
+        w.insert(p("mlp.up_proj.weight"), vec![z.intermediate, hidden]);
+        w.insert(p("mlp.down_proj.weight"), vec![hidden, z.intermediate]);
+        w.insert(p("input_layernorm.weight"), vec![hidden]);
+        w.insert(p("post_attention_layernorm.weight"), vec![hidden]);
+        if variant == Variant::Qwen2 {
+            w.insert(p("self_attn.q_proj.bias"), vec![q_rows]);
+            w.insert(p("self_attn.k_proj.bias"), vec![kv_rows]);
+            w.insert(p("self_attn.v_proj.bias"), vec![kv_rows]);
+        }
+    }
+    Ok(w)
+}
+
 /// How Mistral and Qwen2 differ from Llama.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
