@@ -3,7 +3,7 @@
 //! rather than taken from tch's optimisers so the update is exactly torch.optim.AdamW's and the
 //! decay groups follow transformers' rule.
 use crate::data::batch::{make_batch, Batch, Padding};
-use crate::eval::Dataset;
+use crate::data::dataset::Dataset;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]

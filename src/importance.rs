@@ -428,9 +428,9 @@ mod tests {
     #[test]
     fn stacked_anchor_batches_keep_each_batch_its_own_loss_and_gradient() {
         use crate::data::batch::Padding;
+        use crate::data::dataset::Dataset;
         use crate::data::glue::Task;
         use crate::data::lm::MlmMasking;
-        use crate::eval::Dataset;
         use crate::model::{LoadOptions, Model};
         // A masked LM: each example has its own number of predicted tokens, so a batch's loss
         // (mean over its predicted tokens) is not the mean of its examples' losses.

@@ -2,7 +2,8 @@
 //! no head is left to mask, honours a minimum of heads per layer, offers baselines orders and a
 //! budget mode, and re-estimates importance under the current mask (or not).
 use crate::data::batch::Batch;
-use crate::eval::{predict, score, Dataset};
+use crate::data::dataset::Dataset;
+use crate::eval::{predict, score};
 use crate::importance::{compute, Settings};
 use crate::model::Network;
 use crate::progress::Steps;

@@ -3,9 +3,9 @@
 use super::args::DataArgs;
 use crate::data::batch::Padding;
 use crate::data::custom::ModelLabels;
+use crate::data::dataset::Dataset;
 use crate::data::glue::Task;
 use crate::data::source::{Loaded, Source, SourceRequest};
-use crate::eval::Dataset;
 use crate::importance::Estimator;
 use crate::model::config::ModelConfig;
 use crate::model::families;

@@ -10,11 +10,12 @@ use super::common::{
 use super::home::{home_dir, task_model_dir};
 use super::session::{Fallback, Load, ModelSession};
 use crate::data::batch::{Batch, Padding};
+use crate::data::dataset::Dataset;
 use crate::data::glue::{Example, Split, Task};
 use crate::data::lm::MlmMasking;
 use crate::data::source::{Source, SourceRequest};
 use crate::data::spec::TaskSpec;
-use crate::eval::{predict, score, Dataset};
+use crate::eval::{predict, score};
 use crate::finetune::{epoch_batches, lr_at, warmup_steps, AdamW, Hyper};
 use crate::metrics::Metrics;
 use crate::model::tokenizer::TextTokenizer;

@@ -4,10 +4,10 @@
 use super::args::{GlobalArgs, ModelArgs};
 use super::common::{check_token_ids, pad_as_config};
 use super::home::{base_model_dir, task_model_dir};
+use crate::data::dataset::Dataset;
 use crate::data::glue::{Example, Split, Task};
 use crate::data::spec::TaskSpec;
 use crate::device::Dtype;
-use crate::eval::Dataset;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{LoadOptions, Model, TaskHead};
 use crate::model_source::resolve_model;

@@ -9,10 +9,10 @@ use super::common::{
 };
 use super::home::{home_dir, task_model_dir};
 use super::session::{Load, ModelSession};
+use crate::data::dataset::Dataset;
 use crate::data::glue::{Example, Task};
 use crate::data::source::Source;
 use crate::data::spec::TaskSpec;
-use crate::eval::Dataset;
 use anyhow::{bail, Result};
 
 /// Builds the task's default model with `finetune` defaults when it is missing, so eval,

@@ -3,6 +3,7 @@
 //! text and token ids (`lm`).
 pub mod batch;
 pub mod custom;
+pub mod dataset;
 pub mod glue;
 pub mod glue_parquet;
 pub mod hub_cache;

@@ -56,12 +56,14 @@ pub fn hf_name(gguf: &str) -> Option<String> {
         None => {
             let (layer, part) = base.strip_prefix("blk.")?.split_once('.')?;
             let layer: usize = layer.parse().ok()?;
-            format!("model.layers.{layer}.{}", lookup(llama::GGUF_BLOCK_MODULES, part)?)
+            format!(
+                "model.layers.{layer}.{}",
+                lookup(llama::GGUF_BLOCK_MODULES, part)?
+            )
         }
     };
     Some(format!("{module}.{suffix}"))
 }
-
 
 fn meta_uint(f: &GgufFile, key: &str, required: bool) -> Result<Option<u64>> {
     match f.get(key) {

@@ -3,9 +3,9 @@
 //! train (scripts/reference/train_gpt2.py) and held-out MRPC dev token ids, in file order.
 use crate::common::*;
 use bertology::data::batch::Padding;
+use bertology::data::dataset::Dataset;
 use bertology::data::glue::Task;
 use bertology::data::lm::read_token_ids;
-use bertology::eval::Dataset;
 use bertology::importance::{compute, Estimator, Settings};
 use bertology::masking::{mask_heads, Goal, MaskingSettings, Order};
 use bertology::model::{LoadOptions, Model};

@@ -515,7 +515,7 @@ fn eval_with_a_head_mask_scores_the_masked_model_for_every_family() {
         ]));
         let got = prediction_rows(&out_dir.join("predictions.csv"), 3..4);
         let tok = bertology::model::tokenizer::TextTokenizer::from_dir(&model.dir, 32).unwrap();
-        let data = bertology::eval::Dataset::load(
+        let data = bertology::data::dataset::Dataset::load(
             bertology::data::glue::Task::Mnli,
             &mnli_dir,
             bertology::data::glue::Split::Dev,

@@ -148,10 +148,14 @@ pub fn mrpc_batches(
     n: Option<usize>,
     batch_size: usize,
     padding: Padding,
-) -> (bertology::eval::Dataset, Vec<bertology::data::batch::Batch>) {
+) -> (
+    bertology::data::dataset::Dataset,
+    Vec<bertology::data::batch::Batch>,
+) {
     let tok = TextTokenizer::from_dir(&model.dir, 128).unwrap();
     let dir = resolve_data_dir(Task::Mrpc, None, &root()).unwrap();
-    let data = bertology::eval::Dataset::load(Task::Mrpc, &dir, Split::Dev, n, &tok).unwrap();
+    let data =
+        bertology::data::dataset::Dataset::load(Task::Mrpc, &dir, Split::Dev, n, &tok).unwrap();
     let batches = data.batches(batch_size, padding, Device::Cpu);
     (data, batches)
 }
