@@ -107,6 +107,12 @@ pub fn display(name: &str, value: f64) -> String {
     }
 }
 
+/// Every metric on one line ("accuracy 0.8400, f1 0.8800"); empty for none.
+pub fn display_all(metrics: &Metrics) -> String {
+    let shown: Vec<String> = metrics.iter().map(|(k, v)| display(k, *v)).collect();
+    shown.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,11 +45,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !global.quiet {
-        let m: Vec<String> = summary
-            .metrics
-            .iter()
-            .map(|(k, v)| crate::metrics::display(k, *v))
-            .collect();
+        let m = crate::metrics::display_all(&summary.metrics);
         println!(
             "{} {} ({} examples, {:.1} s): {}",
             summary.task,
@@ -59,7 +55,7 @@ pub fn run(args: &EvalArgs, global: &GlobalArgs) -> Result<()> {
             if m.is_empty() {
                 "no labels".to_string()
             } else {
-                m.join(", ")
+                m
             }
         );
         println!(

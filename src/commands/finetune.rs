@@ -817,14 +817,10 @@ impl Stepper<'_> {
 /// Says on stderr (above the bar) how epoch `epoch` did.
 fn log_epoch(bar: &ProgressBar, epoch: usize, train_loss: f64, metrics: &Metrics) {
     bar.suspend(|| {
-        let m: Vec<String> = metrics
-            .iter()
-            .map(|(k, v)| crate::metrics::display(k, *v))
-            .collect();
         eprintln!(
             "epoch {}: train loss {train_loss:.4}, dev {}",
             epoch + 1,
-            m.join(", ")
+            crate::metrics::display_all(metrics)
         );
     });
 }

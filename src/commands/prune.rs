@@ -202,6 +202,7 @@ struct Checked {
 pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
     validate(args)?;
     check_output_dir(&args.output_dir)?;
+    // Refused before anything loads; the session resolves --model again (from the cache).
     if let Some(spec) = &args.model.model {
         let dir = crate::model_source::resolve_model(spec, global.quiet)?;
         ensure_not_input(&args.output_dir, RUN_FILES, "--model", &dir)?;
